@@ -1,0 +1,101 @@
+// Package runcomfy owns everything about talking to RunComfy's Model API:
+// the HTTP client for submit, status, result, cancel and model calls, the
+// classification of its errors (which ones prove that no job was created,
+// which ones are the account's fault, which ones may be retried), the rule
+// that the bearer token only ever goes to the API host, and the lenient
+// decoding of responses whose fields and statuses may grow.
+package runcomfy
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// DefaultBaseURL is where the Model API lives.
+const DefaultBaseURL = "https://model-api.runcomfy.net"
+
+// Remote statuses the API is known to report. Others are kept verbatim.
+const (
+	StatusInQueue    = "in_queue"
+	StatusInProgress = "in_progress"
+	StatusCompleted  = "completed"
+	StatusSucceeded  = "succeeded"
+	StatusFailed     = "failed"
+	StatusCancelled  = "cancelled"
+	StatusCanceled   = "canceled"
+)
+
+// Terminal reports whether a remote status means the job will not change again.
+func Terminal(status string) bool {
+	switch status {
+	case StatusCompleted, StatusSucceeded, StatusFailed, StatusCancelled, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Finished reports whether a remote status means the server finished the
+// work and a result should be fetched (which may still hold no output).
+func Finished(status string) bool {
+	return status == StatusCompleted || status == StatusSucceeded
+}
+
+// SubmitResponse is the answer to POST /v1/models/{model_id}.
+type SubmitResponse struct {
+	RequestID string `json:"request_id"`
+	StatusURL string `json:"status_url,omitempty"`
+	ResultURL string `json:"result_url,omitempty"`
+	CancelURL string `json:"cancel_url,omitempty"`
+}
+
+// StatusResponse is the answer to GET /v1/requests/{id}/status.
+type StatusResponse struct {
+	RequestID string `json:"request_id,omitempty"`
+	Status    string `json:"status"`
+	// QueuePosition is set while Status is in_queue; nil when absent.
+	QueuePosition *int `json:"queue_position,omitempty"`
+}
+
+// Result is the answer to GET /v1/requests/{id}/result?include_cost=true.
+// Before the job ends the server answers with the current status and no
+// output.
+type Result struct {
+	RequestID  string          `json:"request_id,omitempty"`
+	Status     string          `json:"status"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      json.RawMessage `json:"error,omitempty"`
+	CreatedAt  string          `json:"created_at,omitempty"`
+	FinishedAt string          `json:"finished_at,omitempty"`
+	ModelID    string          `json:"model_id,omitempty"`
+	// Cost in USD; nil when the server did not report it.
+	Cost *float64 `json:"cost,omitempty"`
+}
+
+// CancelResponse is the answer to POST /v1/requests/{id}/cancel.
+type CancelResponse struct {
+	RequestID string `json:"request_id,omitempty"`
+	Status    string `json:"status,omitempty"`
+	// Outcome is "cancelled" or "not_cancellable".
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// ModelInfo is the answer to GET /v1/models/{model_id}; only the fields
+// comfybatch uses are decoded.
+type ModelInfo struct {
+	ModelID      string   `json:"model_id,omitempty"`
+	DisplayName  string   `json:"display_name,omitempty"`
+	BasePriceUSD *float64 `json:"base_price_usd,omitempty"`
+	PriceUnit    string   `json:"price_unit,omitempty"`
+}
+
+// Known error_code values of the Model API.
+const (
+	CodeBadModel       = 400001
+	CodeNoBalance      = 400002
+	CodeBadToken       = 400004
+	CodeNotYourRequest = 403001
+	CodeNotFound       = 404001
+)
+
+// RetryAfterUnset marks an APIError without a usable Retry-After.
+const RetryAfterUnset time.Duration = -1
