@@ -3,6 +3,7 @@ module comfybatch
 go 1.26.8
 
 require (
+	github.com/hajimehoshi/go-mp3 v0.3.4 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mattn/go-sqlite3 v1.14.53 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect

@@ -60,13 +60,15 @@ type StatusResponse struct {
 // Before the job ends the server answers with the current status and no
 // output.
 type Result struct {
-	RequestID  string          `json:"request_id,omitempty"`
-	Status     string          `json:"status"`
-	Output     json.RawMessage `json:"output,omitempty"`
-	Error      json.RawMessage `json:"error,omitempty"`
-	CreatedAt  string          `json:"created_at,omitempty"`
-	FinishedAt string          `json:"finished_at,omitempty"`
-	ModelID    string          `json:"model_id,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	Status    string `json:"status"`
+	// QueuePosition may come with an in_queue answer before the end.
+	QueuePosition *int            `json:"queue_position,omitempty"`
+	Output        json.RawMessage `json:"output,omitempty"`
+	Error         json.RawMessage `json:"error,omitempty"`
+	CreatedAt     string          `json:"created_at,omitempty"`
+	FinishedAt    string          `json:"finished_at,omitempty"`
+	ModelID       string          `json:"model_id,omitempty"`
 	// Cost in USD; nil when the server did not report it.
 	Cost *float64 `json:"cost,omitempty"`
 }

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"comfybatch/manifest"
+	"comfybatch/runner"
+	"comfybatch/store"
+)
+
+// Exit codes (SPEC §2), decided in exitCode and nowhere else.
+const (
+	exitOK          = 0
+	exitIncomplete  = 1
+	exitUsage       = 2
+	exitLocked      = 3
+	exitInterrupted = 130
+)
+
+// usageError marks a mistake on the command line or in configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// incompleteError is a run that ended with jobs not done.
+type incompleteError struct{ msg string }
+
+func (e incompleteError) Error() string { return e.msg }
+
+// exitCode maps an error to the process's exit code.
+func exitCode(err error) int {
+	var (
+		me  manifest.Errors
+		ue  usageError
+		ae  *runner.AccountError
+		inc incompleteError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, store.ErrLocked):
+		return exitLocked
+	case errors.Is(err, runner.ErrInterrupted):
+		return exitInterrupted
+	case errors.As(err, &me), errors.As(err, &ue), errors.As(err, &ae), errors.Is(err, store.ErrNotLedger):
+		return exitUsage
+	case errors.As(err, &inc):
+		return exitIncomplete
+	default:
+		return exitIncomplete
+	}
+}
+
+// app is one invocation: its streams and environment, passed in so tests can
+// run the whole command line in-process.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	// common flags
+	apiBase   string
+	tokenFile string
+	fake      bool
+	ledger    string
+	out       string
+	logFormat string
+	verbose   bool
+	quiet     bool
+	jsonOut   bool
+}
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		var inc incompleteError
+		switch {
+		case errors.Is(err, runner.ErrInterrupted), errors.As(err, &inc):
+			// already reported
+		default:
+			fmt.Fprintln(stderr, "error:", err)
+		}
+	}
+	return exitCode(err)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "comfybatch",
+		Short:         "Run many RunComfy generation jobs from one manifest, resumably",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.apiBase, "api-base", "", "RunComfy API base URL (env RUNCOMFY_API_BASE; default "+defaultBase+")")
+	pf.StringVar(&a.tokenFile, "token-file", "", "read the API token from this file")
+	pf.BoolVar(&a.fake, "fake", false, "use the built-in simulated API: no token, no network")
+	pf.StringVar(&a.ledger, "ledger", "", "ledger file (default <manifest dir>/<manifest stem>.ledger.db)")
+	pf.StringVar(&a.out, "out", "", "output folder (default manifest output.dir, else <manifest dir>/<stem>-out)")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more detail")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")
+	pf.BoolVar(&a.jsonOut, "json", false, "machine-readable output")
+
+	root.AddCommand(a.runCommand(), a.statusCommand(), a.fakeServerCommand())
+	return root
+}
+
+// logger writes logs to stderr in the chosen format.
+func (a *app) logger() (*slog.Logger, error) {
+	level := slog.LevelInfo
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	if a.quiet {
+		level = slog.LevelWarn
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch a.logFormat {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(a.stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", a.logFormat)
+}
+
+// paths works out the ledger and output locations of a manifest.
+func (a *app) ledgerPath(manifestPath string) string {
+	if a.ledger != "" {
+		return a.ledger
+	}
+	dir, stem := manifestStem(manifestPath)
+	return filepath.Join(dir, stem+".ledger.db")
+}
+
+func (a *app) outDir(m *manifest.Manifest, manifestPath string) string {
+	switch {
+	case a.out != "":
+		return a.out
+	case m != nil && m.OutputDir != "":
+		return m.OutputDir
+	}
+	dir, stem := manifestStem(manifestPath)
+	return filepath.Join(dir, stem+"-out")
+}
+
+func manifestStem(p string) (dir, stem string) {
+	base := filepath.Base(p)
+	return filepath.Dir(p), strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// token finds the API token: --token-file, else the environment.
+func (a *app) token() (string, error) {
+	if a.tokenFile != "" {
+		b, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return "", usagef("--token-file: %v", err)
+		}
+		t := strings.TrimSpace(string(b))
+		if t == "" {
+			return "", usagef("--token-file %s is empty", a.tokenFile)
+		}
+		return t, nil
+	}
+	for _, name := range []string{"RUNCOMFY_TOKEN", "RUNCOMFY_API_TOKEN", "YOUR_API_TOKEN"} {
+		if t := strings.TrimSpace(a.getenv(name)); t != "" {
+			return t, nil
+		}
+	}
+	return "", nil
+}
+
+func (a *app) baseURL() string {
+	if a.apiBase != "" {
+		return a.apiBase
+	}
+	if b := a.getenv("RUNCOMFY_API_BASE"); b != "" {
+		return b
+	}
+	return defaultBase
+}

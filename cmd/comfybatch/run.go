@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"comfybatch/manifest"
+	"comfybatch/runcomfy"
+	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/runner"
+	"comfybatch/store"
+)
+
+const (
+	defaultBase = runcomfy.DefaultBaseURL
+	version     = "0.1.0"
+)
+
+type runFlags struct {
+	concurrency     int
+	rps             float64
+	submitOnly      bool
+	retryFailed     bool
+	resubmitUnknown bool
+	maxSubmissions  int
+	pollMax         time.Duration
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var o runFlags
+	cmd := &cobra.Command{
+		Use:   "run MANIFEST",
+		Short: "Submit, poll, fetch and download every job until each is settled",
+		Long: `Run drives every job of the manifest to the end: it submits new jobs, polls
+them, fetches their results and downloads the outputs, recording each step in
+the ledger. Stop it any way at all and run the same command again: it resumes
+without submitting any job twice.`,
+		Example: "  comfybatch run jobs.yaml -j 16\n  comfybatch run examples/quickstart.yaml --fake",
+		Args:    manifestArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.run(cmd.Context(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&o.concurrency, "concurrency", "j", 8, "most jobs in hand at once (submitted and not yet settled)")
+	f.Float64Var(&o.rps, "rps", 10, "most API requests per second, all calls together")
+	f.BoolVar(&o.submitOnly, "submit-only", false, "submit every job, record the request ids and exit; a later run collects")
+	f.BoolVar(&o.retryFailed, "retry-failed", false, "resubmit jobs that failed or were cancelled in an earlier run")
+	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "resubmit jobs whose submission was cut off before its request id was saved")
+	f.IntVar(&o.maxSubmissions, "max-submissions", 0, "submit at most N new jobs in this run (0 = unlimited)")
+	f.DurationVar(&o.pollMax, "poll-max", runner.DefaultPollMax, "longest wait between two polls of one job")
+	return cmd
+}
+
+func manifestArg(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s needs exactly one manifest path (got %d arguments); see `comfybatch %s --help`", cmd.Name(), len(args), cmd.Name())
+	}
+	return nil
+}
+
+func (a *app) run(ctx context.Context, path string, o runFlags) error {
+	if o.concurrency < 1 {
+		return usagef("-j/--concurrency must be at least 1")
+	}
+	if !(o.rps > 0) {
+		return usagef("--rps must be a positive number")
+	}
+	if o.maxSubmissions < 0 {
+		return usagef("--max-submissions must not be negative")
+	}
+	log, err := a.logger()
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Load(path, manifest.Options{})
+	if err != nil {
+		return err
+	}
+	api, cleanup, err := a.client(log, o.rps, o.concurrency)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	st, err := store.Open(a.ledgerPath(path), store.Options{})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("%w: wait for the other run to finish, or use `comfybatch status` to watch it", err)
+		}
+		return err
+	}
+	defer st.Close()
+
+	out := a.outDir(m, path)
+	sum, err := runner.Run(ctx, runner.Config{
+		Manifest:        m,
+		Store:           st,
+		API:             api,
+		HTTP:            api.HTTPClient(),
+		OutDir:          out,
+		Concurrency:     o.concurrency,
+		PollMax:         o.pollMax,
+		SubmitOnly:      o.submitOnly,
+		RetryFailed:     o.retryFailed,
+		ResubmitUnknown: o.resubmitUnknown,
+		MaxSubmissions:  o.maxSubmissions,
+		Log:             log,
+	})
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return a.report(sum, err, st.Path(), out, o.submitOnly)
+}
+
+// report says how the run ended on stderr and picks the error that sets the
+// exit code.
+func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOnly bool) error {
+	c := sum.Counts
+	if c != nil && !a.quiet {
+		var parts []string
+		for _, st := range store.States {
+			if c[st] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", st, c[st]))
+			}
+		}
+		fmt.Fprintf(a.stderr, "%s · submitted %d this run · ledger %s · outputs %s\n", strings.Join(parts, ", "), sum.Submitted, ledger, out)
+	}
+	if errors.Is(err, runner.ErrInterrupted) {
+		fmt.Fprintf(a.stderr, "interrupted: %d jobs still running at RunComfy; run the same command again to collect them\n", sum.InFlight)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	var todo []string
+	if n := c[store.Failed] + c[store.Cancelled]; n > 0 {
+		todo = append(todo, fmt.Sprintf("%d failed or cancelled (see `comfybatch status -v`; rerun with --retry-failed to resubmit them)", n))
+	}
+	if n := c[store.Unknown]; n > 0 {
+		todo = append(todo, fmt.Sprintf("%d unknown: their submission was cut off and they may be running and billed; check your RunComfy dashboard, then rerun with --resubmit-unknown to submit them again", n))
+	}
+	if n := c[store.Pending]; n > 0 {
+		why := "not submitted"
+		if sum.Capped > 0 {
+			why = "left pending by --max-submissions"
+		}
+		todo = append(todo, fmt.Sprintf("%d pending (%s); run again to continue", n, why))
+	}
+	if n := c[store.Completed]; n > 0 {
+		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
+	}
+	if n := c[store.Queued] + c[store.Running]; n > 0 && !submitOnly {
+		todo = append(todo, fmt.Sprintf("%d still running at RunComfy; run again to collect them", n))
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	msg := "not every job is done: " + strings.Join(todo, "; ")
+	fmt.Fprintln(a.stderr, msg)
+	return incompleteError{msg}
+}
+
+// client builds the API client: the real API with the user's token, or the
+// simulated one in-process with --fake.
+func (a *app) client(log *slog.Logger, rps float64, concurrency int) (*runcomfy.Client, func(), error) {
+	base, token, cleanup := a.baseURL(), "", func() {}
+	if a.fake {
+		srv := runcomfytest.New(fakeConfig())
+		base, token = srv.Start(), fakeConfig().Token
+		cleanup = srv.Close
+	} else {
+		var err error
+		if token, err = a.token(); err != nil {
+			return nil, nil, err
+		}
+		if token == "" {
+			return nil, nil, usagef("no API token: set RUNCOMFY_TOKEN (or RUNCOMFY_API_TOKEN), or pass --token-file; try --fake to run against the built-in simulated API")
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Every worker may hold a connection to the API and one to the file host.
+	tr.MaxIdleConnsPerHost = concurrency + 4
+	c, err := runcomfy.New(runcomfy.Options{
+		BaseURL:    base,
+		Token:      token,
+		HTTPClient: &http.Client{Transport: tr},
+		RPS:        rps,
+		Logger:     log,
+	})
+	if err != nil {
+		cleanup()
+		return nil, nil, usageError{err}
+	}
+	return c, cleanup, nil
+}
+
+// fakeConfig is how the simulated API behaves behind --fake: quick jobs, so
+// the quickstart finishes in seconds.
+func fakeConfig() runcomfytest.Config {
+	return runcomfytest.Config{
+		QueueTime: 300 * time.Millisecond,
+		RunTime:   1200 * time.Millisecond,
+		Jitter:    0.5,
+		CostUSD:   0.25,
+		Token:     "fake-token",
+	}
+}

@@ -1,0 +1,590 @@
+// Package manifest reads a comfybatch manifest (SPEC §3): a YAML file and
+// the CSV and JSONL files it includes, turned into a flat list of jobs with
+// stable ids and fingerprints. It checks everything a manifest can get wrong
+// by itself and reports all of it at once, with file, line and column; model
+// schemas are someone else's business, reached through Options.
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultMaxJobs is the most jobs a manifest may produce unless
+// Options.MaxJobs says otherwise: ten times the largest batches comfybatch is
+// built for, and a stop for a small matrix that multiplies into millions.
+const DefaultMaxJobs = 1_000_000
+
+// Job is one generation request, ready to validate and submit.
+type Job struct {
+	ID    string
+	Model string
+	// Input is the job's input merged over the manifest's defaults, matrix
+	// values on top. Values are string, bool, nil, int64, float64, []any or
+	// map[string]any; every job has its own copy.
+	Input       map[string]any
+	Fingerprint string         // hex sha256 of the canonical JSON of {"model", "input"}
+	Pos         Pos            // the list item, CSV row or JSONL line that defines the job
+	FieldPos    map[string]Pos // top-level input key -> where its value is written (maybe in defaults)
+}
+
+// Manifest is a parsed, valid manifest.
+type Manifest struct {
+	File      string
+	Dir       string
+	Model     string // default model; "" when absent
+	OutputDir string // output.dir resolved against Dir; "" when absent
+	Defaults  map[string]any
+	Jobs      []Job // in file order; included jobs after the YAML ones, in include order
+}
+
+// Options carries what the manifest cannot know by itself.
+type Options struct {
+	// FieldType, when set, gives the JSON type ("string", "integer",
+	// "number", "boolean", "array", "object", or "" when unknown) that a
+	// model's schema gives a top-level input field. CSV cells are converted
+	// with it ("5" → 5, "true" → true); without it they stay strings.
+	FieldType func(model, field string) string
+	// MaxJobs caps the number of jobs; 0 means DefaultMaxJobs.
+	MaxJobs int
+}
+
+// Load reads the manifest at path and the files it includes.
+func Load(path string, opts Options) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Errors{{Pos: Pos{File: path}, Msg: "cannot read manifest: " + reason(err)}}
+	}
+	return Parse(path, data, opts)
+}
+
+// Parse parses a manifest held in memory; file names it in errors, and its
+// includes are read relative to filepath.Dir(file). Any problem is reported
+// as Errors, all of them at once.
+func Parse(file string, data []byte, opts Options) (*Manifest, error) {
+	p := &parser{
+		opts:      opts,
+		maxJobs:   opts.MaxJobs,
+		file:      file,
+		m:         &Manifest{File: file, Dir: filepath.Dir(file), Defaults: map[string]any{}},
+		ids:       make(map[string]idUse),
+		expanding: make(map[*yaml.Node]bool),
+		budget:    1_000_000 + 10*len(data),
+	}
+	if p.maxJobs <= 0 {
+		p.maxJobs = DefaultMaxJobs
+	}
+	p.volume = 64*p.maxJobs + 10*len(data)
+	p.parse(data)
+	if len(p.errs) > 0 {
+		p.errs.sort()
+		return nil, p.errs
+	}
+	return p.m, nil
+}
+
+// parser holds the state of one Parse call.
+type parser struct {
+	opts    Options
+	maxJobs int
+	file    string
+	m       *Manifest
+	errs    Errors
+
+	defaultPos map[string]Pos
+	modelBad   bool             // the top-level model is present but wrong: don't blame every job for it
+	ids        map[string]idUse // every id handed out so far
+	entries    int              // job entries seen (list items, CSV rows, JSONL lines), broken ones too
+	capHit     bool
+
+	budget      int                 // YAML value nodes still allowed to be converted
+	budgetSpent bool                // the budget error was reported
+	expanding   map[*yaml.Node]bool // anchors being expanded right now, to catch cycles
+
+	// volume is how many more values the jobs may hold between them. A
+	// matrix multiplies the defaults and the job's input; this bounds the
+	// product at 64 values a job on average, plus whatever the files spell out.
+	volume      int
+	volumeSpent bool
+
+	fieldTypes map[[2]string]string // Options.FieldType answers, which may be costly
+}
+
+type idUse struct {
+	at          Pos
+	fingerprint string // "" for an explicit id of a job that had errors
+	derived     bool
+}
+
+// draft is a job as written, before defaults, matrix and id derivation.
+type draft struct {
+	id       string // explicit id; "" derives one from the fingerprint
+	idAt     Pos
+	ref      string // how errors name the job: its id, or "#N" while it has none
+	model    string
+	input    map[string]any
+	fieldPos map[string]Pos
+	at       Pos
+}
+
+// axis is one field of a matrix and the values it takes.
+type axis struct {
+	field  string
+	values []any
+	at     []Pos
+	parts  []string // each value as it appears in ids
+}
+
+func (p *parser) fail(at Pos, job, field, msg string) {
+	p.errs = append(p.errs, &Error{Pos: at, JobID: job, Field: field, Msg: msg})
+}
+
+func (p *parser) at(n *yaml.Node) Pos { return Pos{File: p.file, Line: n.Line, Col: n.Column} }
+
+func (p *parser) parse(data []byte) {
+	doc, ok := p.document(data)
+	if !ok {
+		return
+	}
+	root := resolve(doc)
+	if root.Kind != yaml.MappingNode {
+		p.fail(p.at(root), "", "", fmt.Sprintf("a manifest is a mapping of version, model, output, defaults, jobs and include, not %s", describe(root)))
+		return
+	}
+	var jobs, include *pair
+	entries := p.pairs(root, "", "")
+	for i, e := range entries {
+		switch e.key {
+		case "version":
+			p.version(e.val)
+		case "model":
+			if s, ok := p.text(e.val, "", "model"); ok {
+				p.m.Model = s
+			} else {
+				p.modelBad = true
+			}
+		case "output":
+			p.output(e.val)
+		case "defaults":
+			p.defaults(e.val)
+		case "jobs":
+			jobs = &entries[i]
+		case "include":
+			include = &entries[i]
+		default:
+			p.fail(p.at(e.keyNode), "", e.key, "unknown key; expected version, model, output, defaults, jobs or include")
+		}
+	}
+	before := len(p.errs)
+	if jobs != nil {
+		p.jobs(jobs.val)
+	}
+	if include != nil {
+		p.includes(include.val)
+	}
+	// An empty list is the problem only when nothing else went wrong there.
+	if p.entries == 0 && len(p.errs) == before {
+		at := Pos{File: p.file}
+		if jobs != nil {
+			at = p.at(jobs.keyNode)
+		}
+		p.fail(at, "", "jobs", "the manifest has no jobs; list them under jobs or include a CSV or JSONL file")
+	}
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// document parses the YAML text into one document node, reporting syntax
+// errors at the line yaml.v3 gives.
+func (p *parser) document(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc, extra yaml.Node
+	err := decode(dec, &doc)
+	if err == nil {
+		err = decode(dec, &extra)
+		if err == nil {
+			p.fail(p.at(&extra), "", "", "a manifest holds a single YAML document; remove the second one")
+			return nil, false
+		}
+		if err == io.EOF && len(doc.Content) == 1 {
+			return doc.Content[0], true
+		}
+	}
+	if err == io.EOF {
+		p.fail(Pos{File: p.file}, "", "", "the manifest is empty; it needs at least a jobs list or an include")
+		return nil, false
+	}
+	at, msg := Pos{File: p.file}, strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		at.Line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	p.fail(at, "", "", "YAML syntax: "+msg)
+	return nil, false
+}
+
+// decode wraps yaml.v3's Decode so that a panic inside the library becomes
+// an error: a malformed file must never bring the caller down.
+func decode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	return dec.Decode(n)
+}
+
+func (p *parser) version(n *yaml.Node) {
+	n = resolve(n)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+		if v, err := strconv.ParseInt(n.Value, 0, 64); err == nil && v == 1 {
+			return
+		}
+	}
+	msg := fmt.Sprintf("must be the number 1, not %s", describe(n))
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+		msg = fmt.Sprintf("unsupported version %s; this comfybatch reads version 1", n.Value)
+	}
+	p.fail(p.at(n), "", "version", msg)
+}
+
+// text reads a non-empty string: a model, an id, an include path.
+func (p *parser) text(n *yaml.Node, job, field string) (string, bool) {
+	r := resolve(n)
+	if r.Kind != yaml.ScalarNode || r.ShortTag() != "!!str" {
+		p.fail(p.at(n), job, field, fmt.Sprintf("must be a string, not %s", describe(r)))
+		return "", false
+	}
+	if strings.TrimSpace(r.Value) == "" {
+		p.fail(p.at(n), job, field, "must not be empty")
+		return "", false
+	}
+	return r.Value, true
+}
+
+func (p *parser) output(n *yaml.Node) {
+	r := resolve(n)
+	if r.Kind != yaml.MappingNode {
+		p.fail(p.at(n), "", "output", fmt.Sprintf("must be a mapping with dir, not %s", describe(r)))
+		return
+	}
+	for _, e := range p.pairs(r, "output", "") {
+		if e.key != "dir" {
+			p.fail(p.at(e.keyNode), "", e.fieldFor, "unknown key; expected dir")
+			continue
+		}
+		if dir, ok := p.text(e.val, "", e.fieldFor); ok {
+			if filepath.IsAbs(dir) {
+				p.m.OutputDir = filepath.Clean(dir)
+			} else {
+				p.m.OutputDir = filepath.Join(p.m.Dir, dir)
+			}
+		}
+	}
+}
+
+func (p *parser) defaults(n *yaml.Node) {
+	r := resolve(n)
+	if r.Kind != yaml.MappingNode {
+		p.fail(p.at(n), "", "defaults", fmt.Sprintf("must be a mapping of input fields, not %s", describe(r)))
+		return
+	}
+	p.m.Defaults, p.defaultPos = p.fields(r, "defaults", "")
+}
+
+func (p *parser) jobs(n *yaml.Node) {
+	r := resolve(n)
+	if r.Kind != yaml.SequenceNode {
+		p.fail(p.at(n), "", "jobs", fmt.Sprintf("must be a list of jobs, not %s", describe(r)))
+		return
+	}
+	for i, item := range r.Content {
+		p.entries++
+		p.yamlJob(item, i+1)
+	}
+}
+
+// yamlJob reads one entry of the jobs list.
+func (p *parser) yamlJob(item *yaml.Node, index int) {
+	d := draft{ref: "#" + strconv.Itoa(index), at: p.at(item)}
+	n := resolve(item)
+	if n.Kind != yaml.MappingNode {
+		p.fail(d.at, d.ref, "", fmt.Sprintf("a job is a mapping with id, model, input and matrix, not %s", describe(n)))
+		return
+	}
+	before := len(p.errs)
+	// The id comes first so that every other error can name the job by it.
+	if idNode := lookup(n, "id"); idNode != nil {
+		if id, ok := p.text(idNode, d.ref, "id"); ok {
+			if ValidID(id) {
+				d.id, d.idAt, d.ref = id, p.at(idNode), id
+			} else {
+				p.fail(p.at(idNode), d.ref, "id", badID(id))
+			}
+		}
+	}
+	var modelNode, inputNode, matrixNode *yaml.Node
+	for _, e := range p.pairs(n, "", d.ref) {
+		switch e.key {
+		case "id":
+		case "model":
+			modelNode = e.val
+		case "input":
+			inputNode = e.val
+		case "matrix":
+			matrixNode = e.val
+		default:
+			p.fail(p.at(e.keyNode), d.ref, e.key, "unknown key; expected id, model, input or matrix")
+		}
+	}
+	d.model = p.m.Model
+	if modelNode != nil {
+		d.model, _ = p.text(modelNode, d.ref, "model")
+	} else if d.model == "" && !p.modelBad {
+		p.fail(d.at, d.ref, "model", "no model: set model on the job or at the top of the manifest")
+	}
+	switch {
+	case inputNode != nil:
+		if in := resolve(inputNode); in.Kind == yaml.MappingNode {
+			d.input, d.fieldPos = p.fields(in, "input", d.ref)
+		} else {
+			p.fail(p.at(inputNode), d.ref, "input", fmt.Sprintf("must be a mapping of input fields, not %s", describe(in)))
+		}
+	case matrixNode == nil:
+		p.fail(d.at, d.ref, "input", "missing: a job needs an input (or a matrix)")
+	}
+	var axes []axis
+	if matrixNode != nil {
+		axes = p.matrix(matrixNode, d.ref, d.id != "")
+	}
+	if len(p.errs) > before {
+		// Keep the id taken, so that a later job reusing it is still told.
+		if d.id != "" {
+			p.claim(d.id, d.idAt, "", false)
+		}
+		return
+	}
+	p.add(d, axes)
+}
+
+// matrix reads "field: [values...]" entries, in the order written. named
+// says whether the values will appear in ids.
+func (p *parser) matrix(n *yaml.Node, job string, named bool) []axis {
+	r := resolve(n)
+	if r.Kind != yaml.MappingNode {
+		p.fail(p.at(n), job, "matrix", fmt.Sprintf("must be a mapping of field: [values], not %s", describe(r)))
+		return nil
+	}
+	if len(r.Content) == 0 {
+		p.fail(p.at(n), job, "matrix", "is empty; give at least one field and its values")
+		return nil
+	}
+	var axes []axis
+	for _, e := range p.pairs(r, "matrix", job) {
+		seq := resolve(e.val)
+		if seq.Kind != yaml.SequenceNode || len(seq.Content) == 0 {
+			p.fail(e.valueAt, job, e.fieldFor, "must be a non-empty list of values")
+			continue
+		}
+		a := axis{field: e.key}
+		seen := make(map[string]int, len(seq.Content))     // canonical value -> line
+		parts := make(map[string]string, len(seq.Content)) // id part -> the value that has it
+		for i, c := range seq.Content {
+			at := p.at(c)
+			if resolve(c).Kind != yaml.ScalarNode {
+				p.fail(at, job, e.fieldFor, fmt.Sprintf("matrix values must be scalars, not %s", describe(c)))
+				continue
+			}
+			v := p.value(c, fmt.Sprintf("%s[%d]", e.fieldFor, i), job, 1)
+			key := canonicalKey(v)
+			if line, dup := seen[key]; dup {
+				p.fail(at, job, e.fieldFor, fmt.Sprintf("duplicate value %s (also on line %d)", show(v), line))
+				continue
+			}
+			part := idPart(render(v))
+			if other, dup := parts[part]; dup && named {
+				// 1 and "1" are different inputs but would get the same id.
+				p.fail(at, job, e.fieldFor, fmt.Sprintf("value %s would get the same id as %s", show(v), other))
+				continue
+			}
+			seen[key], parts[part] = at.Line, fmt.Sprintf("%s (line %d)", show(v), at.Line)
+			a.values = append(a.values, v)
+			a.at = append(a.at, at)
+			a.parts = append(a.parts, part)
+		}
+		axes = append(axes, a)
+	}
+	return axes
+}
+
+// show writes a value for a message: strings quoted, so that "1" and 1 differ.
+func show(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return render(v)
+}
+
+// canonicalKey tells matrix values apart the way the fingerprint does: 5 and
+// 5.0 are the same value, 5 and "5" are not.
+func canonicalKey(v any) string {
+	if s, ok := v.(string); ok {
+		return "s" + s
+	}
+	return "j" + render(v)
+}
+
+// add turns a draft into jobs: defaults under its input, then one job per
+// matrix combination (the last field varies fastest), or just the one job.
+func (p *parser) add(d draft, axes []axis) {
+	size := len(p.m.Defaults) + len(d.input) + len(axes)
+	input, fieldPos := make(map[string]any, size), make(map[string]Pos, size)
+	for k, v := range p.m.Defaults {
+		input[k], fieldPos[k] = v, p.defaultPos[k]
+	}
+	for k, v := range d.input {
+		input[k], fieldPos[k] = v, d.fieldPos[k]
+	}
+	if len(axes) == 0 {
+		p.emit(d, input, fieldPos, d.id, false)
+		return
+	}
+	idx := make([]int, len(axes))
+	for {
+		in, pos := maps.Clone(input), maps.Clone(fieldPos)
+		var id strings.Builder
+		if d.id != "" {
+			id.WriteString(d.id)
+		}
+		for k, a := range axes {
+			in[a.field], pos[a.field] = a.values[idx[k]], a.at[idx[k]]
+			if d.id != "" {
+				fmt.Fprintf(&id, ".%s-%s", idPart(a.field), a.parts[idx[k]])
+			}
+		}
+		if !p.emit(d, in, pos, id.String(), true) {
+			return
+		}
+		k := len(axes) - 1
+		for ; k >= 0; k-- {
+			if idx[k]++; idx[k] < len(axes[k].values) {
+				break
+			}
+			idx[k] = 0
+		}
+		if k < 0 {
+			return
+		}
+	}
+}
+
+// emit finishes one job: its own copy of the input, its fingerprint and id.
+// It returns false when no more jobs should be made from the same draft.
+func (p *parser) emit(d draft, input map[string]any, fieldPos map[string]Pos, id string, fromMatrix bool) bool {
+	if len(p.m.Jobs) >= p.maxJobs {
+		if !p.capHit {
+			p.capHit = true
+			p.fail(d.at, d.ref, "", fmt.Sprintf("the manifest makes more than %d jobs; split it", p.maxJobs))
+		}
+		return false
+	}
+	size := 0
+	for k, v := range input {
+		input[k] = deepCopy(v, &size) // defaults and matrix values are shared between jobs
+	}
+	if p.volume -= size; p.volume < 0 {
+		if !p.volumeSpent {
+			p.volumeSpent = true
+			p.fail(d.at, d.ref, "", "the jobs hold too much data between them (large defaults or aliases, repeated by a matrix or many jobs)")
+		}
+		return false
+	}
+	fp, err := fingerprint(d.model, input)
+	if err != nil {
+		p.fail(d.at, d.ref, "input", "cannot be encoded as JSON: "+err.Error())
+		return true
+	}
+	idAt, derived := d.idAt, fromMatrix || id == ""
+	switch {
+	case id == "":
+		id, idAt = ShortID(fp), d.at
+	case fromMatrix:
+		idAt = d.at
+		if !ValidID(id) {
+			p.fail(d.at, d.ref, "id", fmt.Sprintf("matrix id %s is longer than %d characters; shorten the job id", id, maxIDLen))
+			return false
+		}
+	}
+	if !p.claim(id, idAt, fp, derived) {
+		return true
+	}
+	p.m.Jobs = append(p.m.Jobs, Job{
+		ID: id, Model: d.model, Input: input, Fingerprint: fp, Pos: d.at, FieldPos: fieldPos,
+	})
+	return true
+}
+
+// claim records that id is used at at, or reports that it already was.
+func (p *parser) claim(id string, at Pos, fp string, derived bool) bool {
+	prev, taken := p.ids[id]
+	if !taken {
+		p.ids[id] = idUse{at: at, fingerprint: fp, derived: derived}
+		return true
+	}
+	var msg string
+	switch {
+	case derived && fp != "" && fp == prev.fingerprint:
+		msg = fmt.Sprintf("same model and input as the job at %s; give one of them an explicit id", prev.at)
+	case derived || prev.derived:
+		msg = fmt.Sprintf("derived id %s collides with the job at %s; give one of them an explicit id", id, prev.at)
+	default:
+		msg = fmt.Sprintf("duplicate id (first used at %s)", prev.at)
+	}
+	p.fail(at, id, "id", msg)
+	return false
+}
+
+func badID(id string) string {
+	return fmt.Sprintf("invalid id %q: use 1 to %d characters from A-Z a-z 0-9 . _ -, starting with a letter or digit", id, maxIDLen)
+}
+
+// deepCopy copies lists and mappings so that no two jobs share them, and
+// adds the number of values it met to *size.
+func deepCopy(v any, size *int) any {
+	*size++
+	switch v := v.(type) {
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = deepCopy(e, size)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = deepCopy(e, size)
+		}
+		return out
+	}
+	return v
+}
+
+// reason strips the path from a file error: the message names the file already.
+func reason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,259 @@
+package runcomfy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Error is the only error type the client returns for a failed call (a
+// cancellation while waiting between attempts is returned bare, see Client).
+// Its fields carry what the caller needs to decide: retry, park the job as
+// unknown, stop the run, or record a permanent failure.
+type Error struct {
+	Op         string        // "submit", "status", "result", "cancel", "model"
+	HTTPStatus int           // 0 when no response was received
+	Code       int           // the body's error_code; 0 when absent
+	Message    string        // the server's message, trimmed and shortened
+	RetryAfter time.Duration // RetryAfterUnset when the response had none
+	// NotSent is true when the request was never fully written, so the
+	// server cannot have acted on it (dial, DNS, TLS, refused, or a local
+	// failure before sending).
+	NotSent bool
+	Err     error // the underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("runcomfy ")
+	b.WriteString(e.Op)
+	if e.HTTPStatus != 0 {
+		fmt.Fprintf(&b, ": HTTP %d", e.HTTPStatus)
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " (error_code %d)", e.Code)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	if e.HTTPStatus == 0 && e.Err != nil {
+		// Whether the request left is what decides if a submit may be
+		// repeated, so say it where a person reading logs will see it.
+		if e.NotSent {
+			b.WriteString(" (request not sent)")
+		} else {
+			b.WriteString(" (request sent, no answer)")
+		}
+	}
+	if e.RetryAfter >= 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Sentinels for failures that retrying cannot fix. They are wrapped into
+// Error.Err so that IsTransient can tell them from connection failures.
+var (
+	errLocal     = errors.New("request not built")
+	errMalformed = errors.New("malformed response")
+)
+
+func asError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// IsAccountError reports an error that no job can get past until the user
+// acts: bad or expired token, or no balance. The runner stops submitting.
+func IsAccountError(err error) bool {
+	e, ok := asError(err)
+	if !ok {
+		return false
+	}
+	switch {
+	case e.Code == CodeBadToken, e.Code == CodeNoBalance:
+		return true
+	case e.HTTPStatus == http.StatusUnauthorized, e.HTTPStatus == http.StatusPaymentRequired:
+		return true
+	}
+	return false
+}
+
+// IsTransient reports an error that may go away if the same call is made
+// again: connection errors, timeouts, 408, 429 and 5xx. A cancellation by
+// the caller is not transient.
+func IsTransient(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	e, ok := asError(err)
+	if !ok {
+		return false
+	}
+	switch {
+	case e.HTTPStatus == http.StatusRequestTimeout, e.HTTPStatus == http.StatusTooManyRequests, e.HTTPStatus >= 500:
+		return true
+	case e.Code != 0:
+		return false // the server answered with a definite error
+	case e.Err == nil, errors.Is(e.Err, errLocal), errors.Is(e.Err, errMalformed):
+		return false
+	}
+	// Left: no response at all, or a response cut off while reading it.
+	return true
+}
+
+// SubmitNotCreated reports a submit error that proves no job was created,
+// so that submitting again cannot pay twice: 429, 503, or a request that
+// never left. Anything else (timeouts, 500, 502, 504, 408, a connection cut
+// after the request was written) leaves the outcome open.
+func SubmitNotCreated(err error) bool {
+	e, ok := asError(err)
+	if !ok {
+		return false
+	}
+	return e.HTTPStatus == http.StatusTooManyRequests ||
+		e.HTTPStatus == http.StatusServiceUnavailable ||
+		(e.HTTPStatus == 0 && e.NotSent)
+}
+
+// IsNotFound reports a missing or expired request (or model): HTTP 404 or
+// error_code 404001.
+func IsNotFound(err error) bool {
+	e, ok := asError(err)
+	return ok && (e.HTTPStatus == http.StatusNotFound || e.Code == CodeNotFound)
+}
+
+// maxRetryAfter bounds a server's Retry-After so that a garbage value cannot
+// overflow a Duration or stall a run for days.
+const maxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter reads a Retry-After header value: delay-seconds or an
+// HTTP date (relative to now). It returns RetryAfterUnset for an empty or
+// unusable value; a date in the past gives 0.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return RetryAfterUnset
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return RetryAfterUnset
+		}
+		if secs > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(secs) * time.Second
+	}
+	// A number that does not fit int64 is still a (huge) number of seconds.
+	if strings.Trim(v, "0123456789") == "" {
+		return maxRetryAfter
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return RetryAfterUnset
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return 0
+	}
+	return min(d, maxRetryAfter)
+}
+
+// Backoff is the full-jitter exponential backoff: r * min(max, base*2^attempt),
+// with r in [0,1] (clamped). It never overflows, whatever attempt is.
+func Backoff(attempt int, base, max time.Duration, r float64) time.Duration {
+	if base <= 0 || max <= 0 {
+		return 0
+	}
+	attempt = min(attempt, 63) // 2^63 times any positive base is past any max
+	if attempt < 0 {
+		attempt = 0
+	}
+	ceiling := max
+	if attempt < 63 && base <= max>>attempt { // then base<<attempt <= max: no overflow
+		ceiling = base << attempt
+	}
+	if !(r > 0) { // also catches NaN
+		return 0
+	}
+	f := r * float64(ceiling)
+	if r >= 1 || f >= float64(ceiling) {
+		// float64 rounding could otherwise step past ceiling (and past
+		// MaxInt64 when ceiling is near it).
+		return ceiling
+	}
+	return time.Duration(f)
+}
+
+// errorBody holds the fields an error answer may carry. Each is raw because
+// RunComfy's APIs disagree on types (error may be a string or an object,
+// detail a list, error_code a number or a string).
+type errorBody struct {
+	ErrorCode    json.RawMessage `json:"error_code"`
+	ErrorMessage json.RawMessage `json:"error_message"`
+	Message      json.RawMessage `json:"message"`
+	Error        json.RawMessage `json:"error"`
+	Detail       json.RawMessage `json:"detail"`
+}
+
+// parseErrorCode returns the error_code of a body, 0 when absent, null or
+// not a number.
+func parseErrorCode(raw json.RawMessage) int {
+	var n json.Number
+	if len(raw) == 0 || json.Unmarshal(raw, &n) != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0
+		}
+		n = json.Number(strings.TrimSpace(s))
+	}
+	i, err := n.Int64()
+	if err != nil || i < 0 || i > 1<<31 {
+		return 0
+	}
+	return int(i)
+}
+
+// maxMessage bounds Error.Message: a proxy's HTML page is not a message.
+const maxMessage = 300
+
+// serverMessage picks the server's human-readable message from a body,
+// falling back to the body's text when it is not JSON.
+func serverMessage(body []byte) (code int, msg string) {
+	var eb errorBody
+	if err := json.Unmarshal(body, &eb); err != nil {
+		return 0, shorten(strings.Join(strings.Fields(string(body)), " "))
+	}
+	for _, raw := range []json.RawMessage{eb.ErrorMessage, eb.Message, eb.Error, eb.Detail} {
+		if t := ErrorText(raw); t != "" {
+			msg = t
+			break
+		}
+	}
+	return parseErrorCode(eb.ErrorCode), shorten(strings.TrimSpace(msg))
+}
+
+func shorten(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,695 @@
+// Package runcomfytest simulates RunComfy's Model API in memory: submit,
+// status, result, cancel and model calls, plus the output files. It serves
+// the tests, `comfybatch fake-server` and `--fake`. Its misbehaviour (429s,
+// 5xx, dropped submits, truncated or expired downloads, failed jobs) is
+// drawn from a seeded RNG, and it counts submissions per input so that a
+// test can prove nothing was submitted twice.
+package runcomfytest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"comfybatch/runcomfy"
+)
+
+// Config shapes the simulation. The zero value is a well-behaved, instant
+// API without authentication.
+type Config struct {
+	QueueTime, RunTime time.Duration // per job; 0 = instant
+	Jitter             float64       // ± fraction applied to both durations
+
+	FailureRate      float64 // job ends "completed" with no output and an error
+	FailedStatusRate float64 // job ends "failed" with an error
+
+	Rate429         float64 // share of API calls answered 429
+	RetryAfterShare float64 // share of those 429s that carry Retry-After: 1
+	Rate5xx         float64 // share of status and result calls answered 500/502/503
+	DropSubmitRate  float64 // submit creates the job, then cuts the connection with no answer
+	TruncateRate    float64 // downloads whose body stops short of Content-Length
+	ExpireRate      float64 // jobs whose first output URL answers 410 until the result is fetched again
+
+	ExtraStatus   string // if set, reported once between in_queue and in_progress
+	OutputsPerJob int    // default 1; more than 1 answers "videos": [...]
+	CostUSD       float64
+	BalanceJobs   int // > 0: submissions after this many jobs answer error_code 400002
+
+	PriceUSD  float64 // GET /v1/models/{id}; default 0.05
+	PriceUnit string  // default "second"
+
+	Token string // if set, API calls need "Authorization: Bearer <Token>"
+	Seed  int64
+	Now   func() time.Time // default time.Now
+}
+
+// Stats counts what the server saw. Each API counter counts every request
+// to that endpoint, rejected ones included.
+type Stats struct {
+	Submits, Created, Status, Result, Cancel, Model int64
+	Files         int64 // output file requests
+	FilesWithAuth int64 // file requests that carried an Authorization header
+	Rejected429   int64
+	Errors5xx     int64
+	Unauthorized  int64 // API calls without the right token
+	NoBalance     int64 // submits refused with 400002
+	Dropped       int64 // submits whose job was created but got no answer
+	Truncated     int64 // downloads cut short
+	Expired       int64 // file requests answered 410
+	NotFound      int64 // requests for unknown request ids or files
+}
+
+// JobInfo describes one created job, for assertions.
+type JobInfo struct {
+	RequestID string
+	Model     string
+	Input     json.RawMessage // canonical JSON of the submitted body
+	Status    string          // current status
+}
+
+// outcome is how a job ends, drawn when it is created.
+type outcome int
+
+const (
+	succeed outcome = iota
+	emptyOutput
+	failStatus
+)
+
+type job struct {
+	id, model string
+	input     json.RawMessage
+	seq       int64 // creation order, for queue positions
+	created   time.Time
+	queueEnd  time.Time
+	runEnd    time.Time
+	outcome   outcome
+	expires   bool // first output URL answers 410 until a later result fetch
+	cancelled bool
+
+	extraShown bool // Config.ExtraStatus was reported
+	// resultFetches counts result answers after the end: it is the
+	// generation of the file URLs handed out, which is how an expired URL
+	// is told from a fresh one.
+	resultFetches int
+}
+
+type counters struct {
+	submits, created, status, result, cancel, model atomic.Int64
+	files, filesWithAuth, rejected429, errors5xx    atomic.Int64
+	unauthorized, noBalance, dropped, truncated     atomic.Int64
+	expired, notFound                               atomic.Int64
+}
+
+// Server is the simulated API. It is safe for concurrent use; every request
+// costs O(1) work, whatever the number of jobs.
+type Server struct {
+	cfg Config
+	now func() time.Time
+	mux *http.ServeMux
+	n   counters
+
+	mu          sync.Mutex // guards everything below
+	rng         *rand.Rand
+	jobs        map[string]*job
+	byInput     map[string]int
+	duplicates  int
+	seq         int64
+	dequeuedSeq int64 // highest seq seen out of the queue: positions derive from it
+	ts          *httptest.Server
+}
+
+// New builds a Server; Start serves it on a loopback port, or use it as an
+// http.Handler.
+func New(cfg Config) *Server {
+	if cfg.OutputsPerJob <= 0 {
+		cfg.OutputsPerJob = 1
+	}
+	if cfg.PriceUSD == 0 {
+		cfg.PriceUSD = 0.05
+	}
+	if cfg.PriceUnit == "" {
+		cfg.PriceUnit = "second"
+	}
+	s := &Server{
+		cfg:     cfg,
+		now:     cfg.Now,
+		mux:     http.NewServeMux(),
+		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x636f6d6679)),
+		jobs:    make(map[string]*job),
+		byInput: make(map[string]int),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
+	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
+	s.mux.HandleFunc("GET /v1/requests/{id}/status", s.status)
+	s.mux.HandleFunc("GET /v1/requests/{id}/result", s.result)
+	s.mux.HandleFunc("POST /v1/requests/{id}/cancel", s.cancel)
+	s.mux.HandleFunc("GET /files/{id}/{name}", s.file) // GET patterns match HEAD too
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Start serves on 127.0.0.1 at a free port and returns the API base URL,
+// "http://127.0.0.1:PORT". Output files are served by the same listener
+// under the name "localhost", so that they are on another host as far as
+// the token rule is concerned.
+func (s *Server) Start() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		s.ts = httptest.NewServer(s)
+	}
+	return s.ts.URL
+}
+
+// Close stops a started server.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ts := s.ts
+	s.mu.Unlock()
+	if ts != nil {
+		ts.Close()
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	n := &s.n
+	return Stats{
+		Submits: n.submits.Load(), Created: n.created.Load(), Status: n.status.Load(),
+		Result: n.result.Load(), Cancel: n.cancel.Load(), Model: n.model.Load(),
+		Files: n.files.Load(), FilesWithAuth: n.filesWithAuth.Load(),
+		Rejected429: n.rejected429.Load(), Errors5xx: n.errors5xx.Load(),
+		Unauthorized: n.unauthorized.Load(), NoBalance: n.noBalance.Load(),
+		Dropped: n.dropped.Load(), Truncated: n.truncated.Load(),
+		Expired: n.expired.Load(), NotFound: n.notFound.Load(),
+	}
+}
+
+// SubmissionsByInput counts created jobs per model + "\n" + canonical JSON
+// of the submitted body (keys sorted).
+func (s *Server) SubmissionsByInput() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]int, len(s.byInput))
+	for k, v := range s.byInput {
+		m[k] = v
+	}
+	return m
+}
+
+// Duplicates is the number of jobs created for an input that had already
+// been submitted: the sum over inputs of (count - 1).
+func (s *Server) Duplicates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.duplicates
+}
+
+// Jobs lists every created job in creation order, with its current status.
+func (s *Server) Jobs() []JobInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	all := make([]*job, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		all = append(all, j)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a].seq < all[b].seq })
+	out := make([]JobInfo, len(all))
+	for i, j := range all {
+		st, _ := s.stateLocked(j, now, false)
+		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st}
+	}
+	return out
+}
+
+// chanceLocked draws true with probability p.
+func (s *Server) chanceLocked(p float64) bool { return p > 0 && s.rng.Float64() < p }
+
+// gate applies what every API call shares: the count, the token check and
+// the random 429s and (for polls) 5xx. It reports whether to go on.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, count *atomic.Int64, with5xx bool) bool {
+	count.Add(1)
+	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
+		s.n.unauthorized.Add(1)
+		writeError(w, http.StatusUnauthorized, runcomfy.CodeBadToken, "invalid or expired token")
+		return false
+	}
+	s.mu.Lock()
+	limited := s.chanceLocked(s.cfg.Rate429)
+	retryAfter := limited && s.chanceLocked(s.cfg.RetryAfterShare)
+	fail := 0
+	if !limited && with5xx && s.chanceLocked(s.cfg.Rate5xx) {
+		fail = []int{500, 502, 503}[s.rng.IntN(3)]
+	}
+	s.mu.Unlock()
+	switch {
+	case limited:
+		s.n.rejected429.Add(1)
+		if retryAfter {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, http.StatusTooManyRequests, 0, "rate limited")
+		return false
+	case fail == http.StatusBadGateway:
+		// What a proxy in front of the API answers: not JSON.
+		s.n.errors5xx.Add(1)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(fail)
+		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>\n")
+		return false
+	case fail != 0:
+		s.n.errors5xx.Add(1)
+		writeError(w, fail, 0, http.StatusText(fail))
+		return false
+	}
+	return true
+}
+
+func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(w, r, &s.n.submits, false) {
+		return
+	}
+	model := r.PathValue("model")
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		return // the client went away
+	}
+	canonical, err := canonicalObject(body)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
+		return
+	}
+
+	s.mu.Lock()
+	if s.cfg.BalanceJobs > 0 && s.seq >= int64(s.cfg.BalanceJobs) {
+		s.mu.Unlock()
+		s.n.noBalance.Add(1)
+		writeError(w, http.StatusBadRequest, runcomfy.CodeNoBalance, "insufficient balance")
+		return
+	}
+	j := s.createLocked(model, canonical)
+	drop := s.chanceLocked(s.cfg.DropSubmitRate)
+	s.mu.Unlock()
+	s.n.created.Add(1)
+
+	if drop {
+		// The job exists and will run; the client never learns its id.
+		s.n.dropped.Add(1)
+		cutConnection(w)
+		return
+	}
+	base := baseURL(r, r.Host)
+	writeJSON(w, http.StatusOK, runcomfy.SubmitResponse{
+		RequestID: j.id,
+		StatusURL: base + "/v1/requests/" + j.id + "/status",
+		ResultURL: base + "/v1/requests/" + j.id + "/result",
+		CancelURL: base + "/v1/requests/" + j.id + "/cancel",
+	})
+}
+
+// createLocked records a new job with its fate drawn from the RNG.
+func (s *Server) createLocked(model string, input json.RawMessage) *job {
+	s.seq++
+	now := s.now()
+	j := &job{
+		id:      s.newIDLocked(),
+		model:   model,
+		input:   input,
+		seq:     s.seq,
+		created: now,
+		expires: s.chanceLocked(s.cfg.ExpireRate),
+	}
+	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime))
+	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime))
+	switch {
+	case s.chanceLocked(s.cfg.FailedStatusRate):
+		j.outcome = failStatus
+	case s.chanceLocked(s.cfg.FailureRate):
+		j.outcome = emptyOutput
+	}
+	s.jobs[j.id] = j
+	key := model + "\n" + string(input)
+	s.byInput[key]++
+	if s.byInput[key] > 1 {
+		s.duplicates++
+	}
+	return j
+}
+
+func (s *Server) jitterLocked(d time.Duration) time.Duration {
+	if d <= 0 || s.cfg.Jitter <= 0 {
+		return max(d, 0)
+	}
+	f := 1 + s.cfg.Jitter*(2*s.rng.Float64()-1)
+	return time.Duration(max(0, float64(d)*f))
+}
+
+// newIDLocked makes a UUID-shaped id from the seeded RNG, unique among jobs.
+func (s *Server) newIDLocked() string {
+	for {
+		a, b := s.rng.Uint64(), s.rng.Uint64()
+		id := fmt.Sprintf("%08x-%04x-%04x-%04x-%012x",
+			a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
+		if _, taken := s.jobs[id]; !taken {
+			return id
+		}
+	}
+}
+
+// stateLocked derives a job's status from the clock. When observe is set,
+// the call counts as the client seeing it: the extra status is used up and
+// the queue moves on.
+func (s *Server) stateLocked(j *job, now time.Time, observe bool) (status string, queuePos int) {
+	if j.cancelled {
+		return runcomfy.StatusCancelled, 0
+	}
+	if now.Before(j.queueEnd) {
+		// Approximate and O(1): jobs created after the last one seen
+		// leaving the queue are ahead of this one if they came earlier.
+		return runcomfy.StatusInQueue, int(max(1, j.seq-s.dequeuedSeq))
+	}
+	if observe && j.seq > s.dequeuedSeq {
+		s.dequeuedSeq = j.seq
+	}
+	if s.cfg.ExtraStatus != "" && !j.extraShown {
+		if observe {
+			j.extraShown = true
+		}
+		return s.cfg.ExtraStatus, 0
+	}
+	if now.Before(j.runEnd) {
+		return runcomfy.StatusInProgress, 0
+	}
+	if j.outcome == failStatus {
+		return runcomfy.StatusFailed, 0
+	}
+	return runcomfy.StatusCompleted, 0
+}
+
+// lookup finds the job named in the path, answering 404001 when unknown.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*job, bool) {
+	s.mu.Lock()
+	j, ok := s.jobs[r.PathValue("id")]
+	s.mu.Unlock()
+	if !ok {
+		s.n.notFound.Add(1)
+		writeError(w, http.StatusNotFound, runcomfy.CodeNotFound, "request not found or expired")
+	}
+	return j, ok
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(w, r, &s.n.status, true) {
+		return
+	}
+	j, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	st, pos := s.stateLocked(j, s.now(), true)
+	s.mu.Unlock()
+	out := runcomfy.StatusResponse{RequestID: j.id, Status: st}
+	if st == runcomfy.StatusInQueue {
+		out.QueuePosition = &pos
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) result(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(w, r, &s.n.result, true) {
+		return
+	}
+	j, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	now := s.now()
+	s.mu.Lock()
+	st, _ := s.stateLocked(j, now, true)
+	ended := !j.cancelled && runcomfy.Terminal(st)
+	if ended {
+		j.resultFetches++
+	}
+	gen := j.resultFetches
+	s.mu.Unlock()
+
+	out := map[string]any{
+		"request_id": j.id,
+		"status":     st,
+		"model_id":   j.model,
+		"created_at": j.created.UTC().Format(time.RFC3339Nano),
+	}
+	if ended {
+		out["finished_at"] = j.runEnd.UTC().Format(time.RFC3339Nano)
+		if r.URL.Query().Get("include_cost") == "true" {
+			out["cost"] = s.cfg.CostUSD
+		}
+		switch j.outcome {
+		case succeed:
+			out["output"] = s.output(r, j, gen)
+			out["error"] = nil
+		case emptyOutput:
+			out["output"] = map[string]any{}
+			out["error"] = "generation produced no output"
+		case failStatus:
+			out["error"] = map[string]any{"code": "generation_failed", "message": "model crashed"}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// output lists the job's file URLs on the files host, tagged with the
+// generation so that a refreshed result hands out a fresh URL.
+func (s *Server) output(r *http.Request, j *job, gen int) map[string]any {
+	base := baseURL(r, filesHost(r.Host))
+	urls := make([]string, s.cfg.OutputsPerJob)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("%s/files/%s/%d.mp4?v=%d", base, j.id, i+1, gen)
+	}
+	if len(urls) == 1 {
+		return map[string]any{"video": urls[0]}
+	}
+	return map[string]any{"videos": urls}
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(w, r, &s.n.cancel, false) {
+		return
+	}
+	j, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	st, _ := s.stateLocked(j, s.now(), true)
+	outcome := "not_cancellable" // running and finished jobs cannot be cancelled
+	if st == runcomfy.StatusInQueue {
+		j.cancelled = true
+		st, outcome = runcomfy.StatusCancelled, "cancelled"
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, runcomfy.CancelResponse{RequestID: j.id, Status: st, Outcome: outcome})
+}
+
+func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.gate(w, r, &s.n.model, false) {
+		return
+	}
+	price := s.cfg.PriceUSD
+	writeJSON(w, http.StatusOK, runcomfy.ModelInfo{
+		ModelID:      r.PathValue("model"),
+		DisplayName:  r.PathValue("model"),
+		BasePriceUSD: &price,
+		PriceUnit:    s.cfg.PriceUnit,
+	})
+}
+
+// file serves /files/{id}/{n}.mp4 with Content-Length and single-range
+// ("bytes=N-" or "bytes=N-M") support.
+func (s *Server) file(w http.ResponseWriter, r *http.Request) {
+	s.n.files.Add(1)
+	if r.Header.Get("Authorization") != "" {
+		s.n.filesWithAuth.Add(1)
+	}
+	id := r.PathValue("id")
+	n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("name"), ".mp4"))
+	gen, _ := strconv.Atoi(r.URL.Query().Get("v"))
+
+	s.mu.Lock()
+	j, ok := s.jobs[id]
+	var st string
+	if ok {
+		st, _ = s.stateLocked(j, s.now(), false)
+	}
+	ok = ok && err == nil && n >= 1 && n <= s.cfg.OutputsPerJob &&
+		st == runcomfy.StatusCompleted && j.outcome == succeed
+	expired := ok && j.expires && n == 1 && gen < 2
+	truncate := ok && !expired && r.Method == http.MethodGet && s.chanceLocked(s.cfg.TruncateRate)
+	s.mu.Unlock()
+
+	switch {
+	case !ok:
+		s.n.notFound.Add(1)
+		http.NotFound(w, r)
+		return
+	case expired:
+		s.n.expired.Add(1)
+		http.Error(w, "link expired", http.StatusGone)
+		return
+	}
+
+	data := OutputBytes(id, n)
+	start, end, status := parseRange(r.Header.Get("Range"), len(data))
+	h := w.Header()
+	h.Set("Content-Type", "video/mp4")
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", fmt.Sprintf(`"%s-%d"`, id, n))
+	switch status {
+	case http.StatusRequestedRangeNotSatisfiable:
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", len(data)))
+		w.WriteHeader(status)
+		return
+	case http.StatusPartialContent:
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, len(data)))
+	}
+	body := data[start:end]
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if truncate {
+		// Content-Length promised the whole body; send half, then drop
+		// the connection so the client sees an unexpected EOF.
+		s.n.truncated.Add(1)
+		w.Write(body[:len(body)/2])
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
+	w.Write(body)
+}
+
+// parseRange understands one "bytes=N-" or "bytes=N-M" range. Anything else
+// is ignored (the whole file is served, which RFC 9110 allows). The
+// returned end is exclusive.
+func parseRange(h string, size int) (start, end, status int) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, size, http.StatusOK
+	}
+	first, last, ok := strings.Cut(spec, "-")
+	from, err := strconv.Atoi(first)
+	if !ok || err != nil || from < 0 {
+		return 0, size, http.StatusOK
+	}
+	to := size - 1
+	if last != "" {
+		if to, err = strconv.Atoi(last); err != nil || to < from {
+			return 0, size, http.StatusOK
+		}
+		to = min(to, size-1)
+	}
+	if from >= size {
+		return 0, 0, http.StatusRequestedRangeNotSatisfiable
+	}
+	return from, to + 1, http.StatusPartialContent
+}
+
+// cutConnection ends the exchange with no answer at all, as a crashed
+// proxy or a network cut would.
+func cutConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // also closes without answering
+}
+
+// filesHost names the API's own listener differently, so that output files
+// are on "another host" for the token rule: 127.0.0.1 ↔ localhost. Other
+// names are kept (no other name is known to reach this listener).
+func filesHost(host string) string {
+	name, port, err := net.SplitHostPort(host)
+	if err != nil {
+		name, port = host, ""
+	}
+	switch strings.ToLower(strings.Trim(name, "[]")) {
+	case "127.0.0.1", "::1":
+		name = "localhost"
+	case "localhost":
+		name = "127.0.0.1"
+	default:
+		return host
+	}
+	if port == "" {
+		return name
+	}
+	return net.JoinHostPort(name, port)
+}
+
+func baseURL(r *http.Request, host string) string {
+	if r.TLS != nil {
+		return "https://" + host
+	}
+	return "http://" + host
+}
+
+// canonicalObject re-marshals a JSON object with sorted keys and numbers
+// kept as written, so equal inputs compare equal whatever their key order.
+func canonicalObject(body []byte) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("want a JSON object: %v", err)
+	}
+	if v == nil {
+		return nil, fmt.Errorf("want a JSON object, got null")
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("trailing data after the JSON object")
+	}
+	return json.Marshal(v)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	body := map[string]any{"error_message": msg}
+	if code != 0 {
+		body["error_code"] = code
+	}
+	writeJSON(w, status, body)
+}

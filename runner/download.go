@@ -1,0 +1,309 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"comfybatch/runcomfy"
+	"comfybatch/store"
+)
+
+// downloadAttempts bounds the tries for one file in one run; what is left
+// partial resumes with Range on the next try or the next run.
+const downloadAttempts = 6
+
+// errExpired marks an output URL that answered 403, 404 or 410: output URLs
+// expire, and the result endpoint hands out fresh ones.
+var errExpired = errors.New("output URL expired or forbidden")
+
+// dlError is a failed download attempt; transient ones are tried again.
+type dlError struct {
+	transient bool
+	err       error
+}
+
+func (e *dlError) Error() string { return e.err.Error() }
+func (e *dlError) Unwrap() error { return e.err }
+
+func transientf(format string, args ...any) error {
+	return &dlError{transient: true, err: fmt.Errorf(format, args...)}
+}
+
+// download fetches every output of a completed job, verifies and records each
+// file, and marks the job done. A failure leaves the job completed: the next
+// run downloads it from its saved URLs without resubmitting.
+func (r *run) download(ctx context.Context, j store.Job) error {
+	if len(j.Outputs) == 0 {
+		return r.cfg.Store.Failed(j.ID, j.RemoteStatus, "completed without output URLs", j.CostUSD)
+	}
+	refreshed := false
+	for n := 0; n < len(j.Outputs); n++ {
+		f, err := r.fetchFile(ctx, j.ID, n, len(j.Outputs), j.Outputs[n])
+		if errors.Is(err, errExpired) && !refreshed {
+			refreshed = true
+			urls, rerr := r.refresh(ctx, j)
+			if rerr == nil {
+				if len(urls) != len(j.Outputs) {
+					n = -1 // a different number of outputs renames them all
+				} else {
+					n--
+				}
+				j.Outputs = urls
+				continue
+			}
+			err = fmt.Errorf("%w; refreshing it failed: %v", err, rerr)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("download failed; the job stays completed and the next run downloads it again", "job", j.ID, "url", j.Outputs[n], "error", err)
+			}
+			return nil
+		}
+		if err := r.cfg.Store.FileSaved(j.ID, f); err != nil {
+			return err
+		}
+	}
+	return r.cfg.Store.MarkDone(j.ID)
+}
+
+// refresh fetches the job's result again for fresh output URLs.
+func (r *run) refresh(ctx context.Context, j store.Job) ([]string, error) {
+	res, err := r.cfg.API.Result(ctx, j.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	urls := runcomfy.OutputURLs(res.Output)
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("the result of %s no longer lists outputs", j.RequestID)
+	}
+	if err := r.cfg.Store.SetOutputs(j.ID, urls); err != nil {
+		return nil, err
+	}
+	return urls, nil
+}
+
+// fetchFile tries one output file a few times, resuming what is already on
+// disk.
+func (r *run) fetchFile(ctx context.Context, id string, n, count int, rawURL string) (store.File, error) {
+	var last error
+	for attempt := 0; attempt < downloadAttempts; attempt++ {
+		if attempt > 0 {
+			if err := r.cfg.Sleep(ctx, runcomfy.Backoff(attempt-1, 250*time.Millisecond, 10*time.Second, rand.Float64())); err != nil {
+				return store.File{}, err
+			}
+		}
+		f, err := r.fetchOnce(ctx, id, n, count, rawURL)
+		if err == nil {
+			return f, nil
+		}
+		last = err
+		var de *dlError
+		if ctx.Err() != nil || !errors.As(err, &de) || !de.transient {
+			return store.File{}, err
+		}
+	}
+	return store.File{}, last
+}
+
+// fetchOnce downloads into a hidden partial file, resuming it with Range when
+// it exists, checks the size the server announced, fsyncs, and renames it
+// into place: a file under its final name is always whole.
+func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL string) (store.File, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return store.File{}, fmt.Errorf("output URL %q: %w", rawURL, err)
+	}
+	if err := checkOutputURL(u); err != nil {
+		return store.File{}, err
+	}
+	part := filepath.Join(r.cfg.OutDir, fmt.Sprintf(".%s.%d.part", id, n+1))
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return store.File{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	have, err := io.Copy(h, f) // hash what an earlier try left
+	if err != nil {
+		return store.File{}, err
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return store.File{}, err
+	}
+	if have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
+	}
+	resp, err := r.cfg.HTTP.Do(req)
+	if err != nil {
+		return store.File{}, transientf("download %s: %w", rawURL, err)
+	}
+	defer resp.Body.Close()
+
+	total := int64(-1)
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+		// The server sends the whole file: start over.
+		if err := restart(f, h); err != nil {
+			return store.File{}, err
+		}
+		have, total = 0, resp.ContentLength
+	case code == http.StatusPartialContent:
+		start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != have {
+			restart(f, h)
+			return store.File{}, transientf("download %s: unusable Content-Range %q; starting over", rawURL, resp.Header.Get("Content-Range"))
+		}
+		total = size
+	case code == http.StatusRequestedRangeNotSatisfiable:
+		restart(f, h)
+		return store.File{}, transientf("download %s: range not satisfiable; starting over", rawURL)
+	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
+		return store.File{}, fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		return store.File{}, transientf("download %s: HTTP %d", rawURL, code)
+	default:
+		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
+	}
+
+	if _, err := f.Seek(have, io.SeekStart); err != nil {
+		return store.File{}, err
+	}
+	written, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	size := have + written
+	if err != nil {
+		return store.File{}, transientf("download %s: cut off after %d bytes: %w", rawURL, size, err)
+	}
+	if total >= 0 && size != total {
+		return store.File{}, transientf("download %s: got %d of %d bytes", rawURL, size, total)
+	}
+	if err := f.Sync(); err != nil {
+		return store.File{}, err
+	}
+	if err := f.Close(); err != nil {
+		return store.File{}, err
+	}
+	name := outPath(id, n, count, extension(u.Path, resp.Header.Get("Content-Type")))
+	if err := os.Rename(part, filepath.Join(r.cfg.OutDir, name)); err != nil {
+		return store.File{}, err
+	}
+	if err := syncDir(r.cfg.OutDir); err != nil {
+		return store.File{}, err
+	}
+	return store.File{N: n, URL: rawURL, Path: name, Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func restart(f *os.File, h interface{ Reset() }) error {
+	h.Reset()
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.Seek(0, io.SeekStart)
+	return err
+}
+
+// parseContentRange reads "bytes START-END/TOTAL".
+func parseContentRange(v string) (start, total int64, ok bool) {
+	v, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(v, "/")
+	if !found {
+		return 0, 0, false
+	}
+	s, _, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(s, 10, 64)
+	total = -1
+	if tot != "*" {
+		var err error
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil {
+			return 0, 0, false
+		}
+	}
+	return start, total, err1 == nil
+}
+
+// checkOutputURL allows https, and plain http only to a loopback host (the
+// simulated API and tests).
+func checkOutputURL(u *url.URL) error {
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if IsLoopback(u.Hostname()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("output URL %s: only https is allowed (http only to a loopback host)", u.Redacted())
+}
+
+// IsLoopback reports whether host names this machine without asking DNS.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+var typeExt = map[string]string{
+	"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
+	"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif",
+	"audio/mpeg": ".mp3", "audio/wav": ".wav", "audio/x-wav": ".wav",
+}
+
+// extension picks a file extension from the URL path, else the Content-Type,
+// else .bin. Only short alphanumeric extensions are taken from a URL, so a
+// server cannot steer the file name.
+func extension(urlPath, contentType string) string {
+	if ext := strings.ToLower(path.Ext(urlPath)); len(ext) > 1 && len(ext) <= 9 && alnum(ext[1:]) {
+		return ext
+	}
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil {
+		if ext, ok := typeExt[mt]; ok {
+			return ext
+		}
+		if exts, _ := mime.ExtensionsByType(mt); len(exts) > 0 && alnum(exts[0][1:]) {
+			return exts[0]
+		}
+	}
+	return ".bin"
+}
+
+func alnum(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

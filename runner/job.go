@@ -1,0 +1,207 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"comfybatch/runcomfy"
+	"comfybatch/store"
+)
+
+// handle takes one job as far as it can go in this run. It returns an error
+// only when the ledger itself failed; what happens to the job at RunComfy is
+// recorded in the ledger, not returned.
+func (r *run) handle(ctx, parent context.Context, j store.Job) error {
+	switch j.State {
+	case store.Completed:
+		return r.download(ctx, j)
+	case store.Queued, store.Running:
+		return r.collect(ctx, j)
+	}
+	ok, err := r.submit(ctx, &j)
+	if err != nil || !ok || r.cfg.SubmitOnly {
+		return err
+	}
+	return r.collect(ctx, j)
+}
+
+// reserve takes one submission from the --max-submissions budget.
+func (r *run) reserve() bool {
+	max := int64(r.cfg.MaxSubmissions)
+	for {
+		n := r.reserved.Load()
+		if max > 0 && n >= max {
+			return false
+		}
+		if r.reserved.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// submit POSTs a job, with the ledger written before and after: submitting is
+// committed before the request leaves, the request id the moment it is back.
+// It reports whether the job is now at RunComfy.
+func (r *run) submit(ctx context.Context, j *store.Job) (bool, error) {
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	if !r.reserve() {
+		r.capped.Add(1)
+		return false, nil
+	}
+	if _, err := r.cfg.Store.BeginSubmit(j.ID); err != nil {
+		r.reserved.Add(-1)
+		return false, err
+	}
+	// The client lets a POST that is already on the wire finish even when ctx
+	// is cancelled, so that an interrupt never strands a created job without
+	// its request id.
+	resp, err := r.cfg.API.Submit(ctx, j.Model, r.inputs[j.ID])
+	if err == nil && resp.RequestID != "" {
+		if err := r.cfg.Store.Submitted(j.ID, resp.RequestID); err != nil {
+			return false, fmt.Errorf("job %s: request %s was created but could not be saved: %w", j.ID, resp.RequestID, err)
+		}
+		r.submitted.Add(1)
+		j.State, j.RequestID = store.Queued, resp.RequestID
+		j.SubmittedAt = r.cfg.Now().UTC().Format(time.RFC3339Nano)
+		r.log.Debug("submitted", "job", j.ID, "request_id", resp.RequestID)
+		return true, nil
+	}
+	if err == nil {
+		err = errors.New("the API accepted the submission but returned no request id")
+	}
+	to, msg := submitOutcome(err)
+	if to == store.Pending {
+		r.reserved.Add(-1)
+	}
+	if werr := r.cfg.Store.SubmitFailed(j.ID, to, msg); werr != nil {
+		return false, werr
+	}
+	switch {
+	case runcomfy.IsAccountError(err):
+		r.accountStop(err)
+	case to == store.Unknown:
+		r.log.Warn("submission outcome unknown: the job may be running and billed; it is parked as unknown (see --resubmit-unknown)", "job", j.ID, "error", err)
+	case to == store.Failed:
+		r.log.Warn("submission rejected", "job", j.ID, "error", err)
+	case ctx.Err() == nil:
+		r.log.Warn("submission not accepted; the job stays pending for the next run", "job", j.ID, "error", err)
+	}
+	return false, nil
+}
+
+// submitOutcome decides where a failed submission leaves its job: pending
+// only when the answer proves no job was created; failed when the API
+// rejected the input for good; unknown whenever a job may exist.
+func submitOutcome(err error) (store.State, string) {
+	msg := err.Error()
+	switch {
+	case runcomfy.IsAccountError(err), runcomfy.SubmitNotCreated(err):
+		return store.Pending, msg
+	case permanent(err):
+		return store.Failed, msg
+	default:
+		return store.Unknown, msg
+	}
+}
+
+// permanent reports an answer that rejects the request for good: a 4xx other
+// than 408 and 429, or an error_code in a 2xx body.
+func permanent(err error) bool {
+	var e *runcomfy.Error
+	if !errors.As(err, &e) || runcomfy.IsTransient(err) {
+		return false
+	}
+	return (e.HTTPStatus >= 400 && e.HTTPStatus < 500) || (e.Code != 0 && e.HTTPStatus < 300)
+}
+
+// collect polls a submitted job until it ends, records the result, and
+// downloads its outputs.
+func (r *run) collect(ctx context.Context, j store.Job) error {
+	start := r.cfg.Now()
+	if t, err := time.Parse(time.RFC3339Nano, j.SubmittedAt); err == nil {
+		start = t
+	}
+	lastStatus, lastPos := j.RemoteStatus, -1
+	queuePos := 0
+	if j.QueuePosition != nil {
+		queuePos, lastPos = *j.QueuePosition, *j.QueuePosition
+	}
+	for polls := 0; ; polls++ {
+		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.cfg.PollMax)
+		if err := r.cfg.Sleep(ctx, wait); err != nil {
+			return nil
+		}
+		res, err := r.cfg.API.Result(ctx, j.RequestID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch {
+			case runcomfy.IsAccountError(err):
+				r.accountStop(err)
+				return nil
+			case runcomfy.IsNotFound(err):
+				return r.cfg.Store.Failed(j.ID, j.RemoteStatus, "request "+j.RequestID+" is missing or expired at RunComfy: "+err.Error(), nil)
+			case runcomfy.IsTransient(err):
+				r.log.Warn("poll failed; trying again", "job", j.ID, "error", err)
+				continue
+			default:
+				return r.cfg.Store.Failed(j.ID, j.RemoteStatus, err.Error(), nil)
+			}
+		}
+		status := res.Status
+		switch {
+		case runcomfy.Finished(status):
+			urls := runcomfy.OutputURLs(res.Output)
+			if len(urls) == 0 {
+				msg := runcomfy.ErrorText(res.Error)
+				if msg == "" {
+					msg = "the job finished without any output URL"
+				}
+				return r.cfg.Store.Failed(j.ID, status, msg, res.Cost)
+			}
+			if err := r.cfg.Store.Completed(j.ID, status, urls, res.Cost); err != nil {
+				return err
+			}
+			j.State, j.RemoteStatus, j.Outputs = store.Completed, status, urls
+			return r.download(ctx, j)
+		case status == runcomfy.StatusFailed:
+			msg := runcomfy.ErrorText(res.Error)
+			if msg == "" {
+				msg = "the job failed at RunComfy without a message"
+			}
+			return r.cfg.Store.Failed(j.ID, status, msg, res.Cost)
+		case status == runcomfy.StatusCancelled || status == runcomfy.StatusCanceled:
+			return r.cfg.Store.Cancelled(j.ID, status, "cancelled at RunComfy")
+		}
+		queuePos = 0
+		if res.QueuePosition != nil {
+			queuePos = *res.QueuePosition
+		}
+		if status == lastStatus && queuePos == lastPos {
+			continue
+		}
+		var st store.State
+		switch status {
+		case runcomfy.StatusInQueue:
+			st = store.Queued
+		case runcomfy.StatusInProgress:
+			st = store.Running
+		default:
+			r.log.Info("unknown remote status; polling on", "job", j.ID, "status", status)
+		}
+		var qp *int
+		if res.QueuePosition != nil {
+			qp = &queuePos
+		}
+		if err := r.cfg.Store.Observe(j.ID, st, status, qp); err != nil {
+			return err
+		}
+		lastStatus, lastPos = status, queuePos
+		j.RemoteStatus = status
+	}
+}

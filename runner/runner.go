@@ -1,0 +1,353 @@
+// Package runner owns a run: it brings the ledger in line with the manifest,
+// then drives every job through a bounded worker pool — submit, poll, fetch
+// the result, download and verify the outputs — recording each step in the
+// ledger before acting on it, so that a run stopped at any moment resumes
+// without submitting anything twice.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"comfybatch/manifest"
+	"comfybatch/runcomfy"
+	"comfybatch/store"
+)
+
+// API is the part of the RunComfy client the runner uses; tests and the
+// simulated API satisfy it through the real client.
+type API interface {
+	Submit(ctx context.Context, modelID string, input any) (runcomfy.SubmitResponse, error)
+	Result(ctx context.Context, requestID string) (runcomfy.Result, error)
+}
+
+// Config is everything a run needs, passed in so tests control it all.
+type Config struct {
+	Manifest *manifest.Manifest
+	Store    *store.Store
+	API      API
+	// HTTP downloads output files. It must not carry the API token to other
+	// hosts: pass the runcomfy client's HTTPClient().
+	HTTP   *http.Client
+	OutDir string
+
+	Concurrency     int           // jobs in hand at once; default 8
+	PollMax         time.Duration // default DefaultPollMax
+	SubmitOnly      bool
+	RetryFailed     bool
+	ResubmitUnknown bool
+	MaxSubmissions  int // 0 = unlimited
+
+	Log   *slog.Logger
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// ProgressEvery is how often a progress line is logged; 0 = 5 s, <0 = never.
+	ProgressEvery time.Duration
+}
+
+// Summary is what a run did and where the ledger stands after it.
+type Summary struct {
+	Counts    map[store.State]int // the manifest's jobs, by state, after the run
+	Submitted int                 // new submissions made by this run
+	Recovered int                 // jobs found mid-submission at start, now unknown
+	Sync      store.SyncReport
+	InFlight  int // jobs still running at RunComfy when the run ended
+	Capped    int // jobs left pending by --max-submissions
+}
+
+// ErrInterrupted is returned when the context was cancelled (a signal): the
+// ledger is saved and the next run collects what is still running.
+var ErrInterrupted = errors.New("interrupted")
+
+// AccountError wraps an error that stops every submission: a bad or expired
+// token, no balance. Fixing the cause and running again continues.
+type AccountError struct{ Err error }
+
+func (e *AccountError) Error() string { return e.Err.Error() }
+func (e *AccountError) Unwrap() error { return e.Err }
+
+type run struct {
+	cfg       Config
+	log       *slog.Logger
+	inputs    map[string]json.RawMessage // manifest jobs' canonical input by id
+	submitted atomic.Int64 // POSTs that returned a request id
+	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
+	capped    atomic.Int64
+
+	stopOnce sync.Once
+	stopErr  error
+	stop     context.CancelFunc // stops new work after an account error
+}
+
+// Run drives every job of the manifest to a settled state, or until ctx is
+// cancelled. The ledger must be open for writing (and so locked).
+func Run(ctx context.Context, cfg Config) (Summary, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.PollMax <= 0 {
+		cfg.PollMax = DefaultPollMax
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return Summary{}, fmt.Errorf("output folder: %w", err)
+	}
+	r := &run{cfg: cfg, log: cfg.Log, inputs: make(map[string]json.RawMessage, len(cfg.Manifest.Jobs))}
+	var sum Summary
+	var err error
+	if sum.Recovered, err = cfg.Store.Recover(); err != nil {
+		return sum, err
+	}
+	if sum.Recovered > 0 {
+		r.log.Warn("jobs were cut off mid-submission by an earlier run; they are now unknown and will not be resubmitted without --resubmit-unknown", "jobs", sum.Recovered)
+	}
+	specs := make([]store.Spec, 0, len(cfg.Manifest.Jobs))
+	for _, j := range cfg.Manifest.Jobs {
+		in, err := json.Marshal(j.Input)
+		if err != nil {
+			return sum, fmt.Errorf("job %s: input: %w", j.ID, err)
+		}
+		r.inputs[j.ID] = in
+		specs = append(specs, store.Spec{ID: j.ID, Model: j.Model, Input: in, Fingerprint: j.Fingerprint})
+	}
+	if sum.Sync, err = cfg.Store.Sync(specs); err != nil {
+		return sum, err
+	}
+	if n := sum.Sync.Changed; n > 0 {
+		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
+	}
+
+	workCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	r.stop = stop
+	done := make(chan struct{})
+	go r.progress(workCtx, done)
+	feedErr := r.feed(workCtx, ctx)
+	close(done)
+
+	sum.Submitted = int(r.submitted.Load())
+	sum.Capped = int(r.capped.Load())
+	if err := writeMetadata(cfg.Store, cfg.OutDir); err != nil {
+		feedErr = errors.Join(feedErr, err)
+	}
+	if sum.Counts, err = r.counts(); err != nil {
+		return sum, errors.Join(feedErr, err)
+	}
+	sum.InFlight = sum.Counts[store.Queued] + sum.Counts[store.Running] + sum.Counts[store.Submitting]
+	if feedErr != nil {
+		return sum, feedErr
+	}
+	if r.stopErr != nil {
+		return sum, r.stopErr
+	}
+	if ctx.Err() != nil {
+		return sum, ErrInterrupted
+	}
+	return sum, nil
+}
+
+// feed hands every job that needs work to the pool, most urgent first:
+// completed jobs (their output URLs expire) before polls of jobs in flight,
+// and those before new submissions.
+func (r *run) feed(ctx, parent context.Context) error {
+	var g errgroup.Group
+	g.SetLimit(r.cfg.Concurrency)
+	var fatal error
+	var fatalOnce sync.Once
+	goJob := func(j store.Job) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		g.Go(func() error {
+			if err := r.handle(ctx, parent, j); err != nil {
+				fatalOnce.Do(func() { fatal = err; r.stop() })
+			}
+			return nil
+		})
+		return true
+	}
+
+	// Done jobs whose files went missing go back to completed first.
+	if err := r.checkDoneFiles(); err != nil {
+		return err
+	}
+	// Completed and in-flight jobs are collected whether or not the manifest
+	// still lists them: they were paid for.
+	for _, states := range [][]store.State{{store.Completed}, {store.Queued, store.Running}} {
+		jobs, err := r.list(states...)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if !goJob(j) {
+				break
+			}
+		}
+	}
+	submittable := []store.State{store.Pending}
+	if r.cfg.RetryFailed {
+		submittable = append(submittable, store.Failed, store.Cancelled)
+	}
+	if r.cfg.ResubmitUnknown {
+		submittable = append(submittable, store.Unknown)
+	}
+	jobs, err := r.list(submittable...)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if _, ok := r.inputs[j.ID]; !ok {
+			continue // no longer in the manifest
+		}
+		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
+			r.capped.Add(1)
+			continue
+		}
+		if !goJob(j) {
+			break
+		}
+	}
+	g.Wait()
+	if n := r.capped.Load(); n > 0 {
+		r.log.Warn("--max-submissions reached; jobs left pending", "pending", n)
+	}
+	return fatal
+}
+
+// list loads the jobs in the given states. Only jobs that need work are held
+// in memory; done jobs are streamed elsewhere.
+func (r *run) list(states ...store.State) ([]store.Job, error) {
+	var jobs []store.Job
+	err := r.cfg.Store.EachJob(func(j store.Job) error {
+		jobs = append(jobs, j)
+		return nil
+	}, states...)
+	return jobs, err
+}
+
+// counts reports the states of the manifest's jobs.
+func (r *run) counts() (map[store.State]int, error) {
+	m := make(map[store.State]int)
+	err := r.cfg.Store.EachJobState(func(id string, st store.State) error {
+		if _, ok := r.inputs[id]; ok {
+			m[st]++
+		}
+		return nil
+	})
+	return m, err
+}
+
+// accountStop records the first account error and stops all new work.
+func (r *run) accountStop(err error) {
+	r.stopOnce.Do(func() {
+		r.stopErr = &AccountError{Err: err}
+		r.log.Error("stopping: the account cannot submit; jobs not yet accepted stay pending", "error", err)
+		r.stop()
+	})
+}
+
+func (r *run) progress(ctx context.Context, done <-chan struct{}) {
+	every := r.cfg.ProgressEvery
+	if every < 0 {
+		return
+	}
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c, err := r.cfg.Store.Counts()
+			if err != nil {
+				continue
+			}
+			args := []any{}
+			for _, st := range store.States {
+				if c[st] > 0 {
+					args = append(args, string(st), c[st])
+				}
+			}
+			r.log.Info("progress", args...)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// outPath is where output n (0-based) of a job with count outputs goes,
+// relative to the output folder.
+func outPath(id string, n, count int, ext string) string {
+	if count > 1 {
+		return fmt.Sprintf("%s_%d%s", id, n+1, ext)
+	}
+	return id + ext
+}
+
+// checkDoneFiles sends done jobs whose files are missing or the wrong size
+// back to completed, to be downloaded again from their saved URLs.
+func (r *run) checkDoneFiles() error {
+	var missing []string
+	err := r.cfg.Store.EachFile(func(id string, f store.File) error {
+		st, err := os.Stat(filepath.Join(r.cfg.OutDir, f.Path))
+		if err != nil || st.Size() != f.Bytes {
+			if len(missing) == 0 || missing[len(missing)-1] != id {
+				missing = append(missing, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range missing {
+		j, err := r.cfg.Store.Job(id)
+		if err != nil {
+			return err
+		}
+		if j.State != store.Done {
+			continue
+		}
+		if err := r.cfg.Store.Redownload(id, "output file missing or changed on disk; downloading again"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

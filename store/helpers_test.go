@@ -1,0 +1,238 @@
+package store
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as a helper process: with STORE_LOCK_HELPER set it
+// opens the ledger named by STORE_LEDGER and never returns on its own, so that
+// a test can kill it with SIGKILL and see what the kernel and the disk kept.
+func TestMain(m *testing.M) {
+	switch mode := os.Getenv("STORE_LOCK_HELPER"); mode {
+	case "":
+		os.Exit(m.Run())
+	default:
+		runHelper(mode, os.Getenv("STORE_LEDGER"))
+	}
+}
+
+func runHelper(mode, path string) {
+	s, err := Open(path, Options{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	var mu sync.Mutex
+	say := func(format string, args ...any) {
+		mu.Lock()
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush()
+		mu.Unlock()
+	}
+	switch mode {
+	case "hold":
+		say("locked")
+	case "write":
+		// Eight workers add jobs one write at a time and report each id only
+		// after its write was acknowledged.
+		say("locked")
+		for w := 0; w < 8; w++ {
+			go func() {
+				for i := 0; ; i++ {
+					id := fmt.Sprintf("w%d-%06d", w, i)
+					if _, err := s.Sync([]Spec{spec(id, "fp")}); err != nil {
+						say("error %v", err)
+						return
+					}
+					say("ack %s", id)
+				}
+			}()
+		}
+	}
+	time.Sleep(time.Hour)
+	os.Exit(0)
+}
+
+// fixedNow is the clock of every test store: event times are then exact.
+var fixedNow = time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.FixedZone("X", 3600))
+
+const fixedStamp = "2025-01-02T02:04:05.006Z"
+
+func ledgerPath(t testing.TB) string {
+	return filepath.Join(t.TempDir(), "ledger.db")
+}
+
+func openAt(t testing.TB, path string, opts Options) *Store {
+	t.Helper()
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return fixedNow }
+	}
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open(%s, %+v): %v", path, opts, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	return openAt(t, ledgerPath(t), Options{})
+}
+
+func spec(id, fp string) Spec {
+	in, _ := json.Marshal(map[string]string{"id": id, "fp": fp})
+	return Spec{ID: id, Model: "model-" + id, Input: in, Fingerprint: fp}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func job(t testing.TB, s *Store, id string) Job {
+	t.Helper()
+	j, err := s.Job(id)
+	if err != nil {
+		t.Fatalf("Job(%s): %v", id, err)
+	}
+	return j
+}
+
+func events(t testing.TB, s *Store, id string) []Event {
+	t.Helper()
+	evs, err := s.Events(id)
+	if err != nil {
+		t.Fatalf("Events(%s): %v", id, err)
+	}
+	return evs
+}
+
+func submissions(t testing.TB, s *Store, id string) []Submission {
+	t.Helper()
+	subs, err := s.Submissions(id)
+	if err != nil {
+		t.Fatalf("Submissions(%s): %v", id, err)
+	}
+	return subs
+}
+
+func files(t testing.TB, s *Store, id string) []File {
+	t.Helper()
+	fs, err := s.Files(id)
+	if err != nil {
+		t.Fatalf("Files(%s): %v", id, err)
+	}
+	return fs
+}
+
+func spent(t testing.TB, s *Store) float64 {
+	t.Helper()
+	v, err := s.Spent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// lastEvent checks the newest event of a job.
+func lastEvent(t testing.TB, s *Store, id string, from, to State, detail string) {
+	t.Helper()
+	evs := events(t, s, id)
+	if len(evs) == 0 {
+		t.Fatalf("job %s: no events", id)
+	}
+	e := evs[len(evs)-1]
+	if e.From != from || e.To != to || e.Detail != detail || e.JobID != id {
+		t.Fatalf("job %s: last event %+v, want %s → %s %q", id, e, from, to, detail)
+	}
+	if e.At != fixedStamp {
+		t.Fatalf("job %s: event at %q, want %q", id, e.At, fixedStamp)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// snapshot records every file and directory under root with the sha256 of
+// each file's bytes, to prove that nothing was modified or created.
+func snapshot(t testing.TB, root string) map[string]string {
+	t.Helper()
+	m := make(map[string]string)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			m[rel] = "dir"
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		m[rel] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func sameSnapshot(t testing.TB, before, after map[string]string) {
+	t.Helper()
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("files changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// toState walks a freshly added job along the happy path up to st.
+func toState(t testing.TB, s *Store, id string, st State) {
+	t.Helper()
+	steps := []State{Pending, Submitting, Queued, Running, Completed, Done}
+	cur := job(t, s, id).State
+	from := 0 // failed, cancelled and unknown jobs start again from BeginSubmit
+	for i, x := range steps {
+		if x == cur {
+			from = i
+		}
+	}
+	for _, next := range steps[from+1:] {
+		if job(t, s, id).State == st {
+			return
+		}
+		switch next {
+		case Submitting:
+			_, err := s.BeginSubmit(id)
+			must(t, err)
+		case Queued:
+			must(t, s.Submitted(id, "req-"+id))
+		case Running:
+			must(t, s.Observe(id, Running, "in_progress", nil))
+		case Completed:
+			must(t, s.Completed(id, "succeeded", []string{"https://x/" + id + "/0.png"}, ptr(0.25)))
+		case Done:
+			must(t, s.FileSaved(id, File{N: 0, URL: "https://x/" + id + "/0.png", Path: id + "/0.png", Bytes: 3, SHA256: "abc"}))
+			must(t, s.MarkDone(id))
+		}
+	}
+	if got := job(t, s, id).State; got != st {
+		t.Fatalf("job %s: reached %s, want %s", id, got, st)
+	}
+}

@@ -1,0 +1,152 @@
+package store
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	known := map[string]Known{"a": {State: Done, Fingerprint: "1"}}
+	for _, c := range []struct {
+		sp   Spec
+		want Change
+	}{
+		{spec("a", "1"), Unchanged},
+		{spec("a", "2"), Changed},
+		{spec("b", "1"), New},
+	} {
+		if got := Classify(c.sp, known); got != c.want {
+			t.Fatalf("Classify(%s, %s) = %s, want %s", c.sp.ID, c.sp.Fingerprint, got, c.want)
+		}
+	}
+}
+
+func TestSyncAddsAndIsIdempotent(t *testing.T) {
+	s := newStore(t)
+	specs := []Spec{spec("a", "1"), spec("b", "1")}
+	rep, err := s.Sync(specs)
+	must(t, err)
+	if rep.New != 2 || rep.Changed != 0 || rep.Unchanged != 0 || len(rep.ChangedIDs) != 0 {
+		t.Fatalf("first Sync %+v", rep)
+	}
+	before := map[string]record{"a": recordOf(t, s, "a"), "b": recordOf(t, s, "b")}
+	rep, err = s.Sync(append(specs, spec("c", "1")))
+	must(t, err)
+	if rep.New != 1 || rep.Unchanged != 2 || rep.Changed != 0 {
+		t.Fatalf("second Sync %+v", rep)
+	}
+	for id, r := range before {
+		if after := recordOf(t, s, id); !reflect.DeepEqual(r.Job, after.Job) || !reflect.DeepEqual(r.Events, after.Events) {
+			t.Fatalf("unchanged job %s was touched", id)
+		}
+	}
+	lastEvent(t, s, "c", "", Pending, "added")
+	known, err := s.Known()
+	must(t, err)
+	if len(known) != 3 || known["c"] != (Known{State: Pending, Fingerprint: "1"}) {
+		t.Fatalf("Known %v", known)
+	}
+}
+
+func TestSyncChangedInput(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Sync([]Spec{spec("done", "old"), spec("flying", "old"), spec("same", "old"), spec("gone", "old")})
+	must(t, err)
+	toState(t, s, "done", Done)
+	toState(t, s, "flying", Queued)
+	toState(t, s, "same", Completed)
+	toState(t, s, "gone", Running)
+	same, gone := recordOf(t, s, "same"), recordOf(t, s, "gone")
+	spentBefore := spent(t, s)
+
+	rep, err := s.Sync([]Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
+	must(t, err)
+	if rep.New != 0 || rep.Changed != 2 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"done", "flying"}) {
+		t.Fatalf("Sync report %+v", rep)
+	}
+	for _, c := range []struct {
+		id   string
+		from State
+	}{{"done", Done}, {"flying", Queued}} {
+		j := job(t, s, c.id)
+		if j.State != Pending || j.Fingerprint != "new" || string(j.Input) != string(spec(c.id, "new").Input) ||
+			j.RequestID != "" || j.CostUSD != nil || len(j.Outputs) != 0 || j.RemoteStatus != "" || j.SubmittedAt != "" || j.FinishedAt != "" {
+			t.Fatalf("changed job %s: %+v", c.id, j)
+		}
+		if fs := files(t, s, c.id); len(fs) != 0 {
+			t.Fatalf("changed job %s kept files %+v", c.id, fs)
+		}
+		evs := events(t, s, c.id)
+		e := evs[len(evs)-1]
+		if e.From != c.from || e.To != Pending || !strings.Contains(e.Detail, "input changed") || !strings.Contains(e.Detail, "old") || !strings.Contains(e.Detail, "new") {
+			t.Fatalf("changed job %s: last event %+v", c.id, e)
+		}
+		// The paid-for submission is still on record.
+		subs := submissions(t, s, c.id)
+		if len(subs) != 1 || subs[0].RequestID != "req-"+c.id || subs[0].Fingerprint != "old" {
+			t.Fatalf("changed job %s lost its submission: %+v", c.id, subs)
+		}
+	}
+	if subs := submissions(t, s, "done"); subs[0].CostUSD == nil || *subs[0].CostUSD != 0.25 {
+		t.Fatalf("done's old cost lost: %+v", subs)
+	}
+	if after := recordOf(t, s, "same"); !reflect.DeepEqual(same.Job, after.Job) || !reflect.DeepEqual(same.Events, after.Events) || !reflect.DeepEqual(same.Files, after.Files) {
+		t.Fatalf("unchanged job touched:\nbefore %+v\nafter  %+v", same, after)
+	}
+	if after := recordOf(t, s, "gone"); !reflect.DeepEqual(gone.Job, after.Job) || !reflect.DeepEqual(gone.Events, after.Events) {
+		t.Fatal("a job absent from the manifest was touched")
+	}
+	if v := spent(t, s); v != spentBefore {
+		t.Fatalf("spent %v, was %v", v, spentBefore)
+	}
+
+	// The new input runs as a new attempt; both costs count.
+	toState(t, s, "done", Done)
+	subs := submissions(t, s, "done")
+	if len(subs) != 2 || subs[1].Attempt != 2 || subs[1].Fingerprint != "new" || subs[0].Fingerprint != "old" {
+		t.Fatalf("submissions %+v", subs)
+	}
+	if v := spent(t, s); math.Abs(v-(spentBefore+0.25)) > 1e-9 {
+		t.Fatalf("spent %v, want %v", v, spentBefore+0.25)
+	}
+	if j := job(t, s, "done"); j.RequestID != "req-done" || *j.CostUSD != 0.25 {
+		t.Fatalf("resubmitted job %+v", j)
+	}
+}
+
+func TestSyncChangedWhileSubmittingKeepsHistory(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Sync([]Spec{spec("a", "old")})
+	must(t, err)
+	toState(t, s, "a", Submitting)
+	_, err = s.Sync([]Spec{spec("a", "new")})
+	must(t, err)
+	if j := job(t, s, "a"); j.State != Pending || j.Attempts != 1 {
+		t.Fatalf("%+v", j)
+	}
+	attempt, err := s.BeginSubmit("a")
+	must(t, err)
+	if attempt != 2 {
+		t.Fatalf("attempt %d: attempts must keep counting so no submission is overwritten", attempt)
+	}
+	if subs := submissions(t, s, "a"); len(subs) != 2 {
+		t.Fatalf("submissions %+v", subs)
+	}
+}
+
+func TestSyncIsAllOrNothing(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Sync([]Spec{spec("a", "1")})
+	must(t, err)
+	// A duplicate id fails the insert; nothing of the Sync may remain.
+	if _, err := s.Sync([]Spec{spec("b", "1"), spec("a", "2"), spec("c", "1"), spec("c", "1")}); err == nil {
+		t.Fatal("Sync with a duplicate id succeeded")
+	}
+	known, err := s.Known()
+	must(t, err)
+	if len(known) != 1 || known["a"].Fingerprint != "1" {
+		t.Fatalf("a failed Sync left %v", known)
+	}
+}

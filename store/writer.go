@@ -1,0 +1,105 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// maxGroup bounds one commit group; big enough that under load durability
+// costs one fsync per few hundred writes, small enough that no worker waits
+// long for its acknowledgement.
+const maxGroup = 512
+
+type writeReq struct {
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("ledger is closed")
+
+// write runs fn in the writer goroutine, inside a group transaction, and
+// returns once the group is durably committed. It takes no context on
+// purpose: a write that was asked for must land even when the run is being
+// interrupted, or a request id could be lost.
+func (s *Store) write(fn func(tx *sql.Tx) error) error {
+	if s.writes == nil {
+		return fmt.Errorf("ledger %s is open read-only", s.path)
+	}
+	req := writeReq{fn: fn, done: make(chan error, 1)}
+	// The read lock keeps Close from closing the channel during the send (a
+	// send on a closed channel panics); the writer drains the channel until
+	// it is closed, so the send never blocks for long.
+	s.wmu.RLock()
+	if s.closed {
+		s.wmu.RUnlock()
+		return ErrClosed
+	}
+	s.writes <- req
+	s.wmu.RUnlock()
+	return <-req.done
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	group := make([]writeReq, 0, maxGroup)
+	for req := range s.writes {
+		group = append(group[:0], req)
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(group)
+	}
+}
+
+// commit runs a group in one transaction. Each write gets a savepoint so that
+// one failing write (a state conflict, say) is rolled back alone and the rest
+// of the group still commits.
+func (s *Store) commit(group []writeReq) {
+	errs := make([]error, len(group))
+	tx, err := s.wdb.Begin()
+	if err != nil {
+		for _, r := range group {
+			r.done <- fmt.Errorf("ledger write: %w", err)
+		}
+		return
+	}
+	for i, r := range group {
+		if len(group) == 1 {
+			errs[i] = r.fn(tx)
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if errs[i] = r.fn(tx); errs[i] != nil {
+			tx.Exec("ROLLBACK TO w")
+		}
+		tx.Exec("RELEASE w")
+	}
+	if len(group) == 1 && errs[0] != nil {
+		tx.Rollback()
+		group[0].done <- errs[0]
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		for _, r := range group {
+			r.done <- fmt.Errorf("ledger commit: %w", err)
+		}
+		return
+	}
+	for i, r := range group {
+		r.done <- errs[i]
+	}
+}
