@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -78,8 +80,11 @@ func BuiltinSchemas() (*Schemas, error) {
 		var head struct {
 			ModelID string `json:"model_id"`
 		}
-		if err := json.Unmarshal(data, &head); err != nil || head.ModelID == "" {
-			return nil, fmt.Errorf("built-in schema %s: no model_id (%v)", name, err)
+		if err := json.Unmarshal(data, &head); err != nil {
+			return nil, fmt.Errorf("built-in schema %s: %w", name, err)
+		}
+		if head.ModelID == "" {
+			return nil, fmt.Errorf("built-in schema %s: no model_id", name)
 		}
 		if s.Has(head.ModelID) {
 			return nil, fmt.Errorf("built-in schema %s: model %s defined twice", name, head.ModelID)
@@ -247,12 +252,7 @@ func jsonTypeOf(v any) string {
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		return "integer"
 	case float64:
-		if v == float64(int64(v)) {
-			return "integer"
-		}
-		return "number"
-	case float32:
-		if v == float32(int64(v)) {
+		if v == math.Trunc(v) && !math.IsInf(v, 0) {
 			return "integer"
 		}
 		return "number"
@@ -349,56 +349,40 @@ func dropBesideTypeErrors(errs []FieldError) []FieldError {
 
 func leafErrors(e *jsonschema.ValidationError, input map[string]any) []FieldError {
 	loc := e.InstanceLocation
-	at := func(field string, loc []string) FieldError {
-		fe := FieldError{Field: field}
-		if len(loc) > 1 {
-			fe.Path = pointer(loc)
-		}
-		return fe
-	}
-	field := ""
-	if len(loc) > 0 {
-		field = loc[0]
-	}
-	value := valueAt(input, loc)
 	rule := "schema"
 	if kp := e.ErrorKind.KeywordPath(); len(kp) > 0 {
 		rule = kp[len(kp)-1]
 	}
-
-	// Errors about properties of an object are reported on those
-	// properties, so that "prompt is required" points at prompt.
+	// Errors about an object's properties are reported on each property,
+	// so that a missing prompt points at prompt.
 	var props []string
+	var format string
 	switch k := e.ErrorKind.(type) {
 	case *kind.Required:
-		props = k.Missing
+		props, format = k.Missing, "%s is required"
 	case *kind.AdditionalProperties:
-		props = k.Properties
+		props, format = k.Properties, "%s is not a field this model accepts"
 	}
 	if props != nil {
-		var out []FieldError
+		out := make([]FieldError, 0, len(props))
 		for _, p := range props {
-			var fe FieldError
-			if len(loc) == 0 {
-				fe = FieldError{Field: p}
-			} else {
-				fe = at(field, append(append([]string{}, loc...), p))
-			}
-			fe.Rule = rule
-			if rule == "required" {
-				fe.Msg = fmt.Sprintf("%s is required", p)
-			} else {
-				fe.Msg = fmt.Sprintf("%s is not an input of this model", p)
-			}
-			out = append(out, fe)
+			out = append(out, fieldAt(append(slices.Clone(loc), p), rule, fmt.Sprintf(format, p)))
 		}
 		return out
 	}
+	return []FieldError{fieldAt(loc, rule, kindMessage(e.ErrorKind, valueAt(input, loc)))}
+}
 
-	fe := at(field, loc)
-	fe.Rule = rule
-	fe.Msg = kindMessage(e.ErrorKind, value)
-	return []FieldError{fe}
+// fieldAt makes a FieldError for the value at the JSON pointer tokens loc.
+func fieldAt(loc []string, rule, msg string) FieldError {
+	fe := FieldError{Rule: rule, Msg: msg}
+	if len(loc) > 0 {
+		fe.Field = loc[0]
+	}
+	if len(loc) > 1 {
+		fe.Path = pointer(loc)
+	}
+	return fe
 }
 
 // kindMessage words the common schema errors around the offending value;
