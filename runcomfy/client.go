@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,7 +255,10 @@ func submitRetryable(err error) bool { return retryable(err) && SubmitNotCreated
 func (c *Client) call(ctx context.Context, op, method, path string, body []byte, shouldRetry func(error) bool, out any) error {
 	for attempt := 0; ; attempt++ {
 		if err := c.wait(ctx); err != nil {
-			return err
+			// Stopped before sending: nothing was created by this attempt,
+			// and a submit only gets here after answers that prove none
+			// was created by the earlier ones either.
+			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
 		err := c.once(ctx, op, method, path, body, out)
 		if err == nil {
@@ -279,7 +283,7 @@ func (c *Client) call(ctx context.Context, op, method, path string, body []byte,
 			continue // c.wait sleeps out the pause
 		}
 		if err := c.sleep(ctx, delay); err != nil {
-			return err
+			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
 	}
 }
@@ -304,18 +308,27 @@ func (c *Client) wait(ctx context.Context) error {
 }
 
 func (c *Client) waitPause(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		c.mu.Lock()
-		d := c.pauseUntil.Sub(c.now())
+		until := c.pauseUntil
+		d := until.Sub(c.now())
 		c.mu.Unlock()
 		if d <= 0 {
 			return nil
 		}
 		if err := c.sleep(ctx, d); err != nil {
 			return err
+		}
+		// Sleep again only if another 429 moved the end meanwhile, not
+		// because an injected clock did not move.
+		c.mu.Lock()
+		extended := c.pauseUntil.After(until)
+		c.mu.Unlock()
+		if !extended {
+			return nil
 		}
 	}
 }
@@ -335,9 +348,16 @@ const maxBody = 16 << 20
 // httptrace, which reports whether the whole request was written.
 func (c *Client) once(ctx context.Context, op, method, path string, body []byte, out any) error {
 	actx := ctx
+	if op == "submit" {
+		// A submission, once started, runs to its answer even when ctx is
+		// cancelled (a first Ctrl-C): cutting it off mid-flight could create
+		// a billed job whose request id nobody hears of. The per-attempt
+		// timeout still bounds it, and a second signal exits the process.
+		actx = context.WithoutCancel(ctx)
+	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, c.timeout)
+		actx, cancel = context.WithTimeout(actx, c.timeout)
 		defer cancel()
 	}
 	var wrote atomic.Bool
@@ -397,10 +417,7 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = []byte("{}") // an empty 2xx answer decodes to the zero value
 	}
-	// Unknown fields are ignored; a field of an unexpected type is skipped
-	// (UnmarshalTypeError) rather than failing the whole answer.
-	var typeErr *json.UnmarshalTypeError
-	if err := json.Unmarshal(data, out); err != nil && !errors.As(err, &typeErr) {
+	if err := decodeLenient(data, out); err != nil {
 		e.Err = fmt.Errorf("%w: %v", errMalformed, err)
 		return e
 	}
@@ -408,6 +425,35 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 		if err := v.check(); err != nil {
 			e.Err = fmt.Errorf("%w: %v", errMalformed, err)
 			return e
+		}
+	}
+	return nil
+}
+
+// decodeLenient decodes a JSON object into out, ignoring unknown fields and
+// treating a field of an unexpected type as absent: a new server must not
+// break an old client, and a half-decoded field (a non-nil pointer to 0)
+// would be worse than none.
+func decodeLenient(data []byte, out any) error {
+	err := json.Unmarshal(data, out)
+	var typeErr *json.UnmarshalTypeError
+	if !errors.As(err, &typeErr) || typeErr.Field == "" {
+		return err // nil, a syntax error, or not an object at all
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return err
+	}
+	for range len(fields) {
+		top, _, _ := strings.Cut(typeErr.Field, ".")
+		if _, ok := fields[top]; !ok {
+			return nil // cannot tell which field: keep what was decoded
+		}
+		delete(fields, top)
+		data, _ = json.Marshal(fields)
+		reflect.ValueOf(out).Elem().SetZero()
+		if err = json.Unmarshal(data, out); !errors.As(err, &typeErr) {
+			return err
 		}
 	}
 	return nil

@@ -318,21 +318,42 @@ func TestContextCancellation(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || s.n.Load() != 0 {
 			t.Errorf("err = %v after %d requests; want context.Canceled and none", err, s.n.Load())
 		}
+		if !SubmitNotCreated(err) || IsTransient(err) {
+			t.Errorf("a submit cancelled before sending: SubmitNotCreated %v, IsTransient %v; want true, false", SubmitNotCreated(err), IsTransient(err))
+		}
 	})
 	t.Run("during the request", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body) // the server notices a closed connection only after the body
 			cancel()
 			<-r.Context().Done()
 		}))
 		defer srv.Close()
 		c := newTestClient(t, Options{BaseURL: srv.URL})
-		_, err := c.Submit(ctx, "m/x", map[string]any{})
+		// A poll is cut off at once; a submit is not (TestSubmitOnTheWireSurvivesCancel).
+		_, err := c.Result(ctx, "r1")
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
-		if IsTransient(err) || SubmitNotCreated(err) {
-			t.Errorf("a cancelled submit that was sent: IsTransient %v, SubmitNotCreated %v; want false, false", IsTransient(err), SubmitNotCreated(err))
+		if IsTransient(err) {
+			t.Errorf("a cancelled poll: IsTransient %v, want false", IsTransient(err))
+		}
+	})
+	t.Run("during a 429 pause", func(t *testing.T) {
+		s := &script{handlers: []http.HandlerFunc{reply(200, okSubmit)}}
+		srv := httptest.NewServer(s)
+		defer srv.Close()
+		c, err := New(Options{BaseURL: srv.URL}) // real clock and sleep
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.pause(time.Hour)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		_, err = c.Submit(ctx, "m/x", map[string]any{})
+		if !errors.Is(err, context.DeadlineExceeded) || !SubmitNotCreated(err) || s.n.Load() != 0 {
+			t.Errorf("err = %v after %d requests; want a not-sent deadline error and none", err, s.n.Load())
 		}
 	})
 	t.Run("during backoff", func(t *testing.T) {
@@ -353,6 +374,7 @@ func TestAttemptTimeout(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
 	s := &script{handlers: []http.HandlerFunc{func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
 		select {
 		case <-block:
 		case <-r.Context().Done():

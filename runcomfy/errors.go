@@ -12,10 +12,11 @@ import (
 	"unicode/utf8"
 )
 
-// Error is the only error type the client returns for a failed call (a
-// cancellation while waiting between attempts is returned bare, see Client).
-// Its fields carry what the caller needs to decide: retry, park the job as
-// unknown, stop the run, or record a permanent failure.
+// Error is the only error type the client returns. Its fields carry what
+// the caller needs to decide: retry, park the job as unknown, stop the run,
+// or record a permanent failure. A cancelled context is kept in Err, so
+// errors.Is(err, context.Canceled) holds, and NotSent still tells whether
+// the request had left.
 type Error struct {
 	Op         string        // "submit", "status", "result", "cancel", "model"
 	HTTPStatus int           // 0 when no response was received

@@ -6,7 +6,7 @@ import (
 	"strconv"
 )
 
-// OutputBytes is the content of output file n (from 1) of a request: a
+// OutputBytes is the content of output n (an index, from 0) of a request: a
 // small but real MP4 container (an ftyp box, then an mdat box of bytes
 // derived from requestID and n), 2 to 4 KB. Tests compare downloads to it.
 func OutputBytes(requestID string, n int) []byte {

@@ -58,6 +58,7 @@ type Config struct {
 // to that endpoint, rejected ones included.
 type Stats struct {
 	Submits, Created, Status, Result, Cancel, Model int64
+
 	Files         int64 // output file requests
 	FilesWithAuth int64 // file requests that carried an Authorization header
 	Rejected429   int64
@@ -95,7 +96,9 @@ type job struct {
 	queueEnd  time.Time
 	runEnd    time.Time
 	outcome   outcome
-	expires   bool // first output URL answers 410 until a later result fetch
+	outputs   int     // number of output files
+	cost      float64 // reported in the result once finished
+	expires   bool    // first output URL answers 410 until a later result fetch
 	cancelled bool
 
 	extraShown bool // Config.ExtraStatus was reported
@@ -115,12 +118,11 @@ type counters struct {
 // Server is the simulated API. It is safe for concurrent use; every request
 // costs O(1) work, whatever the number of jobs.
 type Server struct {
-	cfg Config
-	now func() time.Time
 	mux *http.ServeMux
 	n   counters
 
 	mu          sync.Mutex // guards everything below
+	cfg         Config     // read under mu: Update may change it while serving
 	rng         *rand.Rand
 	jobs        map[string]*job
 	byInput     map[string]int
@@ -133,6 +135,23 @@ type Server struct {
 // New builds a Server; Start serves it on a loopback port, or use it as an
 // http.Handler.
 func New(cfg Config) *Server {
+	s := &Server{
+		cfg:     withDefaults(cfg),
+		mux:     http.NewServeMux(),
+		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x636f6d6679)),
+		jobs:    make(map[string]*job),
+		byInput: make(map[string]int),
+	}
+	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
+	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
+	s.mux.HandleFunc("GET /v1/requests/{id}/status", s.status)
+	s.mux.HandleFunc("GET /v1/requests/{id}/result", s.result)
+	s.mux.HandleFunc("POST /v1/requests/{id}/cancel", s.cancel)
+	s.mux.HandleFunc("GET /files/{id}/{name}", s.file) // GET patterns match HEAD too
+	return s
+}
+
+func withDefaults(cfg Config) Config {
 	if cfg.OutputsPerJob <= 0 {
 		cfg.OutputsPerJob = 1
 	}
@@ -142,24 +161,29 @@ func New(cfg Config) *Server {
 	if cfg.PriceUnit == "" {
 		cfg.PriceUnit = "second"
 	}
-	s := &Server{
-		cfg:     cfg,
-		now:     cfg.Now,
-		mux:     http.NewServeMux(),
-		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x636f6d6679)),
-		jobs:    make(map[string]*job),
-		byInput: make(map[string]int),
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
-	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
-	s.mux.HandleFunc("GET /v1/requests/{id}/status", s.status)
-	s.mux.HandleFunc("GET /v1/requests/{id}/result", s.result)
-	s.mux.HandleFunc("POST /v1/requests/{id}/cancel", s.cancel)
-	s.mux.HandleFunc("GET /files/{id}/{name}", s.file) // GET patterns match HEAD too
-	return s
+	return cfg
+}
+
+// Update changes the configuration while serving, e.g. to end an outage
+// in the middle of a test. Jobs already created keep the fate, timings and
+// outputs they were given; the Seed is not re-applied.
+func (s *Server) Update(f func(*Config)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.cfg
+	f(&cfg)
+	s.cfg = withDefaults(cfg)
+}
+
+// config returns a copy of the configuration for a handler to use outside
+// the lock.
+func (s *Server) config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -225,7 +249,7 @@ func (s *Server) Duplicates() int {
 func (s *Server) Jobs() []JobInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := s.cfg.Now()
 	all := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		all = append(all, j)
@@ -246,7 +270,7 @@ func (s *Server) chanceLocked(p float64) bool { return p > 0 && s.rng.Float64() 
 // the random 429s and (for polls) 5xx. It reports whether to go on.
 func (s *Server) gate(w http.ResponseWriter, r *http.Request, count *atomic.Int64, with5xx bool) bool {
 	count.Add(1)
-	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
+	if token := s.config().Token; token != "" && r.Header.Get("Authorization") != "Bearer "+token {
 		s.n.unauthorized.Add(1)
 		writeError(w, http.StatusUnauthorized, runcomfy.CodeBadToken, "invalid or expired token")
 		return false
@@ -327,7 +351,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 // createLocked records a new job with its fate drawn from the RNG.
 func (s *Server) createLocked(model string, input json.RawMessage) *job {
 	s.seq++
-	now := s.now()
+	now := s.cfg.Now()
 	j := &job{
 		id:      s.newIDLocked(),
 		model:   model,
@@ -335,6 +359,8 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		seq:     s.seq,
 		created: now,
 		expires: s.chanceLocked(s.cfg.ExpireRate),
+		outputs: s.cfg.OutputsPerJob,
+		cost:    s.cfg.CostUSD,
 	}
 	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime))
 	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime))
@@ -424,7 +450,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	st, pos := s.stateLocked(j, s.now(), true)
+	st, pos := s.stateLocked(j, s.cfg.Now(), true)
 	s.mu.Unlock()
 	out := runcomfy.StatusResponse{RequestID: j.id, Status: st}
 	if st == runcomfy.StatusInQueue {
@@ -441,9 +467,8 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	now := s.now()
 	s.mu.Lock()
-	st, _ := s.stateLocked(j, now, true)
+	st, _ := s.stateLocked(j, s.cfg.Now(), true)
 	ended := !j.cancelled && runcomfy.Terminal(st)
 	if ended {
 		j.resultFetches++
@@ -460,11 +485,11 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	if ended {
 		out["finished_at"] = j.runEnd.UTC().Format(time.RFC3339Nano)
 		if r.URL.Query().Get("include_cost") == "true" {
-			out["cost"] = s.cfg.CostUSD
+			out["cost"] = j.cost
 		}
 		switch j.outcome {
 		case succeed:
-			out["output"] = s.output(r, j, gen)
+			out["output"] = output(r, j, gen)
 			out["error"] = nil
 		case emptyOutput:
 			out["output"] = map[string]any{}
@@ -478,11 +503,11 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 
 // output lists the job's file URLs on the files host, tagged with the
 // generation so that a refreshed result hands out a fresh URL.
-func (s *Server) output(r *http.Request, j *job, gen int) map[string]any {
+func output(r *http.Request, j *job, gen int) map[string]any {
 	base := baseURL(r, filesHost(r.Host))
-	urls := make([]string, s.cfg.OutputsPerJob)
+	urls := make([]string, j.outputs)
 	for i := range urls {
-		urls[i] = fmt.Sprintf("%s/files/%s/%d.mp4?v=%d", base, j.id, i+1, gen)
+		urls[i] = fmt.Sprintf("%s/files/%s/%d.mp4?v=%d", base, j.id, i, gen)
 	}
 	if len(urls) == 1 {
 		return map[string]any{"video": urls[0]}
@@ -499,7 +524,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	st, _ := s.stateLocked(j, s.now(), true)
+	st, _ := s.stateLocked(j, s.cfg.Now(), true)
 	outcome := "not_cancellable" // running and finished jobs cannot be cancelled
 	if st == runcomfy.StatusInQueue {
 		j.cancelled = true
@@ -513,16 +538,16 @@ func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.model, false) {
 		return
 	}
-	price := s.cfg.PriceUSD
+	cfg := s.config()
 	writeJSON(w, http.StatusOK, runcomfy.ModelInfo{
 		ModelID:      r.PathValue("model"),
 		DisplayName:  r.PathValue("model"),
-		BasePriceUSD: &price,
-		PriceUnit:    s.cfg.PriceUnit,
+		BasePriceUSD: &cfg.PriceUSD,
+		PriceUnit:    cfg.PriceUnit,
 	})
 }
 
-// file serves /files/{id}/{n}.mp4 with Content-Length and single-range
+// file serves /files/{id}/{n}.mp4 (n from 0) with Content-Length and single-range
 // ("bytes=N-" or "bytes=N-M") support.
 func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	s.n.files.Add(1)
@@ -537,11 +562,11 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	j, ok := s.jobs[id]
 	var st string
 	if ok {
-		st, _ = s.stateLocked(j, s.now(), false)
+		st, _ = s.stateLocked(j, s.cfg.Now(), false)
 	}
-	ok = ok && err == nil && n >= 1 && n <= s.cfg.OutputsPerJob &&
+	ok = ok && err == nil && n >= 0 && n < j.outputs &&
 		st == runcomfy.StatusCompleted && j.outcome == succeed
-	expired := ok && j.expires && n == 1 && gen < 2
+	expired := ok && j.expires && n == 0 && gen < 2
 	truncate := ok && !expired && r.Method == http.MethodGet && s.chanceLocked(s.cfg.TruncateRate)
 	s.mu.Unlock()
 
