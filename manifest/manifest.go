@@ -229,6 +229,13 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		at.Line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		// yaml.v3 reports its parser's errors ("did not find expected …")
+		// at the 0-based line of the construct left open; its scanner's
+		// errors are 1-based already.
+		if strings.HasPrefix(msg, "did not find expected") {
+			at.Line++
+			msg += " (in the value that starts on this line)"
+		}
 	}
 	p.fail(at, "", "", "YAML syntax: "+msg)
 	return nil, false
