@@ -82,8 +82,8 @@ type run struct {
 	cfg       Config
 	log       *slog.Logger
 	inputs    map[string]json.RawMessage // manifest jobs' canonical input by id
-	submitted atomic.Int64 // POSTs that returned a request id
-	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
+	submitted atomic.Int64               // POSTs that returned a request id
+	reserved  atomic.Int64               // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
 
 	stopOnce sync.Once
