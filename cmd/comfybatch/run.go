@@ -94,7 +94,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("%w: wait for the other run to finish, or use `comfybatch status` to watch it", err)
 		}
-		return err
+		// A ledger that cannot be opened is a configuration problem (a bad
+		// --ledger path, a foreign file): exit 2, nothing submitted.
+		return usageError{err}
 	}
 	defer st.Close()
 
