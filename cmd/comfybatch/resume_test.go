@@ -20,7 +20,7 @@ func TestKillAnywhere(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a 200-job run repeatedly")
 	}
-	srv := runcomfytest.New(runcomfytest.Config{QueueTime: 100 * time.Millisecond, RunTime: 300 * time.Millisecond, Jitter: 0.8, Token: testToken, Seed: 2})
+	srv := runcomfytest.New(runcomfytest.Config{QueueTime: 100 * time.Millisecond, RunTime: 300 * time.Millisecond, Jitter: 0.8, SubmitDelay: 150 * time.Millisecond, Token: testToken, Seed: 2})
 	api := srv.Start()
 	defer srv.Close()
 	dir := t.TempDir()
@@ -29,9 +29,9 @@ func TestKillAnywhere(t *testing.T) {
 	rng := rand.New(rand.NewPCG(20261124, 7))
 
 	kills := 0
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 14; i++ {
 		cmd, _, stderr := startBinary(t, env, "run", manifest, "-j", "16", "--rps", "2000")
-		wait := time.Duration(50+rng.IntN(600)) * time.Millisecond
+		wait := time.Duration(50+rng.IntN(1500)) * time.Millisecond
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {

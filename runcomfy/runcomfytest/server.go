@@ -34,12 +34,13 @@ type Config struct {
 	FailureRate      float64 // job ends "completed" with no output and an error
 	FailedStatusRate float64 // job ends "failed" with an error
 
-	Rate429         float64 // share of API calls answered 429
-	RetryAfterShare float64 // share of those 429s that carry Retry-After: 1
-	Rate5xx         float64 // share of status and result calls answered 500/502/503
-	DropSubmitRate  float64 // submit creates the job, then cuts the connection with no answer
-	TruncateRate    float64 // downloads whose body stops short of Content-Length
-	ExpireRate      float64 // jobs whose first output URL answers 410 until the result is fetched again
+	Rate429         float64       // share of API calls answered 429
+	RetryAfterShare float64       // share of those 429s that carry Retry-After: 1
+	Rate5xx         float64       // share of status and result calls answered 500/502/503
+	DropSubmitRate  float64       // submit creates the job, then cuts the connection with no answer
+	SubmitDelay     time.Duration // submit creates the job, then waits this long before answering
+	TruncateRate    float64       // downloads whose body stops short of Content-Length
+	ExpireRate      float64       // jobs whose first output URL answers 410 until the result is fetched again
 
 	ExtraStatus   string // if set, reported once between in_queue and in_progress
 	OutputsPerJob int    // default 1; more than 1 answers "videos": [...]
@@ -330,8 +331,14 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	j := s.createLocked(model, canonical)
 	drop := s.chanceLocked(s.cfg.DropSubmitRate)
+	delay := s.cfg.SubmitDelay
 	s.mu.Unlock()
 	s.n.created.Add(1)
+	if delay > 0 {
+		// The job exists before its id is answered: the window in which a
+		// client killed mid-submit leaves a billed job it never heard of.
+		time.Sleep(delay)
+	}
 
 	if drop {
 		// The job exists and will run; the client never learns its id.
