@@ -69,6 +69,11 @@ type Client struct {
 
 	mu         sync.Mutex
 	pauseUntil time.Time // set by a 429; every request waits for it
+	// limited counts the pauses for 429s without Retry-After since the
+	// last answer that was not a 429, from every call: the pause grows with
+	// it, so that workers taking turns at a refusing account back off
+	// together instead of each starting over from the base delay.
+	limited atomic.Int64
 }
 
 // New checks the options and builds a Client.
@@ -262,14 +267,24 @@ func (c *Client) call(ctx context.Context, op, method, path string, body []byte,
 		}
 		err := c.once(ctx, op, method, path, body, out)
 		if err == nil {
+			if c.limited.Load() != 0 {
+				c.limited.Store(0)
+			}
 			return nil
 		}
 		e, _ := asError(err)
-		delay := Backoff(attempt, c.baseDelay, c.maxDelay, c.rand())
-		if e != nil && e.RetryAfter >= 0 {
-			delay = e.RetryAfter
+		limited := e != nil && e.HTTPStatus == http.StatusTooManyRequests
+		if !limited && e != nil && e.HTTPStatus != 0 {
+			c.limited.Store(0) // an answer that is not a 429: the account is let through
 		}
-		if e != nil && e.HTTPStatus == http.StatusTooManyRequests {
+		delay := Backoff(attempt, c.baseDelay, c.maxDelay, c.rand())
+		switch {
+		case e != nil && e.RetryAfter >= 0:
+			delay = e.RetryAfter
+		case limited:
+			delay = c.rateLimited()
+		}
+		if limited {
 			// The limit is the account's, not this call's: hold every
 			// call of this client, whether or not this one retries.
 			c.pause(delay)
@@ -331,6 +346,19 @@ func (c *Client) waitPause(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// rateLimited is the pause for a 429 without Retry-After. A 429 that comes
+// back while a pause is on answers a request sent before it began: the same
+// refusal, so it neither lengthens the pause nor counts in the streak.
+func (c *Client) rateLimited() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if left := c.pauseUntil.Sub(c.now()); left > 0 {
+		return left
+	}
+	streak := c.limited.Add(1) - 1
+	return RateLimitBackoff(int(min(streak, 64)), c.baseDelay, c.maxDelay, c.rand())
 }
 
 func (c *Client) pause(d time.Duration) {

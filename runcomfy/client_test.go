@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -212,7 +213,7 @@ func TestRateLimitPausesEveryCall(t *testing.T) {
 	}{
 		{"Retry-After seconds", "5", 5 * time.Second},
 		{"Retry-After date", time.Date(2025, 1, 1, 0, 0, 9, 0, time.UTC).Format(http.TimeFormat), 9 * time.Second},
-		{"no Retry-After: backoff", "", 250 * time.Millisecond},
+		{"no Retry-After: backoff", "", 375 * time.Millisecond}, // RateLimitBackoff(0, 500ms, 30s, 0.5)
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock()
@@ -555,5 +556,35 @@ func TestErrorText(t *testing.T) {
 		if got := ErrorText(json.RawMessage(tt.in)); got != tt.want {
 			t.Errorf("ErrorText(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestRateLimitStreakIsShared checks that 429s without Retry-After pause
+// longer each time, whichever call they answer, and that an answer that is
+// not a 429 starts over.
+func TestRateLimitStreakIsShared(t *testing.T) {
+	s := &script{handlers: []http.HandlerFunc{
+		reply(429, ""), reply(429, ""), reply(429, ""), reply(200, `{"status":"in_queue"}`),
+		reply(429, ""), reply(200, `{"status":"in_queue"}`),
+	}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	clk := newClock()
+	c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 2, Sleep: clk.Sleep, Now: clk.Now, Rand: func() float64 { return 1 }})
+	ctx := context.Background()
+	// Two calls share the first three 429s: the pauses double, 500ms, 1s, 2s.
+	if _, err := c.Status(ctx, "a"); err == nil {
+		t.Fatal("a: want the second 429 after two attempts")
+	}
+	if _, err := c.Status(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	// The 200 reset the streak: the next 429 pauses from the base again.
+	if _, err := c.Status(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 500 * time.Millisecond}
+	if got := clk.Slept(); !slices.Equal(got, want) {
+		t.Fatalf("paused %v, want %v", got, want)
 	}
 }

@@ -200,6 +200,17 @@ func Backoff(attempt int, base, max time.Duration, r float64) time.Duration {
 	return time.Duration(f)
 }
 
+// RateLimitBackoff is how long a 429 without Retry-After pauses every call:
+// the exponential ceiling of Backoff for the number of such answers in a row
+// (streak, from 0), with "equal" jitter, r * ceiling/2 + ceiling/2, so that
+// the pause is never next to nothing while the account is being refused.
+// Like Backoff it clamps r to [0,1] and never overflows.
+func RateLimitBackoff(streak int, base, max time.Duration, r float64) time.Duration {
+	ceiling := Backoff(streak, base, max, 1)
+	half := ceiling / 2
+	return ceiling - half + Backoff(0, half, half, r)
+}
+
 // errorBody holds the fields an error answer may carry. Each is raw because
 // RunComfy's APIs disagree on types (error may be a string or an object,
 // detail a list, error_code a number or a string).

@@ -273,3 +273,40 @@ func TestShortenMessage(t *testing.T) {
 		t.Error("shortening split a rune")
 	}
 }
+
+func TestRateLimitBackoff(t *testing.T) {
+	const base, ceil = 500 * time.Millisecond, 30 * time.Second
+	const huge = time.Duration(math.MaxInt64)
+	tests := []struct {
+		streak    int
+		base, max time.Duration
+		r         float64
+		want      time.Duration
+	}{
+		{0, base, ceil, 0, 250 * time.Millisecond}, // never below half the ceiling
+		{0, base, ceil, 0.5, 375 * time.Millisecond},
+		{0, base, ceil, 1, base},
+		{1, base, ceil, 0, time.Second / 2},
+		{3, base, ceil, 1, 4 * time.Second},
+		{6, base, ceil, 0, ceil / 2}, // 32s capped at 30s
+		{6, base, ceil, 1, ceil},
+		{1000, base, ceil, 0.5, 22500 * time.Millisecond},
+		{-1, base, ceil, 1, base},
+		{2, base, ceil, math.NaN(), time.Second},
+		{2, base, ceil, 9, 2 * time.Second}, // r clamped
+		{2, 0, ceil, 1, 0},
+		{2, base, 0, 1, 0},
+		{63, 1, huge, 1, huge},
+		{1000, time.Hour, huge, 1, huge},
+		{1000, time.Hour, huge, 0, huge - huge/2},
+	}
+	for _, tt := range tests {
+		got := RateLimitBackoff(tt.streak, tt.base, tt.max, tt.r)
+		if diff := got - tt.want; diff < -1024 || diff > 1024 {
+			t.Errorf("RateLimitBackoff(%d, %v, %v, %v) = %v, want %v", tt.streak, tt.base, tt.max, tt.r, got, tt.want)
+		}
+		if got < 0 || got > max(tt.max, 0) {
+			t.Errorf("RateLimitBackoff(%d, %v, %v, %v) = %v: out of [0, max]", tt.streak, tt.base, tt.max, tt.r, got)
+		}
+	}
+}

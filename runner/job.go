@@ -131,7 +131,7 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 		queuePos, lastPos = *j.QueuePosition, *j.QueuePosition
 	}
 	for polls := 0; ; polls++ {
-		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.cfg.PollMax)
+		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.get(), r.cfg.PollMax)
 		if err := r.cfg.Sleep(ctx, wait); err != nil {
 			return nil
 		}
@@ -156,6 +156,7 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 		status := res.Status
 		switch {
 		case runcomfy.Finished(status):
+			r.timing.add(took(res, r.cfg.Now().Sub(start)))
 			urls := runcomfy.OutputURLs(res.Output)
 			if len(urls) == 0 {
 				msg := runcomfy.ErrorText(res.Error)
@@ -204,4 +205,21 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 		lastStatus, lastPos = status, queuePos
 		j.RemoteStatus = status
 	}
+}
+
+// took is how long a finished job ran: the server's own finished_at minus
+// created_at when it gives both, so that our polling lag does not teach the
+// next polls to come later still; else the time we took to see it end. The
+// server's figure cannot exceed ours (it created the job after we sent it and
+// finished before we asked), so a larger one is a clock oddity and ignored.
+func took(res runcomfy.Result, seen time.Duration) time.Duration {
+	created, err1 := time.Parse(time.RFC3339Nano, res.CreatedAt)
+	finished, err2 := time.Parse(time.RFC3339Nano, res.FinishedAt)
+	if err1 != nil || err2 != nil {
+		return seen
+	}
+	if d := finished.Sub(created); d >= 0 && d <= seen {
+		return d
+	}
+	return seen
 }

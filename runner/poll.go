@@ -1,47 +1,101 @@
 package runner
 
-import "time"
+import (
+	"slices"
+	"sync"
+	"time"
+)
 
 // DefaultPollMax is the longest wait between two polls of one job.
 const DefaultPollMax = 15 * time.Second
 
+// Typical is what a run has learned of how long its jobs take from
+// submission to the end, from the jobs it has seen finish: the median and
+// the 90th percentile. Samples is 0 until it knows anything.
+type Typical struct {
+	Samples  int
+	P50, P90 time.Duration
+}
+
+// minSamples is how many finished jobs a run must have seen before it
+// trusts what they say about the next ones.
+const minSamples = 4
+
 // PollInterval says how long to wait before polling a job again. It is a pure
-// function so its shape can be table-tested:
-//   - the first poll comes right after the submission: a model that answers
-//     at once (or the simulated API) costs no waiting at all;
-//   - then polls are frequent while the job is young and slow down as it
-//     ages, because a job that has taken a minute will not finish in the next
-//     second;
-//   - a deep queue position stretches the wait: the hundredth job in line
-//     needs no poll every second;
-//   - never longer than max.
+// function so that its shape can be table-tested. polls is how many polls were
+// made so far, age the time since submission, queuePos the last reported
+// queue position (0 when not queued or unknown), typ what the run learned of
+// its jobs' durations, limit the longest wait (--poll-max).
 //
-// polls is how many polls were made so far, age the time since submission,
-// queuePos the last reported position (0 when not queued or unknown).
-func PollInterval(polls int, age time.Duration, queuePos int, max time.Duration) time.Duration {
-	if max <= 0 {
-		max = DefaultPollMax
+// Every poll is one call to the result endpoint, which also answers the
+// status, so fewer polls is fewer calls. The shape:
+//   - until the run has seen a few jobs finish, the first poll is immediate
+//     (a model that answers at once, or the simulated API, costs no waiting)
+//     and the next ones follow every second while the job is young;
+//   - once it has, a job's polls are aimed at the run's typical duration: the
+//     first at the median, the next at the 90th percentile. For jobs of 2–4 s
+//     that is 1.6 calls per job where a fixed 2 s status poller makes three,
+//     and half the jobs are seen within half a second of their end (a target
+//     just polled at is not polled again because newer samples moved it);
+//   - past that, a tenth of the job's age, at least a second: a job that has
+//     run for five minutes will not end in the next second;
+//   - a deep queue position stretches the wait (half a second per job ahead):
+//     the queue drains at the service's pace, not at our polls';
+//   - never longer than limit.
+func PollInterval(polls int, age time.Duration, queuePos int, typ Typical, limit time.Duration) time.Duration {
+	if limit <= 0 {
+		limit = DefaultPollMax
 	}
-	if polls <= 0 {
-		return 0
+	age = max(age, 0)
+	learned := typ.Samples >= minSamples
+	// A target only a sliver ahead is one just polled at, moved a little by
+	// newer samples: polling it again would be a wasted call.
+	sliver := (typ.P90 - typ.P50) / 4
+	var d time.Duration
+	switch {
+	case polls <= 0 && !learned:
+		d = 0
+	case polls <= 0:
+		d = max(typ.P50-age, 0)
+	case learned && typ.P50-age > sliver:
+		d = typ.P50 - age
+	case learned && typ.P90-age > sliver:
+		d = typ.P90 - age
+	default:
+		d = max(time.Second, age/10)
 	}
-	// A tenth of the job's age, at least one second: a job done in 3 s is
-	// seen within a second; one running for 5 minutes is polled every 15 s
-	// (with the default cap).
-	d := age / 10
-	if d < time.Second {
-		d = time.Second
+	if queuePos > 0 && polls > 0 {
+		// The position comes from an earlier poll, so the first has none.
+		d = max(d, time.Duration(min(queuePos, 1<<20))*(time.Second/2))
 	}
-	if queuePos > 0 {
-		// Half a second per job ahead in line, capped below: the queue drains
-		// at the rate of the service, not of our polls.
-		q := time.Duration(min(queuePos, 1<<20)) * (time.Second / 2)
-		if q > d {
-			d = q
-		}
-	}
-	if d > max {
-		d = max
-	}
-	return d
+	return min(d, limit)
+}
+
+// durations learns the run's typical job duration from the jobs that
+// finished most recently, shared by every worker. A window rather than all
+// history, so that it follows a queue that grows or drains during the run.
+type durations struct {
+	mu      sync.Mutex
+	window  [128]time.Duration
+	sorted  [128]time.Duration // scratch, to find the quantiles
+	n       int                // samples recorded, all time
+	typical Typical
+}
+
+// add records how long a finished job took.
+func (d *durations) add(took time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.window[d.n%len(d.window)] = max(took, 0)
+	d.n++
+	s := d.sorted[:min(d.n, len(d.window))]
+	copy(s, d.window[:])
+	slices.Sort(s)
+	d.typical = Typical{Samples: len(s), P50: s[len(s)/2], P90: s[len(s)*9/10]}
+}
+
+func (d *durations) get() Typical {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.typical
 }

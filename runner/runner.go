@@ -49,12 +49,21 @@ type Config struct {
 	RetryFailed     bool
 	ResubmitUnknown bool
 	MaxSubmissions  int // 0 = unlimited
+	// MaxCost caps, in USD and across runs, the ledger's spent plus the
+	// estimated cost of every submission not yet reported: a job whose
+	// estimate would pass it is not submitted (0 = no cap). Estimates come
+	// from each model's price (Prices, else API if it can read prices).
+	MaxCost float64
+	Prices  PriceAPI
 
 	Log   *slog.Logger
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
-	// ProgressEvery is how often a progress line is logged; 0 = 5 s, <0 = never.
+	// ProgressEvery is how often progress is reported; 0 = 5 s, <0 = never.
 	ProgressEvery time.Duration
+	// Progress receives each snapshot, from one goroutine at a time; nil
+	// logs a "progress" line instead. The display is the caller's business.
+	Progress func(Progress)
 }
 
 // Summary is what a run did and where the ledger stands after it.
@@ -65,6 +74,11 @@ type Summary struct {
 	Sync      store.SyncReport
 	InFlight  int // jobs still running at RunComfy when the run ended
 	Capped    int // jobs left pending by --max-submissions
+	// CostCapped counts the jobs left pending by --max-cost; CommittedUSD
+	// is spent plus in-flight estimates when the cap stopped submissions,
+	// and NextUSD the estimate of the first job that did not fit.
+	CostCapped            int
+	CommittedUSD, NextUSD float64
 }
 
 // ErrInterrupted is returned when the context was cancelled (a signal): the
@@ -85,6 +99,9 @@ type run struct {
 	submitted atomic.Int64               // POSTs that returned a request id
 	reserved  atomic.Int64               // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
+	files     outFiles  // the output folder's shared lock and fsyncs (download.go)
+	timing    durations // how long this run's jobs take, for polling (poll.go)
+	costs     *costs    // prices and estimates; nil when nobody looks at money
 
 	stopOnce sync.Once
 	stopErr  error
@@ -137,16 +154,38 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
 	}
 
+	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 {
+		if err := r.prepareCosts(ctx); err != nil {
+			return sum, err
+		}
+	}
+
 	workCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	r.stop = stop
-	done := make(chan struct{})
-	go r.progress(workCtx, done)
+	start := cfg.Now()
+	var settledAtStart int
+	if c, err := cfg.Store.Counts(); err == nil {
+		settledAtStart = settled(c)
+	}
+	done, reported := make(chan struct{}), make(chan struct{})
+	if cfg.ProgressEvery >= 0 {
+		go func() {
+			defer close(reported)
+			r.progress(workCtx, done, start, settledAtStart)
+		}()
+	} else {
+		close(reported)
+	}
 	feedErr := r.feed(workCtx, ctx)
 	close(done)
+	<-reported // one snapshot at a time: the final one comes after
 
 	sum.Submitted = int(r.submitted.Load())
 	sum.Capped = int(r.capped.Load())
+	if c := r.costs; c != nil && c.capped > 0 {
+		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
+	}
 	if err := writeMetadata(cfg.Store, cfg.OutDir); err != nil {
 		feedErr = errors.Join(feedErr, err)
 	}
@@ -154,6 +193,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		return sum, errors.Join(feedErr, err)
 	}
 	sum.InFlight = sum.Counts[store.Queued] + sum.Counts[store.Running] + sum.Counts[store.Submitting]
+	if cfg.ProgressEvery >= 0 {
+		if p, err := r.snapshot(start, settledAtStart); err == nil {
+			p.Final = true
+			r.report(p)
+		}
+	}
 	if feedErr != nil {
 		return sum, feedErr
 	}
@@ -204,14 +249,7 @@ func (r *run) feed(ctx, parent context.Context) error {
 			}
 		}
 	}
-	submittable := []store.State{store.Pending}
-	if r.cfg.RetryFailed {
-		submittable = append(submittable, store.Failed, store.Cancelled)
-	}
-	if r.cfg.ResubmitUnknown {
-		submittable = append(submittable, store.Unknown)
-	}
-	jobs, err := r.list(submittable...)
+	jobs, err := r.list(r.submittable()...)
 	if err != nil {
 		return err
 	}
@@ -223,6 +261,9 @@ func (r *run) feed(ctx, parent context.Context) error {
 			r.capped.Add(1)
 			continue
 		}
+		if r.costs != nil && !r.costs.take(j.ID) {
+			continue
+		}
 		if !goJob(j) {
 			break
 		}
@@ -230,6 +271,10 @@ func (r *run) feed(ctx, parent context.Context) error {
 	g.Wait()
 	if n := r.capped.Load(); n > 0 {
 		r.log.Warn("--max-submissions reached; jobs left pending", "pending", n)
+	}
+	if c := r.costs; c != nil && c.capped > 0 {
+		r.log.Warn("--max-cost reached: submitting the next job would pass the cap; jobs left pending",
+			"pending", c.capped, "max_cost_usd", c.max, "committed_usd", roundUSD(c.committed), "next_job_usd", roundUSD(c.next))
 	}
 	return fatal
 }
@@ -264,38 +309,6 @@ func (r *run) accountStop(err error) {
 		r.log.Error("stopping: the account cannot submit; jobs not yet accepted stay pending", "error", err)
 		r.stop()
 	})
-}
-
-func (r *run) progress(ctx context.Context, done <-chan struct{}) {
-	every := r.cfg.ProgressEvery
-	if every < 0 {
-		return
-	}
-	if every == 0 {
-		every = 5 * time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c, err := r.cfg.Store.Counts()
-			if err != nil {
-				continue
-			}
-			args := []any{}
-			for _, st := range store.States {
-				if c[st] > 0 {
-					args = append(args, string(st), c[st])
-				}
-			}
-			r.log.Info("progress", args...)
-		}
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

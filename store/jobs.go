@@ -304,12 +304,27 @@ func (s *Store) SetOutputs(id string, outputs []string) error {
 
 // FileSaved records one verified output file.
 func (s *Store) FileSaved(id string, f File) error {
+	return s.write(func(tx *sql.Tx) error { return saveFile(tx, id, f) })
+}
+
+// LastFileSaved records the last verified output file of a completed job
+// and marks the job done, in one write: a one-output job costs one commit
+// here instead of two.
+func (s *Store) LastFileSaved(id string, f File) error {
 	return s.write(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO files (job_id, n, url, path, bytes, sha256) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (job_id, n) DO UPDATE SET url = excluded.url, path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256`,
-			id, f.N, f.URL, f.Path, f.Bytes, f.SHA256)
+		if err := saveFile(tx, id, f); err != nil {
+			return err
+		}
+		_, err := s.move(tx, id, []State{Completed}, Done, "", "")
 		return err
 	})
+}
+
+func saveFile(tx *sql.Tx, id string, f File) error {
+	_, err := tx.Exec(`INSERT INTO files (job_id, n, url, path, bytes, sha256) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (job_id, n) DO UPDATE SET url = excluded.url, path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256`,
+		id, f.N, f.URL, f.Path, f.Bytes, f.SHA256)
+	return err
 }
 
 // MarkDone records that every output of a completed job is on disk.

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // maxGroup bounds one commit group; big enough that under load durability
@@ -14,6 +15,18 @@ const maxGroup = 512
 type writeReq struct {
 	fn   func(tx *sql.Tx) error
 	done chan error
+}
+
+// WriterStats counts what the writer did: Writes acknowledged and Commits
+// (group transactions, one fsync each) made for them. Writes/Commits is the
+// mean group size, which shows whether durability is bounding throughput.
+type WriterStats struct{ Writes, Commits int64 }
+
+type writerStats struct{ writes, commits atomic.Int64 }
+
+// WriterStats returns the counts since the ledger was opened.
+func (s *Store) WriterStats() WriterStats {
+	return WriterStats{Writes: s.stats.writes.Load(), Commits: s.stats.commits.Load()}
 }
 
 // ErrClosed is returned by writes after Close.
@@ -99,6 +112,8 @@ func (s *Store) commit(group []writeReq) {
 		}
 		return
 	}
+	s.stats.commits.Add(1)
+	s.stats.writes.Add(int64(len(group)))
 	for i, r := range group {
 		r.done <- errs[i]
 	}

@@ -367,3 +367,43 @@ func TestAcknowledgedWriteIsVisibleToReader(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestGroupCommitBatchesAcrossWorkers shows the writer committing the writes
+// of many workers in one transaction, one fsync: while it is busy with a
+// commit, the writes that arrive queue up and go together in the next one.
+func TestGroupCommitBatchesAcrossWorkers(t *testing.T) {
+	const workers = 64
+	s := newStore(t)
+	var specs []Spec
+	for g := 0; g < workers; g++ {
+		specs = append(specs, spec(fmt.Sprintf("w%02d", g), "fp"))
+	}
+	_, err := s.Sync(specs)
+	must(t, err)
+	for _, sp := range specs {
+		toState(t, s, sp.ID, Queued)
+	}
+	before := s.WriterStats()
+
+	release, gated := gate(t, s) // the writer is now busy with a commit
+	var wg sync.WaitGroup
+	for _, sp := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Observe(sp.ID, Running, "in_progress", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitQueued(t, s, workers)
+	release()
+	wg.Wait()
+	must(t, <-gated)
+
+	got := s.WriterStats()
+	writes, commits := got.Writes-before.Writes, got.Commits-before.Commits
+	if writes != workers+1 || commits != 2 {
+		t.Fatalf("%d writes in %d commits; want %d writes in 2 (the gate's, then all the workers' together)", writes, commits, workers+1)
+	}
+}

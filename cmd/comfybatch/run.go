@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/runner"
@@ -30,7 +30,10 @@ type runFlags struct {
 	retryFailed     bool
 	resubmitUnknown bool
 	maxSubmissions  int
+	maxCost         float64
+	progressEvery   time.Duration
 	pollMax         time.Duration
+	schemas         []string // --schema MODEL=PATH
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -56,6 +59,9 @@ without submitting any job twice.`,
 	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "resubmit jobs whose submission was cut off before its request id was saved")
 	f.IntVar(&o.maxSubmissions, "max-submissions", 0, "submit at most N new jobs in this run (0 = unlimited)")
 	f.DurationVar(&o.pollMax, "poll-max", runner.DefaultPollMax, "longest wait between two polls of one job")
+	f.Float64Var(&o.maxCost, "max-cost", 0, "stop submitting once the ledger's spent plus the estimated cost of jobs in flight would pass `USD`, counted across runs (0 = no cap)")
+	f.DurationVar(&o.progressEvery, "progress-every", plainEvery, "how often a progress line is logged when stderr is not a terminal")
+	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
 
@@ -76,11 +82,18 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if o.maxSubmissions < 0 {
 		return usagef("--max-submissions must not be negative")
 	}
-	log, err := a.logger()
+	if !(o.maxCost >= 0) || math.IsInf(o.maxCost, 0) {
+		return usagef("--max-cost must be a number of US dollars, e.g. --max-cost 25")
+	}
+	if o.progressEvery <= 0 {
+		return usagef("--progress-every must be a positive duration, e.g. 30s")
+	}
+	sink := &logSink{w: a.stderr}
+	log, err := a.loggerTo(sink)
 	if err != nil {
 		return err
 	}
-	m, err := manifest.Load(path, manifest.Options{})
+	m, _, err := a.load(path, o.schemas)
 	if err != nil {
 		return err
 	}
@@ -101,6 +114,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	defer st.Close()
 
 	out := a.outDir(m, path)
+	disp := a.newDisplay(sink, log, o.progressEvery)
 	sum, err := runner.Run(ctx, runner.Config{
 		Manifest:        m,
 		Store:           st,
@@ -113,8 +127,16 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		RetryFailed:     o.retryFailed,
 		ResubmitUnknown: o.resubmitUnknown,
 		MaxSubmissions:  o.maxSubmissions,
+		MaxCost:         o.maxCost,
 		Log:             log,
+		ProgressEvery:   disp.every,
+		Progress:        disp.update,
 	})
+	disp.stop()
+	var be *runner.BudgetError
+	if errors.As(err, &be) {
+		err = usageError{err} // nothing was submitted: fix and run again
+	}
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -149,11 +171,15 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		todo = append(todo, fmt.Sprintf("%d unknown: their submission was cut off and they may be running and billed; check your RunComfy dashboard, then rerun with --resubmit-unknown to submit them again", n))
 	}
 	if n := c[store.Pending]; n > 0 {
-		why := "not submitted"
-		if sum.Capped > 0 {
-			why = "left pending by --max-submissions"
+		switch {
+		case sum.CostCapped > 0:
+			todo = append(todo, fmt.Sprintf("%d pending, held back by --max-cost (%s spent or in flight; the next job would add %s): raise --max-cost and run again to continue",
+				n, usd(sum.CommittedUSD), usd(sum.NextUSD)))
+		case sum.Capped > 0:
+			todo = append(todo, fmt.Sprintf("%d pending (left pending by --max-submissions); run again to continue", n))
+		default:
+			todo = append(todo, fmt.Sprintf("%d pending (not submitted); run again to continue", n))
 		}
-		todo = append(todo, fmt.Sprintf("%d pending (%s); run again to continue", n, why))
 	}
 	if n := c[store.Completed]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -12,40 +15,78 @@ import (
 )
 
 func (a *app) statusCommand() *cobra.Command {
-	return &cobra.Command{
+	var only []string
+	cmd := &cobra.Command{
 		Use:   "status MANIFEST",
-		Short: "Show how many jobs are in each state (per job with -v)",
+		Short: "Show how many jobs are in each state and what they cost (per job with -v)",
 		Long: `Status reads the manifest's ledger without locking it, so it works from
-another terminal while a run is going on. It needs no token.`,
-		Example: "  comfybatch status jobs.yaml\n  comfybatch status jobs.yaml -v --json",
+another terminal while a run is going on. It needs no token and makes no
+API call.
+
+It shows the jobs per state, what RunComfy reported spending (over every run
+of this ledger), and the jobs in flight and still to submit, priced at the
+average cost reported so far. With -v (or --job) it shows each job: its
+request id, cost, files, every submission it ever had (resubmissions and
+earlier inputs included) and its full history. --json prints one object;
+its fields are listed in the README and are only ever added to, never
+renamed.`,
+		Example: "  comfybatch status jobs.yaml\n  comfybatch status jobs.yaml -v --job tub-001\n  comfybatch status jobs.yaml -v --json | jq '.jobs[] | select(.state == \"failed\")'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.status(args[0])
+			return a.status(args[0], only)
 		},
 	}
+	cmd.Flags().StringArrayVar(&only, "job", nil, "show only this job, with its history (repeatable; implies -v)")
+	cmd.ValidArgsFunction = completeManifest
+	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
+	return cmd
 }
 
+// statusJSON is what `status --json` prints. Fields may be added, never
+// renamed (SPEC §2).
 type statusJSON struct {
-	Ledger   string         `json:"ledger"`
-	Counts   map[string]int `json:"counts"`
-	SpentUSD float64        `json:"spent_usd"`
-	Jobs     []jobJSON      `json:"jobs,omitempty"`
+	Ledger string         `json:"ledger"`
+	Counts map[string]int `json:"counts"` // every state, zeros included
+	Total  int            `json:"total"`
+	// SpentUSD is the sum of the costs RunComfy reported, over every
+	// submission this ledger ever made.
+	SpentUSD float64 `json:"spent_usd"`
+	// InFlight counts the jobs submitting, queued or running; Remaining the
+	// pending ones (to submit).
+	InFlight     int `json:"in_flight"`
+	Remaining    int `json:"remaining"`
+	DeepestQueue int `json:"deepest_queue_position"` // 0 when none is known
+	// AverageCostUSD is the mean reported cost per submission; the two
+	// estimates price in-flight and remaining jobs at it. All three are
+	// null until a cost has been reported.
+	AverageCostUSD        *float64  `json:"average_cost_usd"`
+	EstimatedInFlightUSD  *float64  `json:"estimated_in_flight_usd"`
+	EstimatedRemainingUSD *float64  `json:"estimated_remaining_usd"`
+	Jobs                  []jobJSON `json:"jobs,omitempty"` // with -v or --job
 }
 
+// jobJSON is one job in `status -v --json`.
 type jobJSON struct {
-	ID           string        `json:"id"`
-	Model        string        `json:"model"`
-	State        store.State   `json:"state"`
-	RemoteStatus string        `json:"remote_status"`
-	RequestID    string        `json:"request_id"`
-	Attempts     int           `json:"attempts"`
-	CostUSD      *float64      `json:"cost_usd"`
-	Error        string        `json:"error"`
-	Files        []store.File  `json:"files"`
-	Events       []store.Event `json:"events"`
+	ID            string             `json:"id"`
+	Model         string             `json:"model"`
+	State         store.State        `json:"state"`
+	RemoteStatus  string             `json:"remote_status"`
+	RequestID     string             `json:"request_id"`
+	Attempts      int                `json:"attempts"`
+	CostUSD       *float64           `json:"cost_usd"`
+	Error         string             `json:"error"`
+	Files         []store.File       `json:"files"`
+	Events        []store.Event      `json:"events"`
+	QueuePosition *int               `json:"queue_position"`
+	Input         json.RawMessage    `json:"input"`
+	Outputs       []string           `json:"outputs"`
+	SubmittedAt   string             `json:"submitted_at"`
+	FinishedAt    string             `json:"finished_at"`
+	Submissions   []store.Submission `json:"submissions"` // every POST, oldest first
+	Fingerprint   string             `json:"fingerprint"` // of model + input; a change means a new submission
 }
 
-func (a *app) status(manifestPath string) error {
+func (a *app) status(manifestPath string, only []string) error {
 	path := a.ledgerPath(manifestPath)
 	out := statusJSON{Ledger: path, Counts: map[string]int{}}
 	for _, st := range store.States {
@@ -53,95 +94,284 @@ func (a *app) status(manifestPath string) error {
 	}
 	st, err := store.Open(path, store.Options{ReadOnly: true})
 	if errors.Is(err, store.ErrNoLedger) {
-		if !a.jsonOut {
-			fmt.Fprintf(a.stderr, "no ledger at %s yet: nothing has run for this manifest\n", path)
-		}
-		return a.printStatus(out)
+		fmt.Fprintf(a.stderr, "no ledger at %s yet: nothing has run for this manifest (start with `comfybatch run %s`)\n", path, manifestPath)
+		return a.printStatus(out, nil)
 	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := summarize(st, &out); err != nil {
+		return fmt.Errorf("read ledger %s: %w", path, err)
+	}
+	if !a.verbose && len(only) == 0 {
+		return a.printStatus(out, nil)
+	}
+	var jobs func(func(jobJSON) error) error
+	if len(only) > 0 {
+		// Check every id before printing anything.
+		picked := make([]store.Job, 0, len(only))
+		for _, id := range only {
+			j, err := st.Job(id)
+			if err != nil {
+				return usagef("%v; `comfybatch status %s -v` lists every job", err, manifestPath)
+			}
+			picked = append(picked, j)
+		}
+		jobs = func(fn func(jobJSON) error) error {
+			for _, j := range picked {
+				jj, err := jobDetail(st, j)
+				if err != nil {
+					return err
+				}
+				if err := fn(jj); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	} else {
+		// Streamed: a ledger of 100,000 jobs is never held in memory.
+		jobs = func(fn func(jobJSON) error) error {
+			return st.EachJob(func(j store.Job) error {
+				jj, err := jobDetail(st, j)
+				if err != nil {
+					return err
+				}
+				return fn(jj)
+			})
+		}
+	}
+	return a.printStatus(out, jobs)
+}
+
+// summarize fills in the counts and the money.
+func summarize(st *store.Store, out *statusJSON) error {
 	counts, err := st.Counts()
 	if err != nil {
 		return err
 	}
 	for s, n := range counts {
 		out.Counts[string(s)] = n
+		out.Total += n
 	}
+	out.InFlight = counts[store.Submitting] + counts[store.Queued] + counts[store.Running]
+	out.Remaining = counts[store.Pending]
 	if out.SpentUSD, err = st.Spent(); err != nil {
 		return err
 	}
-	if a.verbose {
-		out.Jobs = []jobJSON{}
-		err = st.EachJob(func(j store.Job) error {
-			jj := jobJSON{ID: j.ID, Model: j.Model, State: j.State, RemoteStatus: j.RemoteStatus, RequestID: j.RequestID,
-				Attempts: j.Attempts, CostUSD: j.CostUSD, Error: j.Error, Files: []store.File{}}
-			var err error
-			if files, err := st.Files(j.ID); err == nil && files != nil {
-				jj.Files = files
-			}
-			if jj.Events, err = st.Events(j.ID); err != nil {
-				return err
-			}
-			out.Jobs = append(out.Jobs, jj)
-			return nil
-		})
+	out.SpentUSD = round(out.SpentUSD)
+	if out.DeepestQueue, err = st.DeepestQueue(); err != nil {
+		return err
+	}
+	n, sum, err := st.Reported()
+	if err != nil || n == 0 {
+		return err
+	}
+	avg := sum / float64(n)
+	at := func(jobs int) *float64 { v := round(avg * float64(jobs)); return &v }
+	out.AverageCostUSD = at(1)
+	out.EstimatedInFlightUSD, out.EstimatedRemainingUSD = at(out.InFlight), at(out.Remaining)
+	return nil
+}
+
+// jobDetail reads everything the ledger holds about one job.
+func jobDetail(st *store.Store, j store.Job) (jobJSON, error) {
+	jj := jobJSON{ID: j.ID, Model: j.Model, State: j.State, RemoteStatus: j.RemoteStatus, RequestID: j.RequestID,
+		Attempts: j.Attempts, CostUSD: j.CostUSD, Error: j.Error, QueuePosition: j.QueuePosition, Input: j.Input,
+		Outputs: j.Outputs, SubmittedAt: j.SubmittedAt, FinishedAt: j.FinishedAt, Fingerprint: j.Fingerprint}
+	var err error
+	if jj.Files, err = st.Files(j.ID); err != nil {
+		return jj, err
+	}
+	if jj.Events, err = st.Events(j.ID); err != nil {
+		return jj, err
+	}
+	if jj.Submissions, err = st.Submissions(j.ID); err != nil {
+		return jj, err
+	}
+	// Empty lists print as [], never null: a reader need not check both.
+	jj.Files = nonNil(jj.Files)
+	jj.Events = nonNil(jj.Events)
+	jj.Submissions = nonNil(jj.Submissions)
+	jj.Outputs = nonNil(jj.Outputs)
+	if len(jj.Input) == 0 {
+		jj.Input = json.RawMessage("{}")
+	}
+	return jj, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// printStatus writes the summary, then each job that jobs yields (nil: no
+// jobs), as text or as one JSON object.
+func (a *app) printStatus(s statusJSON, jobs func(func(jobJSON) error) error) error {
+	if a.jsonOut {
+		return writeStatusJSON(a.stdout, s, jobs)
+	}
+	printSummary(a.stdout, s)
+	if jobs == nil {
+		return nil
+	}
+	return jobs(func(j jobJSON) error {
+		printJob(a.stdout, j)
+		return nil
+	})
+}
+
+// writeStatusJSON prints the object with its jobs streamed into it, laid
+// out as json.MarshalIndent would.
+func writeStatusJSON(w io.Writer, s statusJSON, jobs func(func(jobJSON) error) error) error {
+	head, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if jobs == nil {
+		_, err := fmt.Fprintf(w, "%s\n", head)
+		return err
+	}
+	// Open the object back up and stream the jobs array into it.
+	head = bytes.TrimSuffix(head, []byte("\n}"))
+	if _, err := fmt.Fprintf(w, "%s,\n  \"jobs\": [", head); err != nil {
+		return err
+	}
+	n := 0
+	err = jobs(func(j jobJSON) error {
+		b, err := json.MarshalIndent(j, "    ", "  ")
 		if err != nil {
 			return err
 		}
+		sep := ","
+		if n == 0 {
+			sep = ""
+		}
+		n++
+		_, err = fmt.Fprintf(w, "%s\n    %s", sep, b)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	return a.printStatus(out)
+	if n == 0 {
+		_, err = io.WriteString(w, "]\n}\n")
+	} else {
+		_, err = io.WriteString(w, "\n  ]\n}\n")
+	}
+	return err
 }
 
-func (a *app) printStatus(s statusJSON) error {
-	if a.jsonOut {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+// printSummary is the table a person reads.
+func printSummary(w io.Writer, s statusJSON) {
+	tw, flush := newTable(w)
 	fmt.Fprintf(tw, "ledger\t%s\n", s.Ledger)
-	total := 0
 	for _, st := range store.States {
-		total += s.Counts[string(st)]
+		n := s.Counts[string(st)]
+		if n == 0 && st != store.Done {
+			continue
+		}
+		note := ""
+		if st == store.Queued && s.DeepestQueue > 0 {
+			note = fmt.Sprintf("deepest queue position %d", s.DeepestQueue)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", st, n, note)
 	}
-	for _, st := range store.States {
-		if n := s.Counts[string(st)]; n > 0 || st == store.Done {
-			fmt.Fprintf(tw, "%s\t%d\n", st, n)
+	fmt.Fprintf(tw, "total\t%d\t\n", s.Total)
+	fmt.Fprintf(tw, "spent\t%s\treported by RunComfy, every run of this ledger\n", usd(s.SpentUSD))
+	est := func(v *float64) string {
+		if v == nil {
+			return ""
 		}
+		return "≈ " + usd(*v) + " at the average cost reported so far (" + usd(*s.AverageCostUSD) + " a job)"
 	}
-	fmt.Fprintf(tw, "total\t%d\n", total)
-	fmt.Fprintf(tw, "spent\t$%.2f\n", s.SpentUSD)
-	tw.Flush()
-	for _, j := range s.Jobs {
-		fmt.Fprintf(a.stdout, "\n%s  %s", j.ID, j.State)
-		if j.RemoteStatus != "" {
-			fmt.Fprintf(a.stdout, " (remote %s)", j.RemoteStatus)
-		}
-		if j.RequestID != "" {
-			fmt.Fprintf(a.stdout, "  request %s", j.RequestID)
-		}
-		fmt.Fprintf(a.stdout, "  attempts %d", j.Attempts)
-		if j.CostUSD != nil {
-			fmt.Fprintf(a.stdout, "  $%.2f", *j.CostUSD)
-		}
-		fmt.Fprintln(a.stdout)
-		if j.Error != "" {
-			fmt.Fprintf(a.stdout, "  error: %s\n", j.Error)
-		}
-		for _, f := range j.Files {
-			fmt.Fprintf(a.stdout, "  file %s  %d bytes  sha256 %s\n", f.Path, f.Bytes, f.SHA256)
-		}
-		for _, e := range j.Events {
-			fmt.Fprintf(a.stdout, "  %s  %s → %s", e.At, orDash(string(e.From)), e.To)
-			if e.Detail != "" {
-				fmt.Fprintf(a.stdout, "  %s", e.Detail)
+	if s.InFlight > 0 {
+		fmt.Fprintf(tw, "in flight\t%s\t%s\n", jobs(s.InFlight), est(s.EstimatedInFlightUSD))
+	}
+	if s.Remaining > 0 {
+		fmt.Fprintf(tw, "remaining\t%s\t%s\n", jobs(s.Remaining), est(s.EstimatedRemainingUSD))
+	}
+	flush()
+	// What to do next, for the states that need a person.
+	c := s.Counts
+	if n := c[string(store.Failed)] + c[string(store.Cancelled)]; n > 0 {
+		fmt.Fprintf(w, "%s failed or cancelled: `status -v` shows why; `run --retry-failed` submits them again\n", jobs(n))
+	}
+	if n := c[string(store.Unknown)]; n > 0 {
+		fmt.Fprintf(w, "%s unknown: the submission was cut off and may be running and billed; check your RunComfy dashboard, then `run --resubmit-unknown`\n", jobs(n))
+	}
+}
+
+// printJob is one job of `status -v`: what it is, then every submission,
+// then its history.
+func printJob(w io.Writer, j jobJSON) {
+	fmt.Fprintf(w, "\n%s  %s  %s\n", j.ID, j.State, j.Model)
+	var facts []string
+	if j.RequestID != "" {
+		facts = append(facts, "request "+j.RequestID)
+	}
+	if j.RemoteStatus != "" {
+		facts = append(facts, "remote "+j.RemoteStatus)
+	}
+	if j.QueuePosition != nil {
+		facts = append(facts, fmt.Sprintf("queue position %d", *j.QueuePosition))
+	}
+	facts = append(facts, fmt.Sprintf("attempts %d", j.Attempts))
+	if j.CostUSD != nil {
+		facts = append(facts, "cost "+usd(*j.CostUSD))
+	}
+	fmt.Fprintf(w, "  %s\n", strings.Join(facts, "  "))
+	if j.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", j.Error)
+	}
+	for _, f := range j.Files {
+		fmt.Fprintf(w, "  file %s  %d bytes  sha256 %s\n", f.Path, f.Bytes, f.SHA256)
+	}
+	if len(j.Submissions) > 0 {
+		fmt.Fprintln(w, "  submissions:")
+		tw, flush := newTable(w)
+		for _, sb := range j.Submissions {
+			cost := "-"
+			if sb.CostUSD != nil {
+				cost = usd(*sb.CostUSD)
 			}
-			fmt.Fprintln(a.stdout)
+			outcome := sb.Outcome
+			if outcome == "" {
+				outcome = "in flight"
+				if sb.Attempt != j.Attempts || j.State == store.Pending {
+					// Sync moved the job on when its input changed.
+					outcome = "no longer followed: the input changed"
+				}
+			}
+			fmt.Fprintf(tw, "    #%d\t%s\t%s\t%s\t%s\tinput %.12s\n", sb.Attempt, sb.StartedAt, orDash(sb.RequestID), outcome, cost, sb.Fingerprint)
+		}
+		flush()
+	}
+	fmt.Fprintln(w, "  history:")
+	tw, flush := newTable(w)
+	for _, e := range j.Events {
+		fmt.Fprintf(tw, "    %s\t%s → %s\t%s\n", e.At, orDash(string(e.From)), e.To, e.Detail)
+	}
+	flush()
+}
+
+// newTable aligns tab-separated cells; flush writes the table to w without
+// the padding tabwriter leaves after a last, empty cell.
+func newTable(w io.Writer) (*tabwriter.Writer, func()) {
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
+	return tw, func() {
+		tw.Flush()
+		for _, line := range strings.SplitAfter(buf.String(), "\n") {
+			if line == "" {
+				continue
+			}
+			io.WriteString(w, strings.TrimRight(line, " \n")+"\n")
 		}
 	}
-	return nil
 }
 
 func orDash(s string) string {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"comfybatch/manifest"
+	"comfybatch/runcomfy"
+	"comfybatch/runner"
+)
+
+// addSchemaFlag registers --schema on a command that reads model schemas.
+func addSchemaFlag(f *pflag.FlagSet, dst *[]string) {
+	f.StringArrayVar(dst, "schema", nil,
+		"add or override a model's input schema: MODEL=PATH, PATH a JSON Schema or RunComfy's {\"input\": ...} envelope (repeatable)")
+}
+
+// schemas builds the registry: the built-in schemas, then each --schema in
+// the order given, so that a later one for the same model wins.
+func schemas(args []string) (*runcomfy.Schemas, error) {
+	s, err := runcomfy.BuiltinSchemas()
+	if err != nil {
+		return nil, fmt.Errorf("built-in schemas: %w", err) // a broken build, not the user's doing
+	}
+	for _, arg := range args {
+		// Model ids hold slashes but never "=", so the first "=" splits.
+		model, path, ok := strings.Cut(arg, "=")
+		if !ok || model == "" || path == "" {
+			return nil, usagef("--schema %q: want MODEL=PATH, e.g. --schema wan-ai/wan-2-6/image-to-video=schema.json", arg)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usagef("--schema %s: cannot read %s: %v", model, path, errors.Unwrap(err))
+		}
+		if err := s.Add(model, data); err != nil {
+			return nil, usagef("--schema %s=%s: %v", model, path, err)
+		}
+	}
+	return s, nil
+}
+
+// load is the one way run, plan and validate read a manifest: parsed with
+// CSV cells typed by the model schemas, then every job validated against
+// them. Warnings go to stderr. On validation errors it returns the manifest
+// too, so that validate --media can add its own findings to the report;
+// every other caller stops at the error.
+func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runcomfy.Schemas, error) {
+	s, err := schemas(schemaArgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := manifest.Load(path, manifest.Options{FieldType: s.FieldType})
+	if err != nil {
+		return nil, s, reportOf(path, err)
+	}
+	warnings, err := runner.Validate(m, s)
+	for _, w := range warnings {
+		fmt.Fprintln(a.stderr, "warning:", w)
+	}
+	if err != nil {
+		return m, s, reportOf(path, err)
+	}
+	return m, s, nil
+}
+
+// problems is a manifest's error report as a person reads it: a count,
+// then one problem a line, sorted by file, line and column. It unwraps to
+// manifest.Errors, which sets the exit code (2).
+type problems struct {
+	file string
+	errs manifest.Errors
+}
+
+// reportOf wraps manifest.Errors for printing; other errors pass through.
+func reportOf(file string, err error) error {
+	var errs manifest.Errors
+	if !errors.As(err, &errs) {
+		return err
+	}
+	return &problems{file: file, errs: errs}
+}
+
+func (p *problems) Unwrap() error { return p.errs }
+
+func (p *problems) Error() string {
+	errs := slices.Clone(p.errs)
+	runner.SortErrors(errs)
+	if len(errs) == 1 {
+		return errs[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d problems:", p.file, len(errs))
+	for _, e := range errs {
+		b.WriteString("\n  ")
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// merge adds more problems to a report, or starts one.
+func merge(file string, err error, more manifest.Errors) error {
+	if len(more) == 0 {
+		return err
+	}
+	var p *problems
+	if errors.As(err, &p) {
+		return &problems{file: file, errs: slices.Concat(p.errs, more)}
+	}
+	return &problems{file: file, errs: more}
+}

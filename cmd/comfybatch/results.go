@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"comfybatch/manifest"
+	"comfybatch/store"
+)
+
+func (a *app) resultsCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "results MANIFEST",
+		Short: "Export the settled jobs (done, failed, cancelled, unknown) as JSON Lines or CSV",
+		Long: `Results writes one record per settled job to stdout: its id, model, input,
+state, request id, cost, output URLs, downloaded files with their size and
+sha256, and when it was submitted and finished. Like status it reads the
+ledger without locking it, needs no token and works while a run goes on.
+
+--format jsonl (the default) writes one JSON object a line; --format csv
+writes a header row, then one row a job, with the input as a JSON cell and
+lists (URLs, files, hashes) separated by spaces.`,
+		Example: "  comfybatch results jobs.yaml > results.jsonl\n  comfybatch results jobs.yaml --format csv > results.csv\n  comfybatch results jobs.yaml | jq -r 'select(.state == \"done\") | .files[].local_path'",
+		Args:    manifestArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.results(args[0], format)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+	cmd.ValidArgsFunction = completeManifest
+	cmd.RegisterFlagCompletionFunc("format", fixedValues("jsonl", "csv"))
+	return cmd
+}
+
+// resultJSON is one line of `results --format jsonl`. Fields may be added,
+// never renamed.
+type resultJSON struct {
+	ID           string          `json:"id"`
+	Model        string          `json:"model"`
+	State        store.State     `json:"state"`
+	Input        json.RawMessage `json:"input"`
+	RequestID    string          `json:"request_id"`
+	RemoteStatus string          `json:"remote_status"`
+	Attempts     int             `json:"attempts"`
+	CostUSD      *float64        `json:"cost_usd"`
+	Error        string          `json:"error"`
+	Outputs      []string        `json:"outputs"` // output URLs (they expire)
+	Files        []resultFile    `json:"files"`
+	SubmittedAt  string          `json:"submitted_at"`
+	FinishedAt   string          `json:"finished_at"`
+}
+
+type resultFile struct {
+	Path      string `json:"path"`       // relative to the output folder, as in metadata.jsonl
+	LocalPath string `json:"local_path"` // the output folder joined in
+	Bytes     int64  `json:"bytes"`
+	SHA256    string `json:"sha256"`
+}
+
+var csvHeader = []string{"id", "model", "state", "request_id", "remote_status", "attempts", "cost_usd", "error",
+	"submitted_at", "finished_at", "input", "outputs", "files", "bytes", "sha256"}
+
+// settledStates are the states results exports: the job needs nothing more.
+var settledStates = []store.State{store.Done, store.Failed, store.Cancelled, store.Unknown}
+
+func (a *app) results(manifestPath, format string) error {
+	if format != "jsonl" && format != "csv" {
+		return usagef("--format %q: want jsonl or csv", format)
+	}
+	path := a.ledgerPath(manifestPath)
+	out := a.resultsOutDir(manifestPath)
+	var write func(resultJSON) error
+	var flush func() error
+	switch format {
+	case "jsonl":
+		enc := json.NewEncoder(a.stdout)
+		enc.SetEscapeHTML(false) // URLs keep their & as they are
+		write, flush = func(r resultJSON) error { return enc.Encode(r) }, func() error { return nil }
+	case "csv":
+		cw := csv.NewWriter(a.stdout)
+		if err := cw.Write(csvHeader); err != nil {
+			return err
+		}
+		write = func(r resultJSON) error { return cw.Write(csvRow(r)) }
+		flush = func() error { cw.Flush(); return cw.Error() }
+	}
+
+	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if errors.Is(err, store.ErrNoLedger) {
+		fmt.Fprintf(a.stderr, "no ledger at %s yet: nothing has run for this manifest (start with `comfybatch run %s`)\n", path, manifestPath)
+		return flush()
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	err = st.EachJob(func(j store.Job) error {
+		files, err := st.Files(j.ID)
+		if err != nil {
+			return err
+		}
+		r := resultJSON{ID: j.ID, Model: j.Model, State: j.State, Input: j.Input, RequestID: j.RequestID,
+			RemoteStatus: j.RemoteStatus, Attempts: j.Attempts, CostUSD: j.CostUSD, Error: j.Error,
+			Outputs: nonNil(j.Outputs), Files: []resultFile{}, SubmittedAt: j.SubmittedAt, FinishedAt: j.FinishedAt}
+		for _, f := range files {
+			r.Files = append(r.Files, resultFile{Path: f.Path, LocalPath: filepath.Join(out, f.Path), Bytes: f.Bytes, SHA256: f.SHA256})
+		}
+		return write(r)
+	}, settledStates...)
+	if err != nil {
+		return fmt.Errorf("read ledger %s: %w", path, err)
+	}
+	return flush()
+}
+
+// resultsOutDir is where the files are: --out, else the manifest's
+// output.dir, else the default. The manifest is only read for output.dir;
+// when it cannot be read, say so and use the default.
+func (a *app) resultsOutDir(manifestPath string) string {
+	if a.out != "" {
+		return a.out
+	}
+	m, err := manifest.Load(manifestPath, manifest.Options{})
+	if err != nil {
+		m = nil
+		def := a.outDir(nil, manifestPath)
+		fmt.Fprintf(a.stderr, "warning: cannot read the manifest for its output folder, so local_path assumes %s (pass --out to say where the files are): %v\n", def, firstLine(err))
+	}
+	return a.outDir(m, manifestPath)
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// csvRow flattens a result: the input as JSON, lists joined by spaces (no
+// URL or file name of ours holds one).
+func csvRow(r resultJSON) []string {
+	var paths, sizes, sums []string
+	for _, f := range r.Files {
+		paths = append(paths, f.LocalPath)
+		sizes = append(sizes, strconv.FormatInt(f.Bytes, 10))
+		sums = append(sums, f.SHA256)
+	}
+	cost := ""
+	if r.CostUSD != nil {
+		cost = strconv.FormatFloat(*r.CostUSD, 'f', -1, 64)
+	}
+	return []string{r.ID, r.Model, string(r.State), r.RequestID, r.RemoteStatus, strconv.Itoa(r.Attempts), cost, r.Error,
+		r.SubmittedAt, r.FinishedAt, string(r.Input), strings.Join(r.Outputs, " "),
+		strings.Join(paths, " "), strings.Join(sizes, " "), strings.Join(sums, " ")}
+}

@@ -1,0 +1,87 @@
+package runner
+
+import (
+	"testing"
+
+	"comfybatch/manifest"
+	"comfybatch/runcomfy"
+	"comfybatch/store"
+)
+
+func TestMakePlan(t *testing.T) {
+	m := &manifest.Manifest{}
+	known := map[string]store.Known{"gone-running": {State: store.Running, Fingerprint: "x"}, "gone-done": {State: store.Done, Fingerprint: "x"}}
+	type want struct {
+		action, withFlags Action
+		group             string
+	}
+	cases := map[string]struct {
+		known *store.Known // nil: not in the ledger
+		want  want
+	}{
+		"new":           {nil, want{ActionSubmit, ActionSubmit, "new"}},
+		"changed-done":  {&store.Known{State: store.Done, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
+		"changed-run":   {&store.Known{State: store.Running, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
+		"pending":       {&store.Known{State: store.Pending}, want{ActionSubmit, ActionSubmit, "pending"}},
+		"submitting":    {&store.Known{State: store.Submitting}, want{ActionNone, ActionSubmit, "unknown"}},
+		"queued":        {&store.Known{State: store.Queued}, want{ActionPoll, ActionPoll, "in_flight"}},
+		"running":       {&store.Known{State: store.Running}, want{ActionPoll, ActionPoll, "in_flight"}},
+		"completed":     {&store.Known{State: store.Completed}, want{ActionDownload, ActionDownload, "completed"}},
+		"done":          {&store.Known{State: store.Done}, want{ActionNone, ActionNone, "done"}},
+		"failed":        {&store.Known{State: store.Failed}, want{ActionNone, ActionSubmit, "failed"}},
+		"cancelled":     {&store.Known{State: store.Cancelled}, want{ActionNone, ActionSubmit, "cancelled"}},
+		"unknown-state": {&store.Known{State: store.Unknown}, want{ActionNone, ActionSubmit, "unknown"}},
+	}
+	for id, c := range cases {
+		fp := "fp-" + id
+		m.Jobs = append(m.Jobs, manifest.Job{ID: id, Fingerprint: fp})
+		if c.known != nil {
+			k := *c.known
+			if k.Fingerprint == "" {
+				k.Fingerprint = fp
+			}
+			known[id] = k
+		}
+	}
+	plain := MakePlan(m, known, PlanOptions{})
+	flagged := MakePlan(m, known, PlanOptions{RetryFailed: true, ResubmitUnknown: true})
+	for i, pj := range plain.Jobs {
+		w := cases[pj.Job.ID].want
+		if pj.Action != w.action || flagged.Jobs[i].Action != w.withFlags || pj.Group() != w.group {
+			t.Errorf("%s: action %s / with flags %s / group %s; want %s / %s / %s",
+				pj.Job.ID, pj.Action, flagged.Jobs[i].Action, pj.Group(), w.action, w.withFlags, w.group)
+		}
+	}
+	if plain.Removed != 2 || plain.RemovedActive != 1 || plain.ChangedInFlight != 1 {
+		t.Errorf("removed %d (active %d), changed in flight %d; want 2 (1), 1", plain.Removed, plain.RemovedActive, plain.ChangedInFlight)
+	}
+}
+
+func TestEstimateCost(t *testing.T) {
+	price := func(usd float64, unit string) runcomfy.ModelInfo {
+		return runcomfy.ModelInfo{BasePriceUSD: &usd, PriceUnit: unit}
+	}
+	cases := []struct {
+		name  string
+		input map[string]any
+		info  runcomfy.ModelInfo
+		usd   float64
+		ok    bool
+	}{
+		{"per second", map[string]any{"duration": int64(10)}, price(0.05, "second"), 0.5, true},
+		{"per second, float duration", map[string]any{"duration": 5.0}, price(0.05, "second"), 0.25, true},
+		{"per second, no duration", map[string]any{}, price(0.05, "second"), 0, false},
+		{"per second, duration as text", map[string]any{"duration": "5"}, price(0.05, "second"), 0, false},
+		{"per minute", map[string]any{"duration": int64(30)}, price(1.2, "minute"), 0.6, true},
+		{"per output", map[string]any{}, price(0.3, "output"), 0.3, true},
+		{"per request, case and spaces", map[string]any{}, price(0.3, " Request "), 0.3, true},
+		{"unknown unit", map[string]any{"duration": int64(5)}, price(0.01, "token"), 0, false},
+		{"no price", map[string]any{"duration": int64(5)}, runcomfy.ModelInfo{PriceUnit: "second"}, 0, false},
+	}
+	for _, c := range cases {
+		usd, ok, why := EstimateCost(c.input, c.info)
+		if ok != c.ok || (ok && (usd < c.usd-1e-9 || usd > c.usd+1e-9)) || ok == (why != "") {
+			t.Errorf("%s: got %v %v %q, want %v %v", c.name, usd, ok, why, c.usd, c.ok)
+		}
+	}
+}
