@@ -238,7 +238,14 @@ func (r *run) feed(ctx, parent context.Context) error {
 	}
 	// Completed and in-flight jobs are collected whether or not the manifest
 	// still lists them: they were paid for.
-	for _, states := range [][]store.State{{store.Completed}, {store.Queued, store.Running}} {
+	collect := [][]store.State{{store.Completed}, {store.Queued, store.Running}}
+	if r.cfg.SubmitOnly {
+		// --submit-only hands out request ids and leaves; jobs already in
+		// flight are a later run's to collect. Completed ones are still
+		// downloaded: their URLs expire.
+		collect = collect[:1]
+	}
+	for _, states := range collect {
 		jobs, err := r.list(states...)
 		if err != nil {
 			return err

@@ -269,3 +269,25 @@ func TestSubmitOnlyThenCollect(t *testing.T) {
 		t.Fatalf("collect: %v %v submits %d", err, sum.Counts, e.srv.Stats().Submits)
 	}
 }
+
+// --submit-only submits new jobs and leaves jobs already in flight alone,
+// without waiting for them.
+func TestSubmitOnlyDoesNotWaitForJobsInFlight(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{QueueTime: time.Hour})
+	if _, err := e.run(manifestOf(t, 3, "x"), func(c *Config) { c.SubmitOnly = true }); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan Summary, 1)
+	go func() {
+		sum, _ := e.run(manifestOf(t, 5, "x"), func(c *Config) { c.SubmitOnly = true })
+		done <- sum
+	}()
+	select {
+	case sum := <-done:
+		if sum.Submitted != 2 || sum.Counts[store.Queued] != 5 {
+			t.Fatalf("summary %+v", sum)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("--submit-only waited for jobs already in flight")
+	}
+}
