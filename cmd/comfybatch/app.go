@@ -126,23 +126,7 @@ func (a *app) rootCommand() *cobra.Command {
 }
 
 // logger writes logs to stderr in the chosen format.
-func (a *app) logger() (*slog.Logger, error) {
-	level := slog.LevelInfo
-	if a.verbose {
-		level = slog.LevelDebug
-	}
-	if a.quiet {
-		level = slog.LevelWarn
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch a.logFormat {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(a.stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(a.stderr, opts)), nil
-	}
-	return nil, usagef("--log-format %q: want text or json", a.logFormat)
-}
+func (a *app) logger() (*slog.Logger, error) { return a.loggerTo(a.stderr) }
 
 // paths works out the ledger and output locations of a manifest.
 func (a *app) ledgerPath(manifestPath string) string {

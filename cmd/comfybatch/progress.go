@@ -44,7 +44,8 @@ func (s *logSink) set(w io.Writer) {
 	s.mu.Unlock()
 }
 
-// loggerTo is app.logger writing to w.
+// loggerTo makes the logger for the chosen --log-format, -v and --quiet,
+// writing to w (stderr, or the live display's sink that prints above it).
 func (a *app) loggerTo(w io.Writer) (*slog.Logger, error) {
 	level := slog.LevelInfo
 	if a.verbose {
