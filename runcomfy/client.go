@@ -137,7 +137,7 @@ func New(o Options) (*Client, error) {
 		c.timeout = 60 * time.Second
 	}
 	if c.sleep == nil {
-		c.sleep = sleepContext
+		c.sleep = SleepContext
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -151,7 +151,9 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-func sleepContext(ctx context.Context, d time.Duration) error {
+// SleepContext waits d, or until ctx is done. It is the default Sleep, and
+// the runner's too, so both wait the same way.
+func SleepContext(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

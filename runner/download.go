@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -132,8 +131,9 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	if err != nil {
 		return store.File{}, fmt.Errorf("output URL %q: %w", rawURL, err)
 	}
-	if err := checkOutputURL(u); err != nil {
-		return store.File{}, err
+	// The same rule as input URLs (SPEC §6): https, or http on loopback.
+	if err := runcomfy.CheckURL(rawURL); err != nil {
+		return store.File{}, fmt.Errorf("output URL: %w", err)
 	}
 	part := filepath.Join(r.cfg.OutDir, fmt.Sprintf(".%s.%d.part", id, n+1))
 	r.files.entries.Lock()
@@ -252,29 +252,6 @@ func parseContentRange(v string) (start, total int64, ok bool) {
 		}
 	}
 	return start, total, err1 == nil
-}
-
-// checkOutputURL allows https, and plain http only to a loopback host (the
-// simulated API and tests).
-func checkOutputURL(u *url.URL) error {
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if IsLoopback(u.Hostname()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("output URL %s: only https is allowed (http only to a loopback host)", u.Redacted())
-}
-
-// IsLoopback reports whether host names this machine without asking DNS.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 var typeExt = map[string]string{

@@ -33,7 +33,7 @@ func (c fastClock) Now() time.Time {
 }
 
 func (c fastClock) Sleep(ctx context.Context, d time.Duration) error {
-	return sleep(ctx, d/clockSpeed)
+	return runcomfy.SleepContext(ctx, d/clockSpeed)
 }
 
 // TestFaultsEveryJobDoneOnceAndIntact runs a whole batch through runner.Run

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = runcomfy.SleepContext
 	}
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("output folder: %w", err)
@@ -318,19 +318,6 @@ func (r *run) accountStop(err error) {
 	})
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // outPath is where output n (0-based) of a job with count outputs goes,
 // relative to the output folder.

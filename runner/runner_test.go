@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,3 +292,22 @@ func TestSubmitOnlyDoesNotWaitForJobsInFlight(t *testing.T) {
 		t.Fatal("--submit-only waited for jobs already in flight")
 	}
 }
+
+// An output URL on plain http to a public host is refused before any
+// request: the rule of SPEC §6, shared with input URLs.
+func TestOutputURLMustBeHTTPSOrLoopback(t *testing.T) {
+	r := &run{cfg: Config{OutDir: t.TempDir()}}
+	r.cfg.HTTP = &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		t.Fatal("a request was made to a refused URL")
+		return nil, nil
+	})}
+	for _, u := range []string{"http://cdn.example.com/a.mp4", "ftp://127.0.0.1/a.mp4", "data:video/mp4;base64,AAAA"} {
+		if _, err := r.fetchOnce(context.Background(), "j", 0, 1, u); err == nil {
+			t.Errorf("%s was accepted", u)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
