@@ -318,7 +318,6 @@ func (r *run) accountStop(err error) {
 	})
 }
 
-
 // outPath is where output n (0-based) of a job with count outputs goes,
 // relative to the output folder.
 func outPath(id string, n, count int, ext string) string {
