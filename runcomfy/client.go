@@ -406,6 +406,11 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 	if err != nil {
 		return localError(op, err)
 	}
+	if op == "submit" {
+		// No GetBody: Go's transport may otherwise replay the body on its
+		// own (an HTTP/2 stream reset, a 307/308), a second paid POST.
+		req.GetBody = nil
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "comfybatch")
 	if body != nil {

@@ -225,6 +225,9 @@ func (r *run) feed(ctx, parent context.Context) error {
 		}
 		g.Go(func() error {
 			if err := r.handle(ctx, parent, j); err != nil {
+				// Every error, not only the first: one may carry a request id
+				// that the ledger failed to save.
+				r.log.Error("ledger write failed", "job", j.ID, "error", err)
 				fatalOnce.Do(func() { fatal = err; r.stop() })
 			}
 			return nil
