@@ -1,6 +1,9 @@
 package manifest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -69,10 +72,20 @@ func FuzzParse(f *testing.F) {
 			if j.Model == "" {
 				t.Fatalf("job %s has no model", id)
 			}
-			if fp, err := fingerprint(j.Model, j.Input); err != nil || fp != j.Fingerprint {
-				t.Fatalf("job %s: fingerprint %s does not match its model and input (%s, %v)", id, j.Fingerprint, fp, err)
+			in, err := j.Values()
+			if err != nil {
+				t.Fatalf("job %s: input %s does not decode: %v", id, j.Input, err)
 			}
-			for k, v := range j.Input {
+			// The fingerprint is the one json.Marshal of the decoded values
+			// gives: the input bytes are canonical.
+			whole, err := json.Marshal(map[string]any{"model": j.Model, "input": in})
+			if err != nil {
+				t.Fatalf("job %s: %v", id, err)
+			}
+			if sum := sha256.Sum256(whole); hex.EncodeToString(sum[:]) != j.Fingerprint {
+				t.Fatalf("job %s: fingerprint %s does not match its model and input %s", id, j.Fingerprint, whole)
+			}
+			for k, v := range in {
 				if err := jsonCompatible(v); err != nil {
 					t.Fatalf("job %s: input.%s: %v", id, k, err)
 				}

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -32,17 +33,55 @@ func ShortID(fingerprint string) string {
 	return fingerprint[:n]
 }
 
-// fingerprint hashes a job's model and merged input. json.Marshal sorts map
-// keys and prints an integral float64 exactly like the int64 of the same
-// value (5.0 → 5), which makes it canonical for the values a manifest can
-// hold; -0.0 is turned into 0 when values are read, the one case it misses.
-func fingerprint(model string, input map[string]any) (string, error) {
-	b, err := json.Marshal(map[string]any{"model": model, "input": input})
-	if err != nil {
-		return "", err
+// fingerprint hashes a job's model and canonical input: the bytes
+// json.Marshal gives {"model": model, "input": input}, whose keys it sorts.
+// json.Marshal also prints an integral float64 exactly like the int64 of the
+// same value (5.0 → 5), which makes it canonical for the values a manifest
+// can hold; -0.0 is turned into 0 when values are read, the one case it
+// misses.
+func fingerprint(model string, input []byte) string {
+	m, _ := json.Marshal(model) // a string: cannot fail
+	h := sha256.New()
+	h.Write([]byte(`{"input":`))
+	h.Write(input)
+	h.Write([]byte(`,"model":`))
+	h.Write(m)
+	h.Write([]byte(`}`))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// decodeInput reads a job's canonical input back into the types the
+// manifest gives values: int64 for integers, float64 for other numbers.
+func decodeInput(in []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(in))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	for k, v := range m {
+		m[k] = numbers(v)
+	}
+	return m, nil
+}
+
+func numbers(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if n, err := number(string(v)); err == nil {
+			return n
+		}
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = numbers(e)
+		}
+	case map[string]any:
+		for k, e := range v {
+			v[k] = numbers(e)
+		}
+	}
+	return v
 }
 
 // render writes a matrix value as plain text for an id: strings as they are,

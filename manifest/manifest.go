@@ -7,14 +7,17 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,12 +34,40 @@ type Job struct {
 	ID    string
 	Model string
 	// Input is the job's input merged over the manifest's defaults, matrix
-	// values on top. Values are string, bool, nil, int64, float64, []any or
-	// map[string]any; every job has its own copy.
-	Input       map[string]any
-	Fingerprint string         // hex sha256 of the canonical JSON of {"model", "input"}
-	Pos         Pos            // the list item, CSV row or JSONL line that defines the job
-	FieldPos    map[string]Pos // top-level input key -> where its value is written (maybe in defaults)
+	// values on top, as canonical JSON: keys sorted, integral numbers written
+	// as integers. It is the body's input as sent and what the fingerprint
+	// hashes; Values decodes it. Bytes rather than maps, because a map per
+	// job is most of the memory of a 100,000-job manifest.
+	Input       json.RawMessage
+	Fingerprint string // hex sha256 of the canonical JSON of {"model", "input"}
+	Pos         Pos    // the list item, CSV row or JSONL line that defines the job
+
+	own      []fieldAt      // where the job's own fields are written, in Pos.File
+	defaults map[string]Pos // where the manifest's defaults are written; shared
+}
+
+// fieldAt is where one top-level input field of a job is written.
+type fieldAt struct {
+	name      string
+	line, col int32
+}
+
+// FieldPos says where the value of a top-level input field is written: in the
+// job itself, or in the manifest's defaults.
+func (j *Job) FieldPos(field string) (Pos, bool) {
+	for _, f := range j.own {
+		if f.name == field {
+			return Pos{File: j.Pos.File, Line: int(f.line), Col: int(f.col)}, true
+		}
+	}
+	at, ok := j.defaults[field]
+	return at, ok
+}
+
+// Values decodes Input: strings, bools, nil, int64 for integers, float64 for
+// other numbers, []any and map[string]any, as the manifest read them.
+func (j *Job) Values() (map[string]any, error) {
+	return decodeInput(j.Input)
 }
 
 // Manifest is a parsed, valid manifest.
@@ -73,6 +104,37 @@ func Load(path string, opts Options) (*Manifest, error) {
 // includes are read relative to filepath.Dir(file). Any problem is reported
 // as Errors, all of them at once.
 func Parse(file string, data []byte, opts Options) (*Manifest, error) {
+	if m, ok := parseSplit(file, data, opts, groupEntries); ok {
+		return m, nil
+	}
+	// Errors are reported from the whole document, the way it reads.
+	return parseWhole(file, data, opts)
+}
+
+// parseSplit parses the jobs list a group of entries at a time (split.go).
+// It reports false when the file cannot be read that way or has any problem.
+func parseSplit(file string, data []byte, opts Options, per int) (*Manifest, bool) {
+	jt, ok := splitJobs(data, per)
+	if !ok {
+		return nil, false
+	}
+	p := newParser(file, data, opts)
+	p.split = &jt
+	p.parse(jt.rest)
+	return p.m, len(p.errs) == 0 && !p.splitWrong
+}
+
+func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
+	p := newParser(file, data, opts)
+	p.parse(data)
+	if len(p.errs) > 0 {
+		p.errs.sort()
+		return nil, p.errs
+	}
+	return p.m, nil
+}
+
+func newParser(file string, data []byte, opts Options) *parser {
 	p := &parser{
 		opts:      opts,
 		maxJobs:   opts.MaxJobs,
@@ -86,12 +148,7 @@ func Parse(file string, data []byte, opts Options) (*Manifest, error) {
 		p.maxJobs = DefaultMaxJobs
 	}
 	p.volume = 64*p.maxJobs + 10*len(data)
-	p.parse(data)
-	if len(p.errs) > 0 {
-		p.errs.sort()
-		return nil, p.errs
-	}
-	return p.m, nil
+	return p
 }
 
 // parser holds the state of one Parse call.
@@ -119,6 +176,10 @@ type parser struct {
 	volumeSpent bool
 
 	fieldTypes map[[2]string]string // Options.FieldType answers, which may be costly
+
+	split      *jobsText // the jobs list, parsed group by group (split.go)
+	splitWrong bool      // the split did not hold: parse the whole document
+	lineOff    int       // added to node lines: where the group being read starts
 }
 
 type idUse struct {
@@ -150,7 +211,9 @@ func (p *parser) fail(at Pos, job, field, msg string) {
 	p.errs = append(p.errs, &Error{Pos: at, JobID: job, Field: field, Msg: msg})
 }
 
-func (p *parser) at(n *yaml.Node) Pos { return Pos{File: p.file, Line: n.Line, Col: n.Column} }
+func (p *parser) at(n *yaml.Node) Pos {
+	return Pos{File: p.file, Line: n.Line + p.lineOff, Col: n.Column}
+}
 
 func (p *parser) parse(data []byte) {
 	doc, ok := p.document(data)
@@ -187,7 +250,16 @@ func (p *parser) parse(data []byte) {
 		}
 	}
 	before := len(p.errs)
-	if jobs != nil {
+	switch {
+	case p.split != nil && jobs == nil:
+		p.splitWrong = true
+		return
+	case p.split != nil:
+		if !p.groups(jobs) {
+			p.splitWrong = true
+			return
+		}
+	case jobs != nil:
 		p.jobs(jobs.val)
 	}
 	if include != nil {
@@ -455,32 +527,32 @@ func canonicalKey(v any) string {
 // add turns a draft into jobs: defaults under its input, then one job per
 // matrix combination (the last field varies fastest), or just the one job.
 func (p *parser) add(d draft, axes []axis) {
-	size := len(p.m.Defaults) + len(d.input) + len(axes)
-	input, fieldPos := make(map[string]any, size), make(map[string]Pos, size)
-	for k, v := range p.m.Defaults {
-		input[k], fieldPos[k] = v, p.defaultPos[k]
-	}
-	for k, v := range d.input {
-		input[k], fieldPos[k] = v, d.fieldPos[k]
+	input := make(map[string]any, len(p.m.Defaults)+len(d.input)+len(axes))
+	maps.Copy(input, p.m.Defaults)
+	maps.Copy(input, d.input)
+	own := make([]fieldAt, 0, len(d.fieldPos)+len(axes))
+	for _, k := range slices.Sorted(maps.Keys(d.fieldPos)) {
+		own = setField(own, k, d.fieldPos[k])
 	}
 	if len(axes) == 0 {
-		p.emit(d, input, fieldPos, d.id, false)
+		p.emit(d, input, own, d.id, false)
 		return
 	}
 	idx := make([]int, len(axes))
 	for {
-		in, pos := maps.Clone(input), maps.Clone(fieldPos)
+		// emit keeps neither the map nor the slice, so both are reused.
+		pos := slices.Clone(own)
 		var id strings.Builder
 		if d.id != "" {
 			id.WriteString(d.id)
 		}
 		for k, a := range axes {
-			in[a.field], pos[a.field] = a.values[idx[k]], a.at[idx[k]]
+			input[a.field], pos = a.values[idx[k]], setField(pos, a.field, a.at[idx[k]])
 			if d.id != "" {
 				fmt.Fprintf(&id, ".%s-%s", idPart(a.field), a.parts[idx[k]])
 			}
 		}
-		if !p.emit(d, in, pos, id.String(), true) {
+		if !p.emit(d, input, pos, id.String(), true) {
 			return
 		}
 		k := len(axes) - 1
@@ -496,9 +568,22 @@ func (p *parser) add(d draft, axes []axis) {
 	}
 }
 
-// emit finishes one job: its own copy of the input, its fingerprint and id.
-// It returns false when no more jobs should be made from the same draft.
-func (p *parser) emit(d draft, input map[string]any, fieldPos map[string]Pos, id string, fromMatrix bool) bool {
+// setField records where field is written, replacing an earlier place.
+func setField(own []fieldAt, field string, at Pos) []fieldAt {
+	f := fieldAt{name: field, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32))}
+	for i := range own {
+		if own[i].name == field {
+			own[i] = f
+			return own
+		}
+	}
+	return append(own, f)
+}
+
+// emit finishes one job: its input encoded, its fingerprint and id. It keeps
+// neither input nor own. It returns false when no more jobs should be made
+// from the same draft.
+func (p *parser) emit(d draft, input map[string]any, own []fieldAt, id string, fromMatrix bool) bool {
 	if len(p.m.Jobs) >= p.maxJobs {
 		if !p.capHit {
 			p.capHit = true
@@ -507,8 +592,8 @@ func (p *parser) emit(d draft, input map[string]any, fieldPos map[string]Pos, id
 		return false
 	}
 	size := 0
-	for k, v := range input {
-		input[k] = deepCopy(v, &size) // defaults and matrix values are shared between jobs
+	for _, v := range input {
+		size += countValues(v)
 	}
 	if p.volume -= size; p.volume < 0 {
 		if !p.volumeSpent {
@@ -517,11 +602,12 @@ func (p *parser) emit(d draft, input map[string]any, fieldPos map[string]Pos, id
 		}
 		return false
 	}
-	fp, err := fingerprint(d.model, input)
+	in, err := json.Marshal(input)
 	if err != nil {
 		p.fail(d.at, d.ref, "input", "cannot be encoded as JSON: "+err.Error())
 		return true
 	}
+	fp := fingerprint(d.model, in)
 	idAt, derived := d.idAt, fromMatrix || id == ""
 	switch {
 	case id == "":
@@ -537,7 +623,8 @@ func (p *parser) emit(d draft, input map[string]any, fieldPos map[string]Pos, id
 		return true
 	}
 	p.m.Jobs = append(p.m.Jobs, Job{
-		ID: id, Model: d.model, Input: input, Fingerprint: fp, Pos: d.at, FieldPos: fieldPos,
+		ID: id, Model: d.model, Input: in, Fingerprint: fp, Pos: d.at,
+		own: slices.Clip(slices.Clone(own)), defaults: p.defaultPos,
 	})
 	return true
 }
@@ -566,25 +653,20 @@ func badID(id string) string {
 	return fmt.Sprintf("invalid id %q: use 1 to %d characters from A-Z a-z 0-9 . _ -, starting with a letter or digit", id, maxIDLen)
 }
 
-// deepCopy copies lists and mappings so that no two jobs share them, and
-// adds the number of values it met to *size.
-func deepCopy(v any, size *int) any {
-	*size++
+// countValues is how many values v holds, itself included.
+func countValues(v any) int {
+	n := 1
 	switch v := v.(type) {
 	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			out[i] = deepCopy(e, size)
+		for _, e := range v {
+			n += countValues(e)
 		}
-		return out
 	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			out[k] = deepCopy(e, size)
+		for _, e := range v {
+			n += countValues(e)
 		}
-		return out
 	}
-	return v
+	return n
 }
 
 // reason strips the path from a file error: the message names the file already.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,17 +102,27 @@ func dump(m *Manifest) string {
 	fmt.Fprintf(&b, "file %s\ndir %s\nmodel %s\noutput %q\ndefaults %s\njobs %d\n", m.File, m.Dir, m.Model, m.OutputDir, defaults, len(m.Jobs))
 	for _, j := range m.Jobs {
 		fmt.Fprintf(&b, "\njob %s\n  model %s\n  at %s\n  fingerprint %s\n", j.ID, j.Model, j.Pos, j.Fingerprint)
-		keys := make([]string, 0, len(j.Input))
-		for k := range j.Input {
-			keys = append(keys, k)
+		in, err := j.Values()
+		if err != nil {
+			fmt.Fprintf(&b, "  input %s does not decode: %v\n", j.Input, err)
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			v, _ := json.Marshal(j.Input[k])
-			fmt.Fprintf(&b, "  %s = %s (%T) at %s\n", k, v, j.Input[k], j.FieldPos[k])
+		for _, k := range slices.Sorted(maps.Keys(in)) {
+			v, _ := json.Marshal(in[k])
+			at, _ := j.FieldPos(k)
+			fmt.Fprintf(&b, "  %s = %s (%T) at %s\n", k, v, in[k], at)
 		}
 	}
 	return b.String()
+}
+
+// values decodes a job's input, failing the test if it cannot.
+func values(t *testing.T, j Job) map[string]any {
+	t.Helper()
+	in, err := j.Values()
+	if err != nil {
+		t.Fatalf("job %s: input %s: %v", j.ID, j.Input, err)
+	}
+	return in
 }
 
 func mustParse(t *testing.T, src string, opts Options) *Manifest {
@@ -141,15 +152,15 @@ jobs:
 `, Options{})
 	j := m.Jobs[0]
 	want := map[string]any{"prompt": "p", "duration": int64(10), "resolution": "720P"}
-	if fmt.Sprint(j.Input) != fmt.Sprint(want) {
-		t.Errorf("input = %v, want %v", j.Input, want)
+	if got := values(t, j); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("input = %v, want %v", got, want)
 	}
 	// The job's own value is where duration comes from; resolution comes
 	// from the defaults entry.
-	if got := j.FieldPos["duration"]; got != (Pos{"m.yaml", 6, 34}) {
+	if got, _ := j.FieldPos("duration"); got != (Pos{"m.yaml", 6, 34}) {
 		t.Errorf("duration at %v", got)
 	}
-	if got := j.FieldPos["resolution"]; got != (Pos{"m.yaml", 3, 37}) {
+	if got, _ := j.FieldPos("resolution"); got != (Pos{"m.yaml", 3, 37}) {
 		t.Errorf("resolution at %v", got)
 	}
 	if m.Defaults["duration"] != int64(5) {
@@ -213,10 +224,10 @@ jobs:
 	// Matrix values win over the job's input and the defaults, and each
 	// field points at the value that produced it.
 	j := m.Jobs[3]
-	if j.Input["seed"] != int64(2) || j.Input["duration"] != int64(10) {
-		t.Errorf("input = %v", j.Input)
+	if in := values(t, j); in["seed"] != int64(2) || in["duration"] != int64(10) {
+		t.Errorf("input = %v", in)
 	}
-	if got := j.FieldPos["duration"]; got != (Pos{"m.yaml", 9, 21}) {
+	if got, _ := j.FieldPos("duration"); got != (Pos{"m.yaml", 9, 21}) {
 		t.Errorf("duration at %v", got)
 	}
 }
@@ -254,8 +265,10 @@ jobs:
 	if m.Jobs[0].Fingerprint != m.Jobs[1].Fingerprint {
 		t.Errorf("5 and 5.0 fingerprint differently: %s vs %s", m.Jobs[0].Fingerprint, m.Jobs[1].Fingerprint)
 	}
-	if _, ok := m.Jobs[1].Input["seed"].(float64); !ok {
-		t.Errorf("5.0 should stay a float64 in the input, got %T", m.Jobs[1].Input["seed"])
+	// The input is sent as its canonical JSON, so 5.0 goes out as 5 and
+	// -0.0 as 0: what the fingerprint hashes is what RunComfy receives.
+	if got := string(m.Jobs[1].Input); got != `{"cfg":0,"seed":5}` {
+		t.Errorf("input = %s, want the canonical {\"cfg\":0,\"seed\":5}", got)
 	}
 }
 
@@ -297,13 +310,13 @@ func TestCSVTyping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := m.Jobs[0].Input
+	got := values(t, m.Jobs[0])
 	want := map[string]any{"prompt": "two\nlines", "seed": int64(5), "cfg": 7.5, "hd": true, "tags": []any{int64(1), int64(2)}, "other": "42"}
 	if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
 		t.Errorf("typed row:\n got %#v\nwant %#v", got, want)
 	}
 	// Empty cells leave the field out, so the defaults show through.
-	if got := m.Jobs[1].Input; len(got) != 2 || got["seed"] != int64(1) {
+	if got := values(t, m.Jobs[1]); len(got) != 2 || got["seed"] != int64(1) {
 		t.Errorf("empty cells: %#v", got)
 	}
 	if got := m.Jobs[1].Pos; got.Line != 4 {
@@ -314,7 +327,7 @@ func TestCSVTyping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.Jobs[0].Input["seed"]; got != "5" {
+	if got := values(t, m.Jobs[0])["seed"]; got != "5" {
 		t.Errorf("untyped seed = %#v", got)
 	}
 
@@ -403,8 +416,8 @@ jobs:
   - input: {prompt: one}
     matrix: {seed: [1, 2]}
 `, Options{})
-	m.Jobs[0].Input["loras"].([]any)[0].(map[string]any)["name"] = "changed"
-	if got := m.Jobs[1].Input["loras"].([]any)[0].(map[string]any)["name"]; got != "a" {
+	values(t, m.Jobs[0])["loras"].([]any)[0].(map[string]any)["name"] = "changed"
+	if got := values(t, m.Jobs[1])["loras"].([]any)[0].(map[string]any)["name"]; got != "a" {
 		t.Errorf("changing one job changed another: %v", got)
 	}
 	if got := m.Defaults["loras"].([]any)[0].(map[string]any)["name"]; got != "a" {

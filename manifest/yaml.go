@@ -41,7 +41,7 @@ func (p *parser) pairs(n *yaml.Node, path, job string) []pair {
 			p.fail(p.at(k), job, field, fmt.Sprintf("duplicate key (first given on line %d)", line))
 			continue
 		}
-		seen[k.Value] = k.Line
+		seen[k.Value] = p.at(k).Line
 		out = append(out, pair{key: k.Value, keyNode: k, val: v, valueAt: p.at(v), fieldFor: field})
 	}
 	return out

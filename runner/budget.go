@@ -60,7 +60,7 @@ type costs struct {
 }
 
 // estimate prices one job's input at its model's price.
-func (c *costs) estimate(model string, input map[string]any) (float64, string) {
+func (c *costs) estimate(model string, input json.RawMessage) (float64, string) {
 	info, ok := c.prices[model]
 	if !ok {
 		why := c.why[model]
@@ -85,11 +85,7 @@ func (c *costs) ledgerEstimate(id, model string, input json.RawMessage) (float64
 	if ok {
 		return usd, true
 	}
-	var in map[string]any
-	if err := json.Unmarshal(input, &in); err != nil {
-		return 0, false
-	}
-	usd, why := c.estimate(model, in)
+	usd, why := c.estimate(model, input)
 	if why != "" {
 		return 0, false
 	}

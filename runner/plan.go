@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"comfybatch/manifest"
@@ -130,7 +132,7 @@ func (pj PlannedJob) Group() string {
 // per "output", "request", "job", "run", "generation", "image", "video" or
 // "call" is charged once per job: each job is one request for one output.
 // Any other unit is reported as unknown rather than guessed.
-func EstimateCost(input map[string]any, info runcomfy.ModelInfo) (usd float64, ok bool, why string) {
+func EstimateCost(input json.RawMessage, info runcomfy.ModelInfo) (usd float64, ok bool, why string) {
 	if info.BasePriceUSD == nil {
 		return 0, false, "the API gave no base_price_usd"
 	}
@@ -152,18 +154,12 @@ func EstimateCost(input map[string]any, info runcomfy.ModelInfo) (usd float64, o
 	}
 }
 
-// duration reads a job's duration input, in seconds.
-func duration(input map[string]any) (float64, bool) {
-	var d float64
-	switch v := input["duration"].(type) {
-	case int64:
-		d = float64(v)
-	case int:
-		d = float64(v)
-	case float64:
-		d = v
-	default:
+// duration reads a job's duration input, in seconds: a JSON number above 0.
+func duration(input json.RawMessage) (float64, bool) {
+	var v struct{ Duration json.RawMessage }
+	if json.Unmarshal(input, &v) != nil {
 		return 0, false
 	}
-	return d, d > 0 && !math.IsInf(d, 0)
+	d, err := strconv.ParseFloat(string(v.Duration), 64)
+	return d, err == nil && d > 0 && !math.IsInf(d, 0)
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/json"
 	"testing"
 
 	"comfybatch/manifest"
@@ -63,23 +64,25 @@ func TestEstimateCost(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		input map[string]any
+		input string
 		info  runcomfy.ModelInfo
 		usd   float64
 		ok    bool
 	}{
-		{"per second", map[string]any{"duration": int64(10)}, price(0.05, "second"), 0.5, true},
-		{"per second, float duration", map[string]any{"duration": 5.0}, price(0.05, "second"), 0.25, true},
-		{"per second, no duration", map[string]any{}, price(0.05, "second"), 0, false},
-		{"per second, duration as text", map[string]any{"duration": "5"}, price(0.05, "second"), 0, false},
-		{"per minute", map[string]any{"duration": int64(30)}, price(1.2, "minute"), 0.6, true},
-		{"per output", map[string]any{}, price(0.3, "output"), 0.3, true},
-		{"per request, case and spaces", map[string]any{}, price(0.3, " Request "), 0.3, true},
-		{"unknown unit", map[string]any{"duration": int64(5)}, price(0.01, "token"), 0, false},
-		{"no price", map[string]any{"duration": int64(5)}, runcomfy.ModelInfo{PriceUnit: "second"}, 0, false},
+		{"per second", `{"duration":10}`, price(0.05, "second"), 0.5, true},
+		{"per second, float duration", `{"duration":5.5}`, price(0.05, "second"), 0.275, true},
+		{"per second, no duration", `{}`, price(0.05, "second"), 0, false},
+		{"per second, duration as text", `{"duration":"5"}`, price(0.05, "second"), 0, false},
+		{"per second, zero duration", `{"duration":0}`, price(0.05, "second"), 0, false},
+		{"per second, duration null", `{"duration":null}`, price(0.05, "second"), 0, false},
+		{"per minute", `{"duration":30}`, price(1.2, "minute"), 0.6, true},
+		{"per output", `{}`, price(0.3, "output"), 0.3, true},
+		{"per request, case and spaces", `{}`, price(0.3, " Request "), 0.3, true},
+		{"unknown unit", `{"duration":5}`, price(0.01, "token"), 0, false},
+		{"no price", `{"duration":5}`, runcomfy.ModelInfo{PriceUnit: "second"}, 0, false},
 	}
 	for _, c := range cases {
-		usd, ok, why := EstimateCost(c.input, c.info)
+		usd, ok, why := EstimateCost(json.RawMessage(c.input), c.info)
 		if ok != c.ok || (ok && (usd < c.usd-1e-9 || usd > c.usd+1e-9)) || ok == (why != "") {
 			t.Errorf("%s: got %v %v %q, want %v %v", c.name, usd, ok, why, c.usd, c.ok)
 		}

@@ -148,7 +148,7 @@ func BenchmarkPolling(b *testing.B) {
 			meter := newPollMeter(runcomfytest.New(cfg))
 			ts := httptest.NewServer(meter)
 			client := pooledClient(b, ts.URL, "t", conc, 0)
-			work := make(chan map[string]any)
+			work := make(chan json.RawMessage)
 			var wg sync.WaitGroup
 			for w := 0; w < conc; w++ {
 				wg.Add(1)
@@ -174,7 +174,7 @@ func BenchmarkPolling(b *testing.B) {
 
 // fixedPoll is the baseline: submit, then a status call every 2 s until the
 // job ends, then one result call.
-func fixedPoll(c *runcomfy.Client, input map[string]any) error {
+func fixedPoll(c *runcomfy.Client, input json.RawMessage) error {
 	ctx := context.Background()
 	sub, err := c.Submit(ctx, model, input)
 	if err != nil {

@@ -140,12 +140,8 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	specs := make([]store.Spec, 0, len(cfg.Manifest.Jobs))
 	for _, j := range cfg.Manifest.Jobs {
-		in, err := json.Marshal(j.Input)
-		if err != nil {
-			return sum, fmt.Errorf("job %s: input: %w", j.ID, err)
-		}
-		r.inputs[j.ID] = in
-		specs = append(specs, store.Spec{ID: j.ID, Model: j.Model, Input: in, Fingerprint: j.Fingerprint})
+		r.inputs[j.ID] = j.Input
+		specs = append(specs, store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint})
 	}
 	if sum.Sync, err = cfg.Store.Sync(specs); err != nil {
 		return sum, err

@@ -36,7 +36,12 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
 				j := &jobs[i]
-				for _, fe := range s.Validate(j.Model, j.Input) {
+				in, err := j.Values()
+				if err != nil { // the manifest wrote it: a bug, not a user's mistake
+					found[w] = append(found[w], &manifest.Error{Pos: j.Pos, JobID: j.ID, Field: "input", Msg: "cannot be decoded: " + err.Error()})
+					continue
+				}
+				for _, fe := range s.Validate(j.Model, in) {
 					found[w] = append(found[w], fieldError(j, fe))
 				}
 			}
@@ -63,7 +68,7 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 
 // fieldError places a schema problem at the value that caused it.
 func fieldError(j *manifest.Job, fe runcomfy.FieldError) *manifest.Error {
-	at, ok := j.FieldPos[fe.Field]
+	at, ok := j.FieldPos(fe.Field)
 	if !ok {
 		at = j.Pos // a missing field has no place of its own: blame the job
 	}
@@ -156,13 +161,14 @@ func MediaUses(m *manifest.Manifest) map[string][]MediaUse {
 	uses := map[string][]MediaUse{}
 	for i := range m.Jobs {
 		j := &m.Jobs[i]
-		for _, field := range slices.Sorted(maps.Keys(j.Input)) {
+		in, _ := j.Values() // Validate reports an input that does not decode
+		for _, field := range slices.Sorted(maps.Keys(in)) {
 			// ItemsOf one field at a time, so that each URL keeps its field.
-			for _, it := range media.ItemsOf(map[string]any{field: j.Input[field]}) {
+			for _, it := range media.ItemsOf(map[string]any{field: in[field]}) {
 				if runcomfy.CheckURL(it.URL) != nil {
 					continue
 				}
-				at, ok := j.FieldPos[field]
+				at, ok := j.FieldPos(field)
 				if !ok {
 					at = j.Pos
 				}

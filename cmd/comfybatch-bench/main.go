@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -118,11 +117,7 @@ func finished(bin, dir string, n, runs int) error {
 	}
 	specs := make([]store.Spec, len(m.Jobs))
 	for i, j := range m.Jobs {
-		in, err := json.Marshal(j.Input)
-		if err != nil {
-			return err
-		}
-		specs[i] = store.Spec{ID: j.ID, Model: j.Model, Input: in, Fingerprint: j.Fingerprint}
+		specs[i] = store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint}
 	}
 	if _, err := st.Sync(specs); err != nil {
 		return err

@@ -1,0 +1,156 @@
+package manifest
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// splitSeeds are manifests written in ways a text split could misread. Each
+// must either be declined by the split or read exactly as the whole document.
+var splitSeeds = []string{
+	"model: m\njobs:\n  - input: {prompt: a}\n  - input: {prompt: b}\n",
+	"model: m\njobs:\n- input: {prompt: a}\n- input: {prompt: b}\noutput: {dir: o}\n",
+	"model: m\r\njobs:\r\n  - input: {prompt: a}\r\n  - input: {prompt: b}\r\n",
+	"model: m\njobs: # the list\n  # first\n  - id: a\n    input: {prompt: a}\n# aside\n  - id: b\n    input:\n      prompt: b\n\ndefaults: {seed: 1}\n",
+	"model: m\njobs:\n- input: {prompt: \"a\n- b\"}\n- input: {prompt: c}\n",
+	"model: m\njobs:\n  - input: {prompt: \"a\n  - b\"}\n  - input: {prompt: c}\n",
+	"model: m\njobs:\n  - input: {prompt: 'a\n  - b'}\n  - input: {prompt: c}\n",
+	"model: m\ndefaults: &d {seed: 1}\njobs:\n  - input: *d\n  - input: {prompt: x}\n",
+	"model: m\njobs:\n  - input: &i {prompt: a}\n  - input: *i\n    id: b\n  - input: {prompt: c}\n",
+	"model: \"abc\njobs:\n  - input: {prompt: x}\ndef\"\n",
+	"{model: m,\njobs:\n  - input: {prompt: x}\n}\n",
+	"model: m\njobs:\n  - input:\n      prompt: |\n        line\n\n        - not an entry\n  - input: {prompt: y}\n",
+	"model: m\njobs:\n  -\n    input: {prompt: x}\n  - input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n - input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n\t- input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: [a,\n  - b]}\n  - input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\njobs:\n  - input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n---\nmodel: n\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n    matrix: {seed: [1, 2, 3]}\n  - id: y\n    input: {prompt: y}\n    matrix: {seed: [1, 2]}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n  - input: {prompt: x}\n",
+	"model: m\njobs:\n  - id: a\n    input: {prompt: x}\n  - id: a\n    input: {prompt: y}\n",
+	"model: m\njobs:\n  - input: {prompt: x}\n  - input:\n      prompt: plain text\n        going on\n      seed: 2\n",
+	"model: m\njobs:\n  - input: {prompt: \"x\"}\n  - input: {prompt: \"y\\\n  - z\"}\n",
+	"jobs:\n  - model: m\n    input: {prompt: x}\n",
+	"jobs:\n  - model: m\n    input: {prompt: x}\n...\n",
+	"model: m\njobs:\n  - ? input\n    : {prompt: x}\n",
+}
+
+// checkSplit parses data both ways and fails when the split reads it
+// differently from the whole document. It reports whether the split was used.
+func checkSplit(t *testing.T, file string, data []byte, per int) bool {
+	t.Helper()
+	opts := Options{FieldType: stubFieldType, MaxJobs: 2000}
+	split, ok := parseSplit(file, data, opts, per)
+	if !ok {
+		return false
+	}
+	whole, err := parseWhole(file, data, opts)
+	if err != nil {
+		t.Fatalf("the split read a manifest the whole document rejects:\n%s\n%v", data, err)
+	}
+	if !reflect.DeepEqual(split, whole) {
+		t.Fatalf("the split reads the manifest differently:\n%s\n--- split\n%s--- whole\n%s", data, dump(split), dump(whole))
+	}
+	return true
+}
+
+func TestSplitReadsAsWhole(t *testing.T) {
+	used := 0
+	for _, src := range splitSeeds {
+		for _, per := range []int{1, 2, groupEntries} {
+			if checkSplit(t, "m.yaml", []byte(src), per) {
+				used++
+			}
+		}
+	}
+	paths, _ := filepath.Glob(filepath.Join(manifestDir, "ok_*.yaml"))
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, per := range []int{1, 3} {
+			if checkSplit(t, path, data, per) {
+				used++
+			}
+		}
+	}
+	// Most of these must really take the split path, or this proves nothing.
+	if used < 40 {
+		t.Errorf("the split was used %d times; want at least 40", used)
+	}
+}
+
+// TestSplitDeclines pins the cases the split must leave to the whole parse.
+func TestSplitDeclines(t *testing.T) {
+	for _, src := range []string{
+		"{model: m,\njobs:\n  - input: {prompt: x}\n}\n",
+		"model: m\njobs: [{input: {prompt: x}}]\n",
+		"model: m\njobs:\n  - input: {prompt: x}\njobs:\n  - input: {prompt: y}\n",
+		"model: m\njobs:\n  - input: {prompt: x}\n - input: {prompt: y}\n",
+		"model: m\n\"jobs\":\n  - input: {prompt: x}\n",
+	} {
+		if _, ok := splitJobs([]byte(src), groupEntries); ok {
+			t.Errorf("split accepted:\n%s", src)
+		}
+	}
+	// A group that does not stand alone is found out when it is parsed.
+	for _, src := range []string{
+		"model: m\njobs:\n- input: {prompt: \"a\n- b\"}\n- input: {prompt: c}\n",
+		"model: m\ndefaults: &d {seed: 1}\njobs:\n  - input: *d\n",
+		"model: \"abc\njobs:\n  - input: {prompt: x}\ndef\"\n",
+	} {
+		if _, ok := parseSplit("m.yaml", []byte(src), Options{}, 1); ok {
+			t.Errorf("split parse accepted:\n%s", src)
+		}
+	}
+}
+
+// TestSplitKeepsPlaces checks that lines after the list and in later groups
+// keep their numbers, in jobs and in errors.
+func TestSplitKeepsPlaces(t *testing.T) {
+	src := "model: m\njobs:\n  - id: a\n    input: {prompt: a}\n\n  - id: b\n    input:\n      prompt: b\n  - id: c\n    input: {prompt: c, seed: 3}\ndefaults: {seed: 1}\n"
+	m, ok := parseSplit("m.yaml", []byte(src), Options{}, 1)
+	if !ok {
+		t.Fatal("split not used")
+	}
+	want := []Pos{{"m.yaml", 3, 5}, {"m.yaml", 6, 5}, {"m.yaml", 9, 5}}
+	for i, j := range m.Jobs {
+		if j.Pos != want[i] {
+			t.Errorf("job %s at %v, want %v", j.ID, j.Pos, want[i])
+		}
+	}
+	if at, _ := m.Jobs[1].FieldPos("prompt"); at != (Pos{"m.yaml", 8, 15}) {
+		t.Errorf("b's prompt at %v", at)
+	}
+	if at, _ := m.Jobs[0].FieldPos("seed"); at != (Pos{"m.yaml", 11, 18}) {
+		t.Errorf("a's seed (a default) at %v", at)
+	}
+	// An error in a later group is reported at its line in the file.
+	bad := strings.Replace(src, "seed: 3", "seed: [3", 1)
+	_, err := Parse("m.yaml", []byte(bad), Options{})
+	if err == nil || !strings.Contains(err.Error(), "m.yaml:10") {
+		t.Errorf("want an error on line 10, got %v", err)
+	}
+}
+
+// FuzzSplit looks for a manifest that the split reads differently from the
+// whole document: go test -run XXX -fuzz FuzzSplit ./manifest
+func FuzzSplit(f *testing.F) {
+	for _, s := range splitSeeds {
+		f.Add([]byte(s), uint8(1))
+	}
+	paths, _ := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	for _, path := range paths {
+		if data, err := os.ReadFile(path); err == nil {
+			f.Add(data, uint8(2))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, per uint8) {
+		checkSplit(t, "m.yaml", data, int(per%4)+1)
+	})
+}
