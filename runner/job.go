@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"comfybatch/runcomfy"
@@ -61,7 +62,7 @@ func (r *run) submit(ctx context.Context, j *store.Job) (bool, error) {
 	// its request id.
 	resp, err := r.cfg.API.Submit(ctx, j.Model, r.inputs[j.ID])
 	if err == nil && resp.RequestID != "" {
-		if err := r.cfg.Store.Submitted(j.ID, resp.RequestID); err != nil {
+		if err := r.saveRequestID(ctx, j.ID, resp.RequestID); err != nil {
 			return false, fmt.Errorf("job %s: request %s was created but could not be saved: %w", j.ID, resp.RequestID, err)
 		}
 		r.submitted.Add(1)
@@ -93,6 +94,47 @@ func (r *run) submit(ctx context.Context, j *store.Job) (bool, error) {
 	return false, nil
 }
 
+// saveWaits are the pauses between the tries to save a new request id: three
+// tries in all, about a second and a quarter, enough for a failed group commit
+// (which fails every write in its group, ours included) or a brief I/O error
+// to pass, short enough that a ledger that is really broken stops the run soon.
+var saveWaits = [...]time.Duration{250 * time.Millisecond, time.Second}
+
+// saveRequestID records the request id of a job the API just created. The
+// POST succeeded, so the job is paid for: the id is tried a few times, and
+// the waits between tries ignore an interrupt (context.WithoutCancel) — a
+// Ctrl-C must not be what loses it. If every try fails, the id is logged at
+// Error level, so that the user can find the job in the log; the ledger keeps
+// the job in submitting, which the next start turns into unknown.
+func (r *run) saveRequestID(ctx context.Context, id, requestID string) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for try := 0; ; try++ {
+		if err = r.cfg.Store.Submitted(id, requestID); err == nil {
+			return nil
+		}
+		if errors.Is(err, store.ErrConflict) {
+			// The job is no longer in submitting. If an earlier try's write
+			// landed although it reported failure, the id is saved; any other
+			// conflict will not go away by trying again.
+			if j, jerr := r.cfg.Store.Job(id); jerr == nil && j.RequestID == requestID {
+				return nil
+			}
+			break
+		}
+		if try == len(saveWaits) || errors.Is(err, store.ErrClosed) {
+			break
+		}
+		r.log.Warn("saving the request id failed; trying again", "job", id, "request_id", requestID, "error", err)
+		if serr := r.cfg.Sleep(ctx, saveWaits[try]); serr != nil {
+			break
+		}
+	}
+	r.log.Error("a job was created at RunComfy and may be billed, but its request id could not be saved in the ledger; note it to collect or cancel it by hand",
+		"job", id, "request_id", requestID, "error", err)
+	return err
+}
+
 // submitOutcome decides where a failed submission leaves its job: pending
 // only when the answer proves no job was created; failed when the API
 // rejected the input for good; unknown whenever a job may exist.
@@ -118,8 +160,21 @@ func permanent(err error) bool {
 	return (e.HTTPStatus >= 400 && e.HTTPStatus < 500) || (e.Code != 0 && e.HTTPStatus < 300)
 }
 
+// pollErrorTries is how many polls in a row may answer an error that is
+// neither transient, nor "not found", nor an account error (a 403, an
+// error_code in a 2xx body, a body that does not parse) before this run stops
+// polling the job. Such an answer says nothing about the job itself, which
+// may still be running and billed, so it never marks the job failed: that
+// would let --retry-failed pay for it twice. A few tries, with a backoff on
+// top of the poll schedule, are worth their two extra GETs because a garbled
+// body or a 403 from a proxy in front of the API can be a one-off; past that
+// the job is left queued/running in the ledger for the next run to poll,
+// rather than polled without end in this one.
+const pollErrorTries = 3
+
 // collect polls a submitted job until it ends, records the result, and
-// downloads its outputs.
+// downloads its outputs. Only the server's word ends a job here: a failed
+// status, a finished job without outputs, or a request it no longer knows.
 func (r *run) collect(ctx context.Context, j store.Job) error {
 	start := r.cfg.Now()
 	if t, err := time.Parse(time.RFC3339Nano, j.SubmittedAt); err == nil {
@@ -130,8 +185,12 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 	if j.QueuePosition != nil {
 		queuePos, lastPos = *j.QueuePosition, *j.QueuePosition
 	}
+	pollErrors := 0 // answers in a row that were neither a status nor transient
 	for polls := 0; ; polls++ {
 		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.get(), r.cfg.PollMax)
+		if pollErrors > 0 {
+			wait += runcomfy.Backoff(pollErrors-1, time.Second, r.cfg.PollMax, rand.Float64())
+		}
 		if err := r.cfg.Sleep(ctx, wait); err != nil {
 			return nil
 		}
@@ -149,10 +208,16 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 			case runcomfy.IsTransient(err):
 				r.log.Warn("poll failed; trying again", "job", j.ID, "error", err)
 				continue
-			default:
-				return r.cfg.Store.Failed(j.ID, j.RemoteStatus, err.Error(), nil)
 			}
+			if pollErrors++; pollErrors < pollErrorTries {
+				r.log.Warn("poll answered an error; trying again", "job", j.ID, "request_id", j.RequestID, "error", err)
+				continue
+			}
+			r.log.Warn("poll keeps answering an error; the job may still be running and billed, so it stays "+string(j.State)+" in the ledger and the next run polls it again",
+				"job", j.ID, "request_id", j.RequestID, "error", err)
+			return nil
 		}
+		pollErrors = 0
 		status := res.Status
 		switch {
 		case runcomfy.Finished(status):
@@ -204,6 +269,9 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 		}
 		lastStatus, lastPos = status, queuePos
 		j.RemoteStatus = status
+		if st != "" {
+			j.State = st
+		}
 	}
 }
 

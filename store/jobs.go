@@ -262,6 +262,9 @@ func (s *Store) Completed(id, remote string, outputs []string, cost *float64) er
 			remote, string(out), nullFloat(cost), s.stamp()); err != nil {
 			return err
 		}
+		if err := dropFilesFrom(tx, id, len(outputs)); err != nil {
+			return err
+		}
 		return s.setSubmission(tx, id, "outcome = ?, cost_usd = ?", string(Completed), nullFloat(cost))
 	})
 }
@@ -290,16 +293,28 @@ func (s *Store) finish(id string, to State, remote, msg string, cost *float64) e
 }
 
 // SetOutputs replaces a completed job's output URLs with fresh ones, after a
-// saved URL expired.
+// saved URL expired. A result that now lists fewer outputs drops the file
+// records of the ones it no longer has, in the same write.
 func (s *Store) SetOutputs(id string, outputs []string) error {
 	out, err := json.Marshal(outputs)
 	if err != nil {
 		return err
 	}
 	return s.write(func(tx *sql.Tx) error {
-		_, err := s.move(tx, id, []State{Completed}, Completed, "output URLs refreshed", "outputs = ?", string(out))
-		return err
+		if _, err := s.move(tx, id, []State{Completed}, Completed, "output URLs refreshed", "outputs = ?", string(out)); err != nil {
+			return err
+		}
+		return dropFilesFrom(tx, id, len(outputs))
 	})
+}
+
+// dropFilesFrom deletes a job's file records numbered n and up: when a job's
+// outputs are replaced by a shorter list, the records past its end belong to
+// outputs the job no longer has, and would otherwise be listed as its files.
+// Records below n are overwritten as their outputs are downloaded again.
+func dropFilesFrom(tx *sql.Tx, id string, n int) error {
+	_, err := tx.Exec("DELETE FROM files WHERE job_id = ? AND n >= ?", id, n)
+	return err
 }
 
 // FileSaved records one verified output file.

@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // to plant a fault in the ledger
+
+	"comfybatch/runcomfy"
+	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
+)
+
+// logBuffer collects a run's log lines; workers log concurrently.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestPollErrorLeavesJobInFlight: a result endpoint that answers an error
+// which is neither transient nor "not found" says nothing about the job, which
+// may still be running and billed. The run must leave it queued/running (not
+// failed), so that a later run with --retry-failed polls it instead of paying
+// for it a second time, and finishes it once the endpoint answers again.
+func TestPollErrorLeavesJobInFlight(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"403", http.StatusForbidden, `{"error_code":403001,"error_message":"request does not belong to you"}`},
+		{"2xx with error_code", http.StatusOK, `{"error_code":403001,"error_message":"request does not belong to you"}`},
+		{"malformed 2xx", http.StatusOK, `<html>upstream says hello</html>`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := runcomfytest.New(runcomfytest.Config{QueueTime: 20 * time.Millisecond, RunTime: 20 * time.Millisecond, Token: "pe"})
+			var deny atomic.Bool
+			var denied atomic.Int64
+			deny.Store(true)
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if deny.Load() && strings.HasPrefix(r.URL.Path, "/v1/requests/") && strings.HasSuffix(r.URL.Path, "/result") {
+					denied.Add(1)
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(tc.status)
+					io.WriteString(w, tc.body)
+					return
+				}
+				fake.ServeHTTP(w, r)
+			}))
+			t.Cleanup(ts.Close)
+			e := &env{t: t, srv: fake, dir: t.TempDir()}
+			e.ledger = filepath.Join(e.dir, "ledger.db")
+			var err error
+			e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "pe", BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := manifestOf(t, 1, "pe")
+			const id = "job-000"
+
+			// Run 1: submitted once, every poll refused.
+			var logs logBuffer
+			sum, err := e.run(m, func(c *Config) { c.Log = logs.logger() })
+			if err != nil {
+				t.Fatalf("run 1: %v", err)
+			}
+			j := e.jobs()[id]
+			if j.State != store.Queued && j.State != store.Running {
+				t.Fatalf("run 1 left the job %s (%q), want queued or running: it may still be running and billed", j.State, j.Error)
+			}
+			if sum.InFlight != 1 || sum.Counts[store.Failed] != 0 {
+				t.Fatalf("run 1 summary %+v, want the job counted in flight", sum)
+			}
+			if n := fake.Stats().Submits; n != 1 {
+				t.Fatalf("run 1: %d submissions, want 1", n)
+			}
+			if n := denied.Load(); n != pollErrorTries {
+				t.Fatalf("run 1: %d refused polls, want %d", n, pollErrorTries)
+			}
+			out := logs.String()
+			if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "job="+id) ||
+				!strings.Contains(out, "request_id="+j.RequestID) || !strings.Contains(out, "next run polls it again") {
+				t.Fatalf("run 1 did not warn with the job and request id:\n%s", out)
+			}
+
+			// Run 2, --retry-failed, still refused: polled, not resubmitted.
+			denied.Store(0)
+			sum, err = e.run(m, func(c *Config) { c.RetryFailed = true })
+			if err != nil {
+				t.Fatalf("run 2: %v", err)
+			}
+			if j2 := e.jobs()[id]; !j2.State.InFlight() || j2.RequestID != j.RequestID || j2.Attempts != 1 {
+				t.Fatalf("run 2 left %+v", j2)
+			}
+			if sum.Submitted != 0 || fake.Stats().Submits != 1 {
+				t.Fatalf("run 2 resubmitted: summary %+v, %d submissions at the server", sum, fake.Stats().Submits)
+			}
+			if n := denied.Load(); n != pollErrorTries {
+				t.Fatalf("run 2: %d refused polls, want %d", n, pollErrorTries)
+			}
+
+			// Run 3, --retry-failed, the endpoint answers again: done, once.
+			deny.Store(false)
+			sum, err = e.run(m, func(c *Config) { c.RetryFailed = true })
+			if err != nil {
+				t.Fatalf("run 3: %v", err)
+			}
+			j3 := e.jobs()[id]
+			if j3.State != store.Done || j3.RequestID != j.RequestID || sum.Counts[store.Done] != 1 || sum.InFlight != 0 {
+				t.Fatalf("run 3 left %+v, summary %+v", j3, sum)
+			}
+			if n, d := fake.Stats().Submits, fake.Duplicates(); n != 1 || d != 0 {
+				t.Fatalf("%d submissions, %d duplicates; want 1 and 0", n, d)
+			}
+		})
+	}
+}
+
+// failingSaves plants a trigger in the ledger that fails every write saving a
+// request id (Store.Submitted) until it is removed: a ledger write that fails
+// after the POST succeeded, as a failed group commit does.
+func failingSaves(t *testing.T, ledger string) (remove func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+ledger+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(`CREATE TRIGGER fail_save BEFORE UPDATE OF request_id ON jobs
+		WHEN OLD.request_id IS NULL AND NEW.request_id IS NOT NULL
+		BEGIN SELECT RAISE(ABORT, 'injected ledger failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if _, err := db.Exec("DROP TRIGGER fail_save"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// interruptAfterSubmit cancels the run, as a Ctrl-C would, the moment a
+// submission has come back from the API.
+type interruptAfterSubmit struct {
+	API
+	cancel context.CancelFunc
+}
+
+func (a interruptAfterSubmit) Submit(ctx context.Context, modelID string, input any) (runcomfy.SubmitResponse, error) {
+	resp, err := a.API.Submit(ctx, modelID, input)
+	a.cancel()
+	return resp, err
+}
+
+// saveRun is what runSubmitOnce saw.
+type saveRun struct {
+	sum  Summary
+	err  error
+	job  store.Job // the ledger's view of the job after the run
+	logs string
+	srv  *runcomfytest.Server
+}
+
+// runSubmitOnce submits one job against a ledger whose saves of a request id
+// fail until remove is called, with the run interrupted right after the POST.
+// sleep builds the run's Sleep.
+func runSubmitOnce(t *testing.T, sleep func(remove func()) func(context.Context, time.Duration) error) saveRun {
+	t.Helper()
+	e := newEnv(t, runcomfytest.Config{})
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	remove := failingSaves(t, e.ledger)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs logBuffer
+	sum, runErr := Run(ctx, Config{Manifest: manifestOf(t, 1, "save"), Store: st,
+		API: interruptAfterSubmit{API: e.client, cancel: cancel}, HTTP: e.client.HTTPClient(),
+		OutDir: filepath.Join(e.dir, "out"), Concurrency: 1, SubmitOnly: true, ProgressEvery: -1,
+		Log: logs.logger(), Sleep: sleep(remove)})
+	j, err := st.Job("job-000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return saveRun{sum: sum, err: runErr, job: j, logs: logs.String(), srv: e.srv}
+}
+
+// TestRequestIDSavedAfterAFailedWrite: the POST succeeded, the write saving
+// its request id failed once, and the user pressed Ctrl-C meanwhile. The id
+// is paid for: the write is tried again, waiting with a context the
+// interrupt does not cancel, and ends up in the ledger.
+func TestRequestIDSavedAfterAFailedWrite(t *testing.T) {
+	var sleeps atomic.Int64
+	got := runSubmitOnce(t, func(remove func()) func(context.Context, time.Duration) error {
+		return func(ctx context.Context, d time.Duration) error {
+			sleeps.Add(1)
+			if ctx.Err() != nil {
+				t.Errorf("the wait before saving the request id again was cancelled by the interrupt: %v", ctx.Err())
+			}
+			remove() // the ledger works again
+			return nil
+		}
+	})
+	sum, j, logs, srv := got.sum, got.job, got.logs, got.srv
+	if !errors.Is(got.err, ErrInterrupted) {
+		t.Fatalf("run: %v, want ErrInterrupted", got.err)
+	}
+	jobs := srv.Jobs()
+	if len(jobs) != 1 || srv.Stats().Submits != 1 {
+		t.Fatalf("server jobs %+v", jobs)
+	}
+	if j.State != store.Queued || j.RequestID != jobs[0].RequestID {
+		t.Fatalf("ledger job %+v, want queued with request %s", j, jobs[0].RequestID)
+	}
+	if sum.Submitted != 1 || sleeps.Load() != 1 {
+		t.Fatalf("summary %+v, %d waits; want 1 submission saved after 1 wait", sum, sleeps.Load())
+	}
+	if !strings.Contains(logs, "request_id="+j.RequestID) || !strings.Contains(logs, "injected ledger failure") {
+		t.Fatalf("the failed try was not logged with the request id:\n%s", logs)
+	}
+}
+
+// TestRequestIDLoggedWhenItCannotBeSaved: when every try fails the run stops
+// with the error, and the request id is in the log at Error level, for the
+// user to find the job that was created and may be billed.
+func TestRequestIDLoggedWhenItCannotBeSaved(t *testing.T) {
+	var sleeps atomic.Int64
+	got := runSubmitOnce(t, func(func()) func(context.Context, time.Duration) error {
+		return func(context.Context, time.Duration) error { sleeps.Add(1); return nil }
+	})
+	err, j, logs, srv := got.err, got.job, got.logs, got.srv
+	jobs := srv.Jobs()
+	if len(jobs) != 1 {
+		t.Fatalf("server jobs %+v", jobs)
+	}
+	rid := jobs[0].RequestID
+	if err == nil || !strings.Contains(err.Error(), rid) {
+		t.Fatalf("run: %v, want an error naming request %s", err, rid)
+	}
+	if j.State != store.Submitting || j.RequestID != "" {
+		t.Fatalf("ledger job %+v, want still submitting (unknown on the next start)", j)
+	}
+	if n := sleeps.Load(); n != int64(len(saveWaits)) {
+		t.Fatalf("%d waits, want %d (one between each of %d tries)", n, len(saveWaits), len(saveWaits)+1)
+	}
+	found := false
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, "job=job-000") && strings.Contains(line, "request_id="+rid) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no Error line with the job and request id:\n%s", logs)
+	}
+}
