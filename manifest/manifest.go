@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"maps"
 	"math"
 	"os"
@@ -78,6 +79,45 @@ type Manifest struct {
 	OutputDir string // output.dir resolved against Dir; "" when absent
 	Defaults  map[string]any
 	Jobs      []Job // in file order; included jobs after the YAML ones, in include order
+
+	byID []int32 // indexes of Jobs sorted by id, for Job
+}
+
+// Job finds a job by id.
+func (m *Manifest) Job(id string) (*Job, bool) {
+	i, ok := slices.BinarySearchFunc(m.byID, id, func(k int32, id string) int { return strings.Compare(m.Jobs[k].ID, id) })
+	if !ok {
+		return nil, false
+	}
+	return &m.Jobs[m.byID[i]], true
+}
+
+// ByID lists the jobs in increasing id order (byte order, as SQLite's),
+// each with its index in Jobs.
+func (m *Manifest) ByID() iter.Seq2[int, *Job] {
+	return func(yield func(int, *Job) bool) {
+		for _, i := range m.byID {
+			if !yield(int(i), &m.Jobs[i]) {
+				return
+			}
+		}
+	}
+}
+
+// index sorts the jobs by id and reports whether every id is unique. A sorted
+// list instead of a map: a map of 100,000 ids costs megabytes the run keeps.
+func (m *Manifest) index() bool {
+	m.byID = make([]int32, len(m.Jobs))
+	for i := range m.byID {
+		m.byID[i] = int32(i)
+	}
+	slices.SortFunc(m.byID, func(a, b int32) int { return strings.Compare(m.Jobs[a].ID, m.Jobs[b].ID) })
+	for i := 1; i < len(m.byID); i++ {
+		if m.Jobs[m.byID[i-1]].ID == m.Jobs[m.byID[i]].ID {
+			return false
+		}
+	}
+	return true
 }
 
 // Options carries what the manifest cannot know by itself.
@@ -104,24 +144,31 @@ func Load(path string, opts Options) (*Manifest, error) {
 // includes are read relative to filepath.Dir(file). Any problem is reported
 // as Errors, all of them at once.
 func Parse(file string, data []byte, opts Options) (*Manifest, error) {
-	if m, ok := parseSplit(file, data, opts, groupEntries); ok {
+	if m, ok := parseFast(file, data, opts, groupEntries); ok {
 		return m, nil
 	}
-	// Errors are reported from the whole document, the way it reads.
+	// Problems are found and reported by reading the whole document, the
+	// way it reads, with every id checked as it is handed out.
 	return parseWhole(file, data, opts)
 }
 
-// parseSplit parses the jobs list a group of entries at a time (split.go).
-// It reports false when the file cannot be read that way or has any problem.
-func parseSplit(file string, data []byte, opts Options, per int) (*Manifest, bool) {
-	jt, ok := splitJobs(data, per)
-	if !ok {
+// parseFast reads a manifest that has no problems with as little memory as
+// it can: the jobs list a group of entries at a time when its text allows
+// (split.go), and ids checked for clashes once, at the end, by sorting. It
+// reports false when the file has any problem, which parseWhole then reports.
+func parseFast(file string, data []byte, opts Options, per int) (*Manifest, bool) {
+	p := newParser(file, data, opts)
+	p.ids = nil // checked at the end
+	if jt, ok := splitJobs(data, per); ok {
+		p.split = &jt
+		p.parse(jt.rest)
+	} else {
+		p.parse(data)
+	}
+	if len(p.errs) > 0 || p.splitWrong || !p.m.index() {
 		return nil, false
 	}
-	p := newParser(file, data, opts)
-	p.split = &jt
-	p.parse(jt.rest)
-	return p.m, len(p.errs) == 0 && !p.splitWrong
+	return p.m, true
 }
 
 func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
@@ -130,6 +177,9 @@ func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
 	if len(p.errs) > 0 {
 		p.errs.sort()
 		return nil, p.errs
+	}
+	if !p.m.index() { // every id was claimed once
+		return nil, Errors{{Pos: Pos{File: file}, Msg: "internal error: a job id is used twice"}}
 	}
 	return p.m, nil
 }
@@ -161,7 +211,7 @@ type parser struct {
 
 	defaultPos map[string]Pos
 	modelBad   bool             // the top-level model is present but wrong: don't blame every job for it
-	ids        map[string]idUse // every id handed out so far
+	ids        map[string]idUse // every id handed out so far; nil when Manifest.index checks them
 	entries    int              // job entries seen (list items, CSV rows, JSONL lines), broken ones too
 	capHit     bool
 
@@ -182,11 +232,15 @@ type parser struct {
 	lineOff    int       // added to node lines: where the group being read starts
 }
 
+// idUse is where an id was first used; one per job, so kept small.
 type idUse struct {
-	at          Pos
-	fingerprint string // "" for an explicit id of a job that had errors
-	derived     bool
+	file      string
+	line, col int32
+	job       int32 // index in m.Jobs; -1 for an explicit id of a job that had errors
+	derived   bool
 }
+
+func (u idUse) at() Pos { return Pos{File: u.file, Line: int(u.line), Col: int(u.col)} }
 
 // draft is a job as written, before defaults, matrix and id derivation.
 type draft struct {
@@ -631,19 +685,26 @@ func (p *parser) emit(d draft, input map[string]any, own []fieldAt, id string, f
 
 // claim records that id is used at at, or reports that it already was.
 func (p *parser) claim(id string, at Pos, fp string, derived bool) bool {
+	if p.ids == nil {
+		return true
+	}
 	prev, taken := p.ids[id]
 	if !taken {
-		p.ids[id] = idUse{at: at, fingerprint: fp, derived: derived}
+		u := idUse{file: at.File, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32)), job: -1, derived: derived}
+		if fp != "" {
+			u.job = int32(len(p.m.Jobs)) // emit appends it next
+		}
+		p.ids[id] = u
 		return true
 	}
 	var msg string
 	switch {
-	case derived && fp != "" && fp == prev.fingerprint:
-		msg = fmt.Sprintf("same model and input as the job at %s; give one of them an explicit id", prev.at)
+	case derived && fp != "" && prev.job >= 0 && fp == p.m.Jobs[prev.job].Fingerprint:
+		msg = fmt.Sprintf("same model and input as the job at %s; give one of them an explicit id", prev.at())
 	case derived || prev.derived:
-		msg = fmt.Sprintf("derived id %s collides with the job at %s; give one of them an explicit id", id, prev.at)
+		msg = fmt.Sprintf("derived id %s collides with the job at %s; give one of them an explicit id", id, prev.at())
 	default:
-		msg = fmt.Sprintf("duplicate id (first used at %s)", prev.at)
+		msg = fmt.Sprintf("duplicate id (first used at %s)", prev.at())
 	}
 	p.fail(at, id, "id", msg)
 	return false

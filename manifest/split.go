@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"io"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 )
@@ -201,6 +202,14 @@ func (p *parser) groups(e *pair) bool {
 		return false
 	}
 	defer func() { p.lineOff = 0 }()
+	// One job an entry at least: sized once, the list and the ids are not
+	// copied as they grow.
+	entries := 0
+	for _, g := range jt.groups {
+		entries += len(g.lines)
+	}
+	entries = min(entries, p.maxJobs)
+	p.m.Jobs = slices.Grow(p.m.Jobs, entries)
 	index := 0
 	for _, g := range jt.groups {
 		dec := yaml.NewDecoder(bytes.NewReader(g.text))

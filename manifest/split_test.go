@@ -39,12 +39,13 @@ var splitSeeds = []string{
 	"model: m\njobs:\n  - ? input\n    : {prompt: x}\n",
 }
 
-// checkSplit parses data both ways and fails when the split reads it
-// differently from the whole document. It reports whether the split was used.
+// checkSplit parses data both ways and fails when the fast parse reads it
+// differently from the whole document. It reports whether the fast parse
+// succeeded with the jobs list split.
 func checkSplit(t *testing.T, file string, data []byte, per int) bool {
 	t.Helper()
 	opts := Options{FieldType: stubFieldType, MaxJobs: 2000}
-	split, ok := parseSplit(file, data, opts, per)
+	split, ok := parseFast(file, data, opts, per)
 	if !ok {
 		return false
 	}
@@ -53,9 +54,10 @@ func checkSplit(t *testing.T, file string, data []byte, per int) bool {
 		t.Fatalf("the split read a manifest the whole document rejects:\n%s\n%v", data, err)
 	}
 	if !reflect.DeepEqual(split, whole) {
-		t.Fatalf("the split reads the manifest differently:\n%s\n--- split\n%s--- whole\n%s", data, dump(split), dump(whole))
+		t.Fatalf("the fast parse reads the manifest differently:\n%s\n--- fast\n%s--- whole\n%s", data, dump(split), dump(whole))
 	}
-	return true
+	_, used := splitJobs(data, per)
+	return used
 }
 
 func TestSplitReadsAsWhole(t *testing.T) {
@@ -104,7 +106,7 @@ func TestSplitDeclines(t *testing.T) {
 		"model: m\ndefaults: &d {seed: 1}\njobs:\n  - input: *d\n",
 		"model: \"abc\njobs:\n  - input: {prompt: x}\ndef\"\n",
 	} {
-		if _, ok := parseSplit("m.yaml", []byte(src), Options{}, 1); ok {
+		if _, ok := parseFast("m.yaml", []byte(src), Options{}, 1); ok {
 			t.Errorf("split parse accepted:\n%s", src)
 		}
 	}
@@ -114,9 +116,12 @@ func TestSplitDeclines(t *testing.T) {
 // keep their numbers, in jobs and in errors.
 func TestSplitKeepsPlaces(t *testing.T) {
 	src := "model: m\njobs:\n  - id: a\n    input: {prompt: a}\n\n  - id: b\n    input:\n      prompt: b\n  - id: c\n    input: {prompt: c, seed: 3}\ndefaults: {seed: 1}\n"
-	m, ok := parseSplit("m.yaml", []byte(src), Options{}, 1)
-	if !ok {
+	if _, ok := splitJobs([]byte(src), 1); !ok {
 		t.Fatal("split not used")
+	}
+	m, ok := parseFast("m.yaml", []byte(src), Options{}, 1)
+	if !ok {
+		t.Fatal("fast parse failed")
 	}
 	want := []Pos{{"m.yaml", 3, 5}, {"m.yaml", 6, 5}, {"m.yaml", 9, 5}}
 	for i, j := range m.Jobs {
@@ -153,4 +158,27 @@ func FuzzSplit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, per uint8) {
 		checkSplit(t, "m.yaml", data, int(per%4)+1)
 	})
+}
+
+func TestJobLookup(t *testing.T) {
+	m := mustParse(t, "model: m\njobs:\n  - {id: b, input: {prompt: b}}\n  - {id: a, input: {prompt: a}}\n  - {id: c, input: {prompt: c}}\n", Options{})
+	for _, id := range []string{"a", "b", "c"} {
+		j, ok := m.Job(id)
+		if !ok || j.ID != id || string(j.Input) != `{"prompt":"`+id+`"}` {
+			t.Errorf("Job(%q) = %v, %v", id, j, ok)
+		}
+	}
+	for _, id := range []string{"", "d", "0", "bb"} {
+		if j, ok := m.Job(id); ok {
+			t.Errorf("Job(%q) found %v", id, j.ID)
+		}
+	}
+	// An id given twice is found however the manifest is read.
+	dup := "model: m\njobs:\n  - {id: a, input: {prompt: x}}\n  - {id: b, input: {prompt: y}}\n  - {id: a, input: {prompt: z}}\n"
+	if _, ok := parseFast("m.yaml", []byte(dup), Options{}, 1); ok {
+		t.Error("the fast parse let a duplicate id through")
+	}
+	if _, err := Parse("m.yaml", []byte(dup), Options{}); err == nil || !strings.Contains(err.Error(), "m.yaml:5") || !strings.Contains(err.Error(), "duplicate id (first used at m.yaml:3") {
+		t.Errorf("want the duplicate reported at line 5, got %v", err)
+	}
 }

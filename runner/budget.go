@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -134,9 +135,9 @@ func (c *costs) take(id string) bool {
 
 // toSubmit adds up the estimates of the manifest's jobs in the states a run
 // submits from, as the ledger has them now.
-func (c *costs) toSubmit(st *store.Store, inManifest map[string]json.RawMessage, states []store.State) (usd float64, unpriced int, err error) {
+func (c *costs) toSubmit(st *store.Store, m *manifest.Manifest, states []store.State) (usd float64, unpriced int, err error) {
 	err = st.EachID(func(id string) error {
-		if _, ok := inManifest[id]; !ok {
+		if _, ok := m.Job(id); !ok {
 			return nil
 		}
 		c.mu.Lock()

@@ -49,6 +49,10 @@ func (r *run) submit(ctx context.Context, j *store.Job) (bool, error) {
 	if ctx.Err() != nil {
 		return false, nil
 	}
+	mj, ok := r.cfg.Manifest.Job(j.ID)
+	if !ok { // feed hands out only the manifest's jobs to submit
+		return false, fmt.Errorf("job %s: not in the manifest", j.ID)
+	}
 	if !r.reserve() {
 		r.capped.Add(1)
 		return false, nil
@@ -60,7 +64,7 @@ func (r *run) submit(ctx context.Context, j *store.Job) (bool, error) {
 	// The client lets a POST that is already on the wire finish even when ctx
 	// is cancelled, so that an interrupt never strands a created job without
 	// its request id.
-	resp, err := r.cfg.API.Submit(ctx, j.Model, r.inputs[j.ID])
+	resp, err := r.cfg.API.Submit(ctx, j.Model, mj.Input)
 	if err == nil && resp.RequestID != "" {
 		if err := r.saveRequestID(ctx, j.ID, resp.RequestID); err != nil {
 			return false, fmt.Errorf("job %s: request %s was created but could not be saved: %w", j.ID, resp.RequestID, err)

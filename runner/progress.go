@@ -98,7 +98,7 @@ func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {
 			return p, err
 		}
 		var unpriced int
-		if p.RemainingUSD, unpriced, err = c.toSubmit(st, r.inputs, r.submittable()); err != nil {
+		if p.RemainingUSD, unpriced, err = c.toSubmit(st, r.cfg.Manifest, r.submittable()); err != nil {
 			return p, err
 		}
 		p.Priced, p.Unpriced = len(c.prices) > 0, len(noEst)+unpriced

@@ -7,7 +7,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,9 +94,8 @@ func (e *AccountError) Unwrap() error { return e.Err }
 type run struct {
 	cfg       Config
 	log       *slog.Logger
-	inputs    map[string]json.RawMessage // manifest jobs' canonical input by id
-	submitted atomic.Int64               // POSTs that returned a request id
-	reserved  atomic.Int64               // submissions taken from the --max-submissions budget
+	submitted atomic.Int64 // POSTs that returned a request id
+	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
 	files     outFiles  // the output folder's shared lock and fsyncs (download.go)
 	timing    durations // how long this run's jobs take, for polling (poll.go)
@@ -129,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("output folder: %w", err)
 	}
-	r := &run{cfg: cfg, log: cfg.Log, inputs: make(map[string]json.RawMessage, len(cfg.Manifest.Jobs))}
+	r := &run{cfg: cfg, log: cfg.Log}
 	var sum Summary
 	var err error
 	if sum.Recovered, err = cfg.Store.Recover(); err != nil {
@@ -138,12 +136,14 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if sum.Recovered > 0 {
 		r.log.Warn("jobs were cut off mid-submission by an earlier run; they are now unknown and will not be resubmitted without --resubmit-unknown", "jobs", sum.Recovered)
 	}
-	specs := make([]store.Spec, 0, len(cfg.Manifest.Jobs))
-	for _, j := range cfg.Manifest.Jobs {
-		r.inputs[j.ID] = j.Input
-		specs = append(specs, store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint})
+	specs := func(yield func(store.Spec) bool) {
+		for order, j := range cfg.Manifest.ByID() {
+			if !yield(store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint, Order: order}) {
+				return
+			}
+		}
 	}
-	if sum.Sync, err = cfg.Store.Sync(specs); err != nil {
+	if sum.Sync, err = cfg.Store.SyncSorted(specs); err != nil {
 		return sum, err
 	}
 	if n := sum.Sync.Changed; n > 0 {
@@ -260,7 +260,7 @@ func (r *run) feed(ctx, parent context.Context) error {
 		return err
 	}
 	for _, j := range jobs {
-		if _, ok := r.inputs[j.ID]; !ok {
+		if _, ok := r.cfg.Manifest.Job(j.ID); !ok {
 			continue // no longer in the manifest
 		}
 		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
@@ -300,7 +300,7 @@ func (r *run) list(states ...store.State) ([]store.Job, error) {
 func (r *run) counts() (map[store.State]int, error) {
 	m := make(map[store.State]int)
 	err := r.cfg.Store.EachJobState(func(id string, st store.State) error {
-		if _, ok := r.inputs[id]; ok {
+		if _, ok := r.cfg.Manifest.Job(id); ok {
 			m[st]++
 		}
 		return nil

@@ -4,6 +4,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"iter"
+	"slices"
+	"strings"
 )
 
 // Spec is a job as the manifest defines it now.
@@ -12,6 +15,9 @@ type Spec struct {
 	Model       string
 	Input       json.RawMessage // canonical JSON
 	Fingerprint string
+	// Order is the job's place in the manifest: new jobs are added, and so
+	// later worked on, in this order.
+	Order int
 }
 
 // Change says how a manifest job relates to its ledger record.
@@ -73,22 +79,67 @@ type SyncReport struct {
 // costs) stay in the submissions table and its transitions in events. Jobs no
 // longer in the manifest are left untouched.
 func (s *Store) Sync(specs []Spec) (SyncReport, error) {
-	known, err := s.Known()
-	if err != nil {
-		return SyncReport{}, err
+	sorted := slices.Clone(specs)
+	for i := range sorted {
+		sorted[i].Order = i
+	}
+	slices.SortStableFunc(sorted, func(a, b Spec) int { return strings.Compare(a.ID, b.ID) })
+	return s.SyncSorted(slices.Values(sorted))
+}
+
+// SyncSorted is Sync for specs given in increasing id order, each id once:
+// they are merged with the ledger's jobs read in the same order, so that
+// neither side is held in memory whole, only what changes.
+func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
+	type changed struct {
+		Spec
+		old string // the fingerprint it had
 	}
 	var rep SyncReport
-	var add, change []Spec
-	for _, sp := range specs {
-		switch Classify(sp, known) {
-		case New:
-			add = append(add, sp)
-		case Changed:
-			change = append(change, sp)
-		default:
-			rep.Unchanged++
+	var add []Spec
+	var change []changed
+	rows, err := s.db.QueryContext(readContext(), "SELECT id, fingerprint FROM jobs ORDER BY id")
+	if err != nil {
+		return rep, err
+	}
+	var id, fp string
+	more := rows.Next()
+	if more {
+		if err := rows.Scan(&id, &fp); err != nil {
+			rows.Close()
+			return rep, err
 		}
 	}
+	last := ""
+	for sp := range specs {
+		if sp.ID <= last && last != "" {
+			rows.Close()
+			return rep, fmt.Errorf("sync: job %s out of order or given twice", sp.ID)
+		}
+		last = sp.ID
+		for more && id < sp.ID {
+			if more = rows.Next(); more {
+				if err := rows.Scan(&id, &fp); err != nil {
+					rows.Close()
+					return rep, err
+				}
+			}
+		}
+		switch {
+		case !more || id != sp.ID:
+			add = append(add, sp)
+		case fp == sp.Fingerprint:
+			rep.Unchanged++
+		default:
+			change = append(change, changed{sp, fp})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return rep, err
+	}
+	rows.Close()
+	slices.SortFunc(add, func(a, b Spec) int { return a.Order - b.Order })
 	rep.New, rep.Changed = len(add), len(change)
 	if len(add) == 0 && len(change) == 0 {
 		return rep, nil
@@ -114,8 +165,7 @@ func (s *Store) Sync(specs []Spec) (SyncReport, error) {
 			}
 		}
 		for _, sp := range change {
-			old := known[sp.ID]
-			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", old.Fingerprint, sp.Fingerprint)
+			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
 			if _, err := s.move(tx, sp.ID, nil, Pending, detail,
 				`model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL, request_id = NULL,
 				 cost_usd = NULL, error = '', outputs = '[]', submitted_at = NULL, finished_at = NULL`,

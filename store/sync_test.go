@@ -150,3 +150,38 @@ func TestSyncIsAllOrNothing(t *testing.T) {
 		t.Fatalf("a failed Sync left %v", known)
 	}
 }
+
+// TestSyncMergesInterleavedIDs checks the merge of manifest and ledger by id:
+// ids on either side only, before, between and after the other's, with new
+// jobs added in manifest order whatever their ids.
+func TestSyncMergesInterleavedIDs(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Sync([]Spec{spec("b", "1"), spec("d", "1"), spec("f", "1")})
+	must(t, err)
+	rep, err := s.Sync([]Spec{spec("g", "1"), spec("a", "1"), spec("d", "2"), spec("c", "1"), spec("b", "1"), spec("e", "1")})
+	must(t, err)
+	if rep.New != 4 || rep.Changed != 1 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"d"}) {
+		t.Fatalf("Sync %+v, want 4 new (g a c e), d changed, b unchanged", rep)
+	}
+	var order []string
+	must(t, s.EachJobState(func(id string, _ State) error { order = append(order, id); return nil }))
+	if want := []string{"b", "d", "f", "g", "a", "c", "e"}; !reflect.DeepEqual(order, want) {
+		t.Errorf("ledger order %v, want %v", order, want)
+	}
+	seq := func(yield func(Spec) bool) {
+		for _, id := range []string{"x", "w"} {
+			if !yield(spec(id, "1")) {
+				return
+			}
+		}
+	}
+	if _, err := s.SyncSorted(seq); err == nil || !strings.Contains(err.Error(), "out of order") {
+		t.Errorf("SyncSorted out of order: %v", err)
+	}
+	if _, err := s.Sync([]Spec{spec("z", "1"), spec("z", "2")}); err == nil {
+		t.Error("Sync took one id twice")
+	}
+	if _, err := s.Job("x"); err == nil {
+		t.Error("a refused SyncSorted wrote to the ledger")
+	}
+}
