@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"errors"
@@ -44,25 +45,75 @@ func (p *parser) includes(n *yaml.Node) {
 			continue
 		}
 		path := filepath.Join(p.m.Dir, rel)
-		data, err := os.ReadFile(path)
-		if err != nil {
+		if err := p.include(path, ext); err != nil {
 			p.fail(at, "", "include", fmt.Sprintf("cannot read %s: %s", path, reason(err)))
-			continue
 		}
-		data = bytes.TrimPrefix(data, bom)
-		p.volume += 10 * len(data)
-		if ext == ".csv" {
-			p.csvFile(path, data)
-		} else {
-			p.jsonlFile(path, data)
+	}
+}
+
+// include reads one included file as a stream, so that a file of 100,000
+// rows is never held whole, only the jobs made from it. A first pass counts
+// the rows, so that the job list is sized once rather than copied as it
+// grows.
+func (p *parser) include(path, ext string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, size, err := countRows(f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	p.volume += 10 * int(min(size, math.MaxInt32))
+	if room := p.maxJobs - len(p.m.Jobs); room > 0 {
+		p.m.Jobs = slices.Grow(p.m.Jobs, min(rows, room))
+	}
+	r := bufio.NewReaderSize(f, 64<<10)
+	if b, _ := r.Peek(len(bom)); bytes.Equal(b, bom) {
+		r.Discard(len(bom))
+	}
+	if ext == ".csv" {
+		p.csvFile(path, r)
+	} else {
+		p.jsonlFile(path, r)
+	}
+	return nil
+}
+
+// countRows counts the lines that hold more than blanks and commas (a CSV
+// row or a JSONL line), and the bytes.
+func countRows(f io.Reader) (rows int, size int64, err error) {
+	r := bufio.NewReaderSize(f, 64<<10)
+	filled := false // the line read so far holds a row
+	for {
+		chunk, err := r.ReadSlice('\n')
+		size += int64(len(chunk))
+		filled = filled || len(bytes.Trim(chunk, " \t\r\n,")) > 0
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == nil || err == io.EOF:
+			if filled {
+				rows++
+			}
+			filled = false
+			if err == io.EOF {
+				return rows, size, nil
+			}
+		default:
+			return rows, size, err
 		}
 	}
 }
 
 // csvFile reads one job per row; the header names the input fields, except
 // the optional id and model columns.
-func (p *parser) csvFile(file string, data []byte) {
-	r := csv.NewReader(bytes.NewReader(data))
+func (p *parser) csvFile(file string, in io.Reader) {
+	r := csv.NewReader(in)
 	r.FieldsPerRecord = -1 // a ragged row is checked here, as one error, not the end of the file
 	header, err := r.Read()
 	if err != nil {
@@ -239,22 +290,23 @@ func convertCell(typ, s string) (any, error) {
 
 // jsonlFile reads one job per line, {"id"?, "model"?, "input"}; blank lines
 // are skipped.
-func (p *parser) jsonlFile(file string, data []byte) {
+func (p *parser) jsonlFile(file string, r *bufio.Reader) {
 	count := 0
-	for lineNo := 1; len(data) > 0; lineNo++ {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil
+	for lineNo := 1; ; lineNo++ {
+		line, err := r.ReadBytes('\n')
+		if err != nil && err != io.EOF {
+			p.fail(Pos{File: file, Line: lineNo}, "", "", "cannot read: "+reason(err))
+			return
 		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(bytes.TrimSpace(line)) > 0 {
+			count++
+			p.entries++
+			p.jsonlLine(file, lineNo, count, line)
 		}
-		count++
-		p.entries++
-		p.jsonlLine(file, lineNo, count, line)
+		if err == io.EOF {
+			return
+		}
 	}
 }
 
@@ -324,3 +376,4 @@ func (p *parser) jsonlLine(file string, lineNo, count int, line []byte) {
 	}
 	p.add(d, nil)
 }
+
