@@ -376,4 +376,3 @@ func (p *parser) jsonlLine(file string, lineNo, count int, line []byte) {
 	}
 	p.add(d, nil)
 }
-
