@@ -69,8 +69,15 @@ func TestMaxCostAcrossRuns(t *testing.T) {
 func TestMaxCostCountsJobsInFlight(t *testing.T) {
 	e := newEnv(t, runcomfytest.Config{CostUSD: 0.25, QueueTime: 200 * time.Millisecond})
 	m := pricedManifest(t, 10, 5)
-	if _, err := e.run(m, func(c *Config) { c.SubmitOnly, c.MaxSubmissions = true, 4 }); err != nil {
+	first, err := e.run(m, func(c *Config) { c.SubmitOnly, c.MaxSubmissions = true, 4 })
+	if err != nil {
 		t.Fatal(err)
+	}
+	if first.Submitted != 4 || first.Counts[store.Queued]+first.Counts[store.Running] != 4 {
+		t.Fatalf("--submit-only run: %+v", first)
+	}
+	if got := e.srv.Stats().Created; got != 4 {
+		t.Fatalf("after --submit-only the fake created %d jobs, want 4", got)
 	}
 	// This run starts with $1.00 in flight, costs not reported yet: one more
 	// $0.25 job fits under $1.30, a second not.
@@ -78,8 +85,16 @@ func TestMaxCostCountsJobsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 1 || sum.CostCapped != 5 || sum.Counts[store.Done] != 5 {
+	if sum.Submitted != 1 || sum.CostCapped != 5 || sum.Counts[store.Done] != 5 || sum.Counts[store.Pending] != 5 {
 		t.Fatalf("%+v", sum)
+	}
+	// The 4 in flight plus the 1 that fitted: had the in-flight $1.00 not
+	// counted, 5 more would have gone now (9 in all).
+	if got := e.srv.Stats().Created; got != 5 {
+		t.Fatalf("the fake created %d jobs in all, want 5 (4 in flight + 1 under the cap)", got)
+	}
+	if d := e.srv.Duplicates(); d != 0 {
+		t.Fatalf("%d duplicate submissions: jobs in flight were submitted again", d)
 	}
 }
 

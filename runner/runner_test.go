@@ -1,10 +1,12 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,10 +122,30 @@ func TestFailedResultsAreRecordedWithTheServerMessage(t *testing.T) {
 	if sum.Counts[store.Failed] == 0 || sum.Counts[store.Done] == 0 {
 		t.Fatalf("want some failed and some done: %v", sum.Counts)
 	}
+	// Each failure carries the fake's own words: an empty output's error
+	// string as is, a failed job's error object as its JSON.
+	var emptyOutputs, failedStatuses int
 	for id, j := range e.jobs() {
-		if j.State == store.Failed && j.Error == "" {
-			t.Errorf("%s failed without a message", id)
+		if j.State != store.Failed {
+			continue
 		}
+		switch j.RemoteStatus {
+		case "completed":
+			emptyOutputs++
+			if j.Error != "generation produced no output" {
+				t.Errorf("%s completed without output; error %q, want the fake's %q", id, j.Error, "generation produced no output")
+			}
+		case "failed":
+			failedStatuses++
+			if !strings.Contains(j.Error, "model crashed") || !strings.Contains(j.Error, "generation_failed") {
+				t.Errorf("%s failed; error %q, want the fake's code generation_failed and message %q", id, j.Error, "model crashed")
+			}
+		default:
+			t.Errorf("%s failed with remote status %q, error %q", id, j.RemoteStatus, j.Error)
+		}
+	}
+	if emptyOutputs == 0 || failedStatuses == 0 || emptyOutputs+failedStatuses != sum.Counts[store.Failed] {
+		t.Fatalf("%d empty outputs and %d failed statuses, want some of each adding up to %d failed", emptyOutputs, failedStatuses, sum.Counts[store.Failed])
 	}
 	// --retry-failed resubmits exactly the failed ones.
 	before := e.srv.Stats().Submits
@@ -191,30 +213,60 @@ func TestTruncatedAndExpiredDownloadsRecover(t *testing.T) {
 	if st.Truncated == 0 || st.Expired == 0 {
 		t.Fatalf("the fake injected no faults: %+v", st)
 	}
-	if sum.Counts[store.Done] != 20 {
-		t.Fatalf("counts %v", sum.Counts)
+	if sum.Counts[store.Done] != 20 || sum.Submitted != 20 {
+		t.Fatalf("summary %+v", sum)
 	}
-	for id, j := range e.jobs() {
-		data, _ := os.ReadFile(filepath.Join(e.dir, "out", id+".mp4"))
-		got := sha256.Sum256(data)
-		if hex.EncodeToString(got[:]) != fileSHA(t, e, id) {
-			t.Fatalf("%s: file does not match the ledger", id)
-		}
-		_ = j
+	// Recovering means downloading again, never submitting again.
+	if st.Created != 20 || e.srv.Duplicates() != 0 {
+		t.Fatalf("the fake created %d jobs (%d duplicates), want 20 and none", st.Created, e.srv.Duplicates())
 	}
-}
-
-func fileSHA(t *testing.T, e *env, id string) string {
-	st, err := store.Open(e.ledger, store.Options{ReadOnly: true})
+	jobs := e.jobs()
+	if len(jobs) != 20 {
+		t.Fatalf("%d jobs in the ledger, want 20", len(jobs))
+	}
+	ledger, err := store.Open(e.ledger, store.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	fs, _ := st.Files(id)
-	if len(fs) != 1 {
-		t.Fatalf("%s: %d files", id, len(fs))
+	defer ledger.Close()
+	nfiles := 0
+	for id, j := range jobs {
+		if j.State != store.Done || j.RequestID == "" {
+			t.Fatalf("%s: %+v", id, j)
+		}
+		fs, err := ledger.Files(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != 1 || fs[0].N != 0 || fs[0].Path != id+".mp4" {
+			t.Fatalf("%s: files %+v, want one, %s.mp4", id, fs, id)
+		}
+		nfiles += len(fs)
+		data, err := os.ReadFile(filepath.Join(e.dir, "out", fs[0].Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What the fake served, whole: a truncated body or an expired
+		// link's error page saved as the file would differ.
+		want := runcomfytest.OutputBytes(j.RequestID, 0)
+		if !bytes.Equal(data, want) {
+			t.Fatalf("%s: %d bytes on disk differ from the %d bytes the fake served", id, len(data), len(want))
+		}
+		sha := sha256.Sum256(want)
+		if fs[0].Bytes != int64(len(want)) || fs[0].SHA256 != hex.EncodeToString(sha[:]) {
+			t.Fatalf("%s: ledger records %d bytes sha256 %s, want %d and %x", id, fs[0].Bytes, fs[0].SHA256, len(want), sha)
+		}
 	}
-	return fs[0].SHA256
+	if nfiles != 20 {
+		t.Fatalf("%d files in the ledger, want 20", nfiles)
+	}
+	entries, err := filepath.Glob(filepath.Join(e.dir, "out", "*.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 20 {
+		t.Fatalf("%d .mp4 files in the output folder, want 20: %v", len(entries), entries)
+	}
 }
 
 func TestMaxSubmissionsLeavesTheRestPending(t *testing.T) {
@@ -278,32 +330,85 @@ func TestSubmitOnlyDoesNotWaitForJobsInFlight(t *testing.T) {
 	if _, err := e.run(manifestOf(t, 3, "x"), func(c *Config) { c.SubmitOnly = true }); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan Summary, 1)
+	// Everything that may fail the test is done here, on the test's own
+	// goroutine; the goroutine only runs and reports.
+	m := manifestOf(t, 5, "x")
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := Config{Manifest: m, Store: st, API: e.client, HTTP: e.client.HTTPClient(), OutDir: filepath.Join(e.dir, "out"),
+		Concurrency: 8, PollMax: 50 * time.Millisecond, ProgressEvery: -1, SubmitOnly: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type outcome struct {
+		sum Summary
+		err error
+	}
+	done := make(chan outcome, 1)
 	go func() {
-		sum, _ := e.run(manifestOf(t, 5, "x"), func(c *Config) { c.SubmitOnly = true })
-		done <- sum
+		sum, err := Run(ctx, cfg)
+		done <- outcome{sum, err}
 	}()
 	select {
-	case sum := <-done:
-		if sum.Submitted != 2 || sum.Counts[store.Queued] != 5 {
-			t.Fatalf("summary %+v", sum)
+	case o := <-done:
+		if o.err != nil {
+			t.Fatalf("--submit-only: %v", o.err)
+		}
+		if o.sum.Submitted != 2 || o.sum.Counts[store.Queued] != 5 {
+			t.Fatalf("summary %+v", o.sum)
 		}
 	case <-time.After(20 * time.Second):
+		cancel()
+		<-done // let Run stop before the ledger is closed
 		t.Fatal("--submit-only waited for jobs already in flight")
+	}
+	if got := e.srv.Stats().Created; got != 5 || e.srv.Duplicates() != 0 {
+		t.Fatalf("the fake created %d jobs (%d duplicates), want 5 and none", got, e.srv.Duplicates())
 	}
 }
 
 // An output URL on plain http to a public host is refused before any
-// request: the rule of SPEC §6, shared with input URLs.
+// request: the rule of SPEC §6, shared with input URLs. https anywhere and
+// http on loopback are fetched.
 func TestOutputURLMustBeHTTPSOrLoopback(t *testing.T) {
-	r := &run{cfg: Config{OutDir: t.TempDir()}}
-	r.cfg.HTTP = &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
-		t.Fatal("a request was made to a refused URL")
-		return nil, nil
-	})}
-	for _, u := range []string{"http://cdn.example.com/a.mp4", "ftp://127.0.0.1/a.mp4", "data:video/mp4;base64,AAAA"} {
+	var requested []string
+	body := []byte("\x00\x00\x00\x08ftypisom-video-bytes")
+	serve := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		requested = append(requested, req.URL.String())
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"video/mp4"}},
+			Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
+	})
+	r := &run{cfg: Config{OutDir: t.TempDir(), HTTP: &http.Client{Transport: serve}}}
+
+	for _, u := range []string{"http://cdn.example.com/a.mp4", "ftp://127.0.0.1/a.mp4", "data:video/mp4;base64,AAAA", "http://127.0.0.1.example.com/a.mp4"} {
 		if _, err := r.fetchOnce(context.Background(), "j", 0, 1, u); err == nil {
 			t.Errorf("%s was accepted", u)
+		}
+	}
+	if len(requested) != 0 {
+		t.Fatalf("requests were made to refused URLs: %v", requested)
+	}
+
+	// The positive control: the same call, with allowed URLs, does fetch,
+	// so the refusals above are the rule and not a broken fetch.
+	for _, u := range []string{"https://cdn.example.com/a.mp4", "http://127.0.0.1:8080/a.mp4", "http://localhost/a.mp4", "http://[::1]:9/a.mp4"} {
+		before := len(requested)
+		f, err := r.fetchOnce(context.Background(), "j", 0, 1, u)
+		if err != nil {
+			t.Errorf("%s was refused: %v", u, err)
+			continue
+		}
+		if len(requested) != before+1 || requested[before] != u {
+			t.Errorf("%s: requests %v", u, requested[before:])
+		}
+		data, err := os.ReadFile(filepath.Join(r.cfg.OutDir, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, body) || f.Bytes != int64(len(body)) || f.URL != u {
+			t.Errorf("%s: saved %q as %+v", u, data, f)
 		}
 	}
 }

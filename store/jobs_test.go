@@ -187,6 +187,9 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 		{"SetOutputs", func(s *Store, id string) error { return s.SetOutputs(id, []string{"v"}) }},
 		{"MarkDone", func(s *Store, id string) error { return s.MarkDone(id) }},
 		{"Redownload", func(s *Store, id string) error { return s.Redownload(id, "missing") }},
+		{"LastFileSaved", func(s *Store, id string) error {
+			return s.LastFileSaved(id, File{N: 0, URL: "w", Path: id + "/9.png", Bytes: 9, SHA256: "ff"})
+		}},
 	}
 	// allowed[state] lists the calls that state may legitimately take.
 	allowed := map[State][]string{
@@ -194,20 +197,42 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 		Submitting: {"Submitted", "SubmitFailed"},
 		Queued:     {"ObserveRunning", "ObserveQueued", "ObserveKeep", "Completed", "Failed", "Cancelled"},
 		Running:    {"ObserveRunning", "ObserveQueued", "ObserveKeep", "Completed", "Failed", "Cancelled"},
-		Completed:  {"Failed", "Cancelled", "SetOutputs", "MarkDone"},
+		Completed:  {"Failed", "Cancelled", "SetOutputs", "MarkDone", "LastFileSaved"},
 		Done:       {"Redownload"},
+		// Settled without output: only a new submission may follow.
+		Failed:    {"BeginSubmit"},
+		Cancelled: {"BeginSubmit"},
+		Unknown:   {"BeginSubmit"},
 	}
-	for _, st := range []State{Pending, Submitting, Queued, Running, Completed, Done} {
+	if len(allowed) != len(States) {
+		t.Fatalf("the table covers %d states of %d", len(allowed), len(States))
+	}
+	for _, st := range States {
 		for _, c := range calls {
 			if hasName(allowed[st], c.name) {
+				// The positive control: the same call from a state that
+				// allows it goes through, so a refusal below is the
+				// state rule and not a broken call.
+				t.Run(string(st)+"/"+c.name+"/allowed", func(t *testing.T) {
+					s := newStore(t)
+					_, err := s.Sync([]Spec{spec("a", "fp")})
+					must(t, err)
+					reachState(t, s, "a", st)
+					if err := c.do(s, "a"); err != nil {
+						t.Fatalf("%s from %s = %v, want it allowed", c.name, st, err)
+					}
+				})
 				continue
 			}
 			t.Run(string(st)+"/"+c.name, func(t *testing.T) {
 				s := newStore(t)
 				_, err := s.Sync([]Spec{spec("a", "fp")})
 				must(t, err)
-				toState(t, s, "a", st)
+				reachState(t, s, "a", st)
 				before := recordOf(t, s, "a")
+				if before.Job.State != st {
+					t.Fatalf("set up %s, got %s", st, before.Job.State)
+				}
 				err = c.do(s, "a")
 				if !errors.Is(err, ErrConflict) {
 					t.Fatalf("%s from %s = %v, want ErrConflict", c.name, st, err)
@@ -217,6 +242,33 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// reachState brings a freshly added job to st: along the happy path, or
+// for the states off it (failed, cancelled, unknown) the way a run gets
+// there, so that the job also carries that path's error, cost and history.
+func reachState(t *testing.T, s *Store, id string, st State) {
+	t.Helper()
+	switch st {
+	case Failed:
+		toState(t, s, id, Queued)
+		must(t, s.Failed(id, "failed", "CUDA out of memory", ptr(0.1)))
+	case Cancelled:
+		toState(t, s, id, Running)
+		must(t, s.Cancelled(id, "cancelled", "cancelled at RunComfy"))
+	case Unknown:
+		toState(t, s, id, Submitting)
+		n, err := s.Recover()
+		must(t, err)
+		if n != 1 {
+			t.Fatalf("Recover = %d, want 1", n)
+		}
+	default:
+		toState(t, s, id, st)
+	}
+	if got := job(t, s, id).State; got != st {
+		t.Fatalf("job %s: reached %s, want %s", id, got, st)
 	}
 }
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +35,9 @@ func TestBrokenManifests(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "jobs.yaml")
-			os.WriteFile(path, []byte(c.body), 0o644)
+			if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			r := runBinary(t, tokenEnv(api), "run", path)
 			if r.code != 2 {
 				t.Fatalf("exit %d, want 2:\n%s", r.code, r.stderr)
@@ -40,8 +45,19 @@ func TestBrokenManifests(t *testing.T) {
 			if !strings.Contains(r.stderr, c.want) {
 				t.Fatalf("stderr does not name %s:\n%s", c.want, r.stderr)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "jobs.ledger.db")); err == nil {
-				t.Errorf("a broken manifest created a ledger")
+			// No ledger under any name (*.db, -wal, -shm, -journal), no
+			// output folder, no lock or temp file: the folder holds the
+			// manifest and nothing else.
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if len(names) != 1 || names[0] != "jobs.yaml" {
+				t.Errorf("a broken manifest left files behind: %v, want only jobs.yaml", names)
 			}
 		})
 	}
@@ -63,12 +79,17 @@ func TestForeignLedger(t *testing.T) {
 		"other.db":  append([]byte("SQLite format 3\x00"), bytes.Repeat([]byte{0}, 4080)...),
 	} {
 		path := filepath.Join(dir, name)
-		os.WriteFile(path, content, 0o644)
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		r := runBinary(t, tokenEnv(api), "run", manifest, "--ledger", path)
 		if r.code != 2 || !strings.Contains(r.stderr, "not a comfybatch ledger") {
 			t.Fatalf("%s: exit %d, want 2 with a clear message:\n%s", name, r.code, r.stderr)
 		}
-		after, _ := os.ReadFile(path)
+		after, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(after, content) {
 			t.Fatalf("%s was modified", name)
 		}
@@ -119,7 +140,8 @@ func TestNoToken(t *testing.T) {
 	}
 }
 
-// TestFakeQuickstart runs the README's first command.
+// TestFakeQuickstart runs the README's first command, and checks that each
+// video on disk is what the simulated API served for its request.
 func TestFakeQuickstart(t *testing.T) {
 	dir := t.TempDir()
 	data, err := os.ReadFile("../../examples/quickstart.yaml")
@@ -127,13 +149,69 @@ func TestFakeQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "quickstart.yaml")
-	os.WriteFile(path, data, 0o644)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := runBinary(t, []string{"RUNCOMFY_TOKEN=", "RUNCOMFY_API_TOKEN=", "YOUR_API_TOKEN="}, "run", path, "--fake")
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}
-	entries, _ := filepath.Glob(filepath.Join(dir, "quickstart-out", "*.mp4"))
+	out := filepath.Join(dir, "quickstart-out")
+	entries, err := filepath.Glob(filepath.Join(out, "*.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(entries) != 3 {
 		t.Fatalf("%d videos, want 3", len(entries))
+	}
+
+	// The in-process fake derives each output from its request id, which
+	// metadata.jsonl names: the file must be those bytes, whole.
+	meta, err := os.ReadFile(filepath.Join(out, "metadata.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(string(meta)), "\n")
+	if len(rows) != 3 {
+		t.Fatalf("metadata.jsonl has %d rows, want 3:\n%s", len(rows), meta)
+	}
+	ledger := map[string]string{} // file path → sha256 the ledger recorded
+	for _, j := range status(t, path).Jobs {
+		if j.State != "done" || len(j.Files) != 1 {
+			t.Fatalf("job %s: state %s, %d files", j.ID, j.State, len(j.Files))
+		}
+		ledger[j.Files[0].Path] = j.Files[0].SHA256
+	}
+	seen := map[string]bool{}
+	for _, l := range rows {
+		var row struct {
+			FileName  string `json:"file_name"`
+			ID        string `json:"id"`
+			RequestID string `json:"request_id"`
+		}
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatalf("metadata row %q: %v", l, err)
+		}
+		if row.FileName != row.ID+".mp4" || row.RequestID == "" || seen[row.FileName] {
+			t.Fatalf("metadata row %s", l)
+		}
+		seen[row.FileName] = true
+		got, err := os.ReadFile(filepath.Join(out, row.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := runcomfytest.OutputBytes(row.RequestID, 0)
+		if len(got) == 0 || !bytes.Equal(got, want) {
+			t.Fatalf("%s: %d bytes on disk, not the %d bytes the fake serves for request %s", row.FileName, len(got), len(want), row.RequestID)
+		}
+		sum := sha256.Sum256(got)
+		if ledger[row.FileName] != hex.EncodeToString(sum[:]) {
+			t.Fatalf("%s: the ledger records sha256 %q, the file has %x", row.FileName, ledger[row.FileName], sum)
+		}
+	}
+	for _, e := range entries {
+		if !seen[filepath.Base(e)] {
+			t.Fatalf("%s is not in metadata.jsonl", e)
+		}
 	}
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"comfybatch/runcomfy/runcomfytest"
 )
 
 // TestExamples runs every manifest in examples/ with --fake, as the README
@@ -38,10 +42,26 @@ func TestExamples(t *testing.T) {
 			}
 			defer f.Close()
 			rows := 0
-			for sc := bufio.NewScanner(f); sc.Scan(); rows++ {
-				if !strings.Contains(sc.Text(), `"file_name"`) {
-					t.Fatalf("metadata row %q", sc.Text())
+			sc := bufio.NewScanner(f)
+			for ; sc.Scan(); rows++ {
+				var row struct {
+					FileName  string `json:"file_name"`
+					RequestID string `json:"request_id"`
 				}
+				if err := json.Unmarshal(sc.Bytes(), &row); err != nil || row.FileName == "" || row.RequestID == "" {
+					t.Fatalf("metadata row %q: %v", sc.Text(), err)
+				}
+				// The file is what the fake served for that request.
+				got, err := os.ReadFile(filepath.Join(dir, "out", row.FileName))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := runcomfytest.OutputBytes(row.RequestID, 0); len(got) == 0 || !bytes.Equal(got, want) {
+					t.Fatalf("%s: %d bytes on disk, not the %d bytes the fake served for %s", row.FileName, len(got), len(want), row.RequestID)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				t.Fatal(err)
 			}
 			if rows != jobs {
 				t.Fatalf("metadata.jsonl has %d rows, want %d", rows, jobs)

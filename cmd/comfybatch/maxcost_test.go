@@ -51,6 +51,22 @@ func TestMaxCostAcrossRuns(t *testing.T) {
 	if r := runBinary(t, tokenEnv(api), "run", manifest, "--rps", "1000"); r.code != 0 {
 		t.Fatalf("uncapped run exited %d:\n%s", r.code, r.stderr)
 	}
+	// Exactly the 4 pending jobs went: 10 in all across the three runs,
+	// none of them twice.
+	if got := srv.Stats().Created; got != 10 {
+		t.Fatalf("after the uncapped run the fake created %d jobs in all, want 10", got)
+	}
+	if d := srv.Duplicates(); d != 0 {
+		t.Fatalf("%d duplicate submissions across the runs", d)
+	}
+	s = status(t, manifest)
+	total := 0
+	for _, n := range s.Counts {
+		total += n
+	}
+	if s.Counts["done"] != 10 || total != 10 || s.SpentUSD != 2.5 {
+		t.Fatalf("after the uncapped run: counts %v, spent %v; want 10 done and $2.50", s.Counts, s.SpentUSD)
+	}
 }
 
 // TestMaxCostUsage: a cap that is not a number of dollars, or that cannot

@@ -133,6 +133,10 @@ func TestProgressOnTerminalNoColorQuiet(t *testing.T) {
 	}
 }
 
+// someDoneRE matches a plain progress line's field counting one or more
+// done jobs.
+var someDoneRE = regexp.MustCompile(`(^|\s)done=[1-9]`)
+
 // TestProgressPlain: off a terminal, progress is a plain log line every
 // --progress-every, with no escape codes anywhere.
 func TestProgressPlain(t *testing.T) {
@@ -141,10 +145,11 @@ func TestProgressPlain(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}
-	lines := 0
+	lines, sawDone := 0, false
 	for _, l := range strings.Split(r.stderr, "\n") {
 		if strings.Contains(l, "msg=progress") {
 			lines++
+			sawDone = sawDone || someDoneRE.MatchString(l)
 			if !strings.Contains(l, "settled=") || !strings.Contains(l, "spent_usd=") {
 				t.Errorf("progress line lacks fields: %s", l)
 			}
@@ -160,9 +165,10 @@ func TestProgressPlain(t *testing.T) {
 		t.Errorf("run wrote to stdout: %q", r.stdout)
 	}
 	// The lines follow the run: the first sees nothing settled, a later one
-	// sees jobs done (the last word is the run's own summary line).
-	if !strings.Contains(r.stderr, "settled=0/3 pending=3") || !strings.Contains(r.stderr, "done=") {
-		t.Errorf("the lines did not follow the run:\n%s", r.stderr)
+	// sees jobs done (the last word is the run's own summary line). "done="
+	// alone would also match "done=0"; a progress line must count some.
+	if !strings.Contains(r.stderr, "settled=0/3 pending=3") || !sawDone {
+		t.Errorf("the lines did not follow the run (no progress line with done=1 or more):\n%s", r.stderr)
 	}
 	if !strings.Contains(r.stderr, "done 3 · submitted 3 this run") {
 		t.Errorf("no summary line:\n%s", r.stderr)
