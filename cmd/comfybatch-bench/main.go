@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"comfybatch/manifest"
+	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
 
@@ -31,7 +32,7 @@ const model = "wan-ai/wan-2-6/flash/image-to-video"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: comfybatch-bench finished|inflight -bin PATH [-jobs N] [-dir DIR]")
+		fmt.Fprintln(os.Stderr, "usage: comfybatch-bench finished|inflight -bin PATH [-jobs N] [-dir DIR] [-format yaml|csv|jsonl]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
@@ -39,6 +40,7 @@ func main() {
 	jobs := fs.Int("jobs", 0, "number of jobs (default 100000 for finished, 10000 for inflight)")
 	dir := fs.String("dir", "", "work folder (default a new temporary one, removed at the end)")
 	runs := fs.Int("runs", 3, "finished: how many times to run it")
+	format := fs.String("format", "yaml", "where the jobs are written: yaml (a jobs list), csv or jsonl (an included file)")
 	fs.Parse(os.Args[2:])
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "-bin is required: go build -o /tmp/comfybatch ./cmd/comfybatch")
@@ -54,9 +56,9 @@ func main() {
 	var err error
 	switch os.Args[1] {
 	case "finished":
-		err = finished(*bin, *dir, or(*jobs, 100_000), *runs)
+		err = finished(*bin, *dir, *format, or(*jobs, 100_000), *runs)
 	case "inflight":
-		err = inflight(*bin, *dir, or(*jobs, 10_000))
+		err = inflight(*bin, *dir, *format, or(*jobs, 10_000))
 	default:
 		err = fmt.Errorf("unknown benchmark %q", os.Args[1])
 	}
@@ -80,29 +82,56 @@ func check(err error) {
 	}
 }
 
-// writeManifest writes n valid jobs in one YAML file and parses it back, so
-// the ledger can be prepared with exactly the ids and fingerprints a run
-// will compute.
-func writeManifest(dir string, n int) (string, *manifest.Manifest, error) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "model: %s\noutput: {dir: out}\ndefaults: {duration: 5, resolution: 720P}\njobs:\n", model)
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, "  - id: j%06d\n    input: {prompt: \"a fox in the snow, take %d\", img_url: \"https://example.com/fox.png\", seed: %d}\n", i, i, i)
+// writeManifest writes n valid jobs, as a YAML jobs list or in an included
+// CSV or JSONL file, and parses them back, so the ledger can be prepared with
+// exactly the ids and fingerprints a run will compute.
+func writeManifest(dir, format string, n int) (string, *manifest.Manifest, error) {
+	var b, inc strings.Builder
+	fmt.Fprintf(&b, "model: %s\noutput: {dir: out}\ndefaults: {duration: 5, resolution: 720P}\n", model)
+	switch format {
+	case "yaml":
+		b.WriteString("jobs:\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "  - id: j%06d\n    input: {prompt: \"a fox in the snow, take %d\", img_url: \"https://example.com/fox.png\", seed: %d}\n", i, i, i)
+		}
+	case "csv":
+		b.WriteString("include: [jobs.csv]\n")
+		inc.WriteString("id,prompt,img_url,seed\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&inc, "j%06d,\"a fox in the snow, take %d\",https://example.com/fox.png,%d\n", i, i, i)
+		}
+	case "jsonl":
+		b.WriteString("include: [jobs.jsonl]\n")
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&inc, `{"id": "j%06d", "input": {"prompt": "a fox in the snow, take %d", "img_url": "https://example.com/fox.png", "seed": %d}}`+"\n", i, i, i)
+		}
+	default:
+		return "", nil, fmt.Errorf("unknown -format %q: want yaml, csv or jsonl", format)
+	}
+	if format != "yaml" {
+		if err := os.WriteFile(filepath.Join(dir, "jobs."+format), []byte(inc.String()), 0o644); err != nil {
+			return "", nil, err
+		}
 	}
 	path := filepath.Join(dir, "jobs.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return "", nil, err
 	}
-	m, err := manifest.Load(path, manifest.Options{})
+	// CSV cells are typed by the model's schema, as the run does.
+	schemas, err := runcomfy.BuiltinSchemas()
+	if err != nil {
+		return "", nil, err
+	}
+	m, err := manifest.Load(path, manifest.Options{FieldType: schemas.FieldType})
 	return path, m, err
 }
 
 // finished prepares a ledger in which every job is done with its file on
 // disk, then runs `comfybatch run` on it: the run has nothing to do but to
 // find that out, which is what a user's rerun of a finished batch costs.
-func finished(bin, dir string, n, runs int) error {
+func finished(bin, dir, format string, n, runs int) error {
 	start := time.Now()
-	path, m, err := writeManifest(dir, n)
+	path, m, err := writeManifest(dir, format, n)
 	if err != nil {
 		return err
 	}
@@ -160,7 +189,7 @@ func finished(bin, dir string, n, runs int) error {
 		}
 		wall := time.Since(t)
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		fmt.Printf("run %d on a finished %d-job ledger: wall %.2fs, user %.2fs, sys %.2fs, peak RSS %d MB\n", i+1, n,
+		fmt.Printf("run %d on a finished %d-job ledger (%s): wall %.2fs, user %.2fs, sys %.2fs, peak RSS %d MB\n", i+1, n, format,
 			wall.Seconds(), tv(ru.Utime), tv(ru.Stime), ru.Maxrss/1024)
 	}
 	return nil
@@ -191,8 +220,8 @@ func finishJob(st *store.Store, out, id string, i int) error {
 // inflight runs n jobs at -j n against the simulated API in another process,
 // whose jobs wait in its queue for ten minutes, and reads the run's RSS once
 // every job is submitted and being polled; then interrupts it.
-func inflight(bin, dir string, n int) error {
-	path, _, err := writeManifest(dir, n)
+func inflight(bin, dir, format string, n int) error {
+	path, _, err := writeManifest(dir, format, n)
 	if err != nil {
 		return err
 	}
