@@ -82,8 +82,8 @@ func FuzzParse(f *testing.F) {
 			if err != nil {
 				t.Fatalf("job %s: %v", id, err)
 			}
-			if sum := sha256.Sum256(whole); hex.EncodeToString(sum[:]) != j.Fingerprint {
-				t.Fatalf("job %s: fingerprint %s does not match its model and input %s", id, j.Fingerprint, whole)
+			if sum := sha256.Sum256(whole); hex.EncodeToString(sum[:]) != j.Fingerprint() {
+				t.Fatalf("job %s: fingerprint %s does not match its model and input %s", id, j.Fingerprint(), whole)
 			}
 			for k, v := range in {
 				if err := jsonCompatible(v); err != nil {

@@ -39,7 +39,7 @@ func ShortID(fingerprint string) string {
 // same value (5.0 → 5), which makes it canonical for the values a manifest
 // can hold; -0.0 is turned into 0 when values are read, the one case it
 // misses.
-func fingerprint(model string, input []byte) string {
+func fingerprint(model string, input []byte) [32]byte {
 	m, _ := json.Marshal(model) // a string: cannot fail
 	h := sha256.New()
 	h.Write([]byte(`{"input":`))
@@ -47,7 +47,9 @@ func fingerprint(model string, input []byte) string {
 	h.Write([]byte(`,"model":`))
 	h.Write(m)
 	h.Write([]byte(`}`))
-	return hex.EncodeToString(h.Sum(nil))
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // decodeInput reads a job's canonical input back into the types the

@@ -212,7 +212,7 @@ func (p *parser) csvRow(d draft, cols, rec []string, idCol, modelCol int, at fun
 	}
 	if len(p.errs) > before {
 		if d.id != "" {
-			p.claim(d.id, d.idAt, "", false)
+			p.claim(d.id, d.idAt, nil, false)
 		}
 		return
 	}
@@ -370,7 +370,7 @@ func (p *parser) jsonlLine(file string, lineNo, count int, line []byte) {
 	}
 	if len(p.errs) > before {
 		if d.id != "" {
-			p.claim(d.id, d.idAt, "", false)
+			p.claim(d.id, d.idAt, nil, false)
 		}
 		return
 	}

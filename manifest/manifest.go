@@ -7,6 +7,7 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,29 +40,45 @@ type Job struct {
 	// as integers. It is the body's input as sent and what the fingerprint
 	// hashes; Values decodes it. Bytes rather than maps, because a map per
 	// job is most of the memory of a 100,000-job manifest.
-	Input       json.RawMessage
-	Fingerprint string // hex sha256 of the canonical JSON of {"model", "input"}
-	Pos         Pos    // the list item, CSV row or JSONL line that defines the job
+	Input json.RawMessage
+	Pos   Pos // the list item, CSV row or JSONL line that defines the job
 
-	own      []fieldAt      // where the job's own fields are written, in Pos.File
-	defaults map[string]Pos // where the manifest's defaults are written; shared
+	fp [32]byte // sha256 of the canonical JSON of {"model", "input"}
+
+	own    []fieldAt // where the job's own fields are written, in Pos.File
+	places *places   // shared by the manifest's jobs
 }
 
-// fieldAt is where one top-level input field of a job is written.
+// fieldAt is where one top-level input field of a job is written: 12 bytes,
+// the name an index into places.names.
 type fieldAt struct {
-	name      string
+	name      uint32
 	line, col int32
 }
+
+// places is what a manifest's jobs share to say where their fields are.
+type places struct {
+	names    []string       // the top-level input fields' names, each once
+	defaults map[string]Pos // where the defaults are written
+}
+
+// Fingerprint is the hex sha256 of the canonical JSON of {"model", "input"}:
+// the ledger compares it to tell a changed job. Kept as bytes, and spelt out
+// only when asked, because 64 hex characters a job add up at 100,000 jobs.
+func (j *Job) Fingerprint() string { return hex.EncodeToString(j.fp[:]) }
 
 // FieldPos says where the value of a top-level input field is written: in the
 // job itself, or in the manifest's defaults.
 func (j *Job) FieldPos(field string) (Pos, bool) {
+	if j.places == nil {
+		return Pos{}, false
+	}
 	for _, f := range j.own {
-		if f.name == field {
+		if j.places.names[f.name] == field {
 			return Pos{File: j.Pos.File, Line: int(f.line), Col: int(f.col)}, true
 		}
 	}
-	at, ok := j.defaults[field]
+	at, ok := j.places.defaults[field]
 	return at, ok
 }
 
@@ -131,24 +148,38 @@ type Options struct {
 	MaxJobs int
 }
 
-// Load reads the manifest at path and the files it includes.
+// Load reads the manifest at path and the files it includes. A large jobs
+// list is read from the file a group of entries at a time, so the file is
+// never held whole while its jobs are made.
 func Load(path string, opts Options) (*Manifest, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, Errors{{Pos: Pos{File: path}, Msg: "cannot read manifest: " + reason(err)}}
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		var st os.FileInfo
+		if st, err = f.Stat(); err == nil {
+			return parse(path, file{f: f, n: int(min(st.Size(), math.MaxInt32))}, opts)
+		}
 	}
-	return Parse(path, data, opts)
+	return nil, Errors{{Pos: Pos{File: path}, Msg: "cannot read manifest: " + reason(err)}}
 }
 
 // Parse parses a manifest held in memory; file names it in errors, and its
 // includes are read relative to filepath.Dir(file). Any problem is reported
 // as Errors, all of them at once.
 func Parse(file string, data []byte, opts Options) (*Manifest, error) {
-	if m, ok := parseFast(file, data, opts, groupEntries); ok {
+	return parse(file, memory(data), opts)
+}
+
+func parse(file string, src source, opts Options) (*Manifest, error) {
+	if m, ok := parseFast(file, src, opts, groupEntries); ok {
 		return m, nil
 	}
 	// Problems are found and reported by reading the whole document, the
 	// way it reads, with every id checked as it is handed out.
+	data, err := src.bytes()
+	if err != nil {
+		return nil, Errors{{Pos: Pos{File: file}, Msg: "cannot read manifest: " + reason(err)}}
+	}
 	return parseWhole(file, data, opts)
 }
 
@@ -156,13 +187,21 @@ func Parse(file string, data []byte, opts Options) (*Manifest, error) {
 // it can: the jobs list a group of entries at a time when its text allows
 // (split.go), and ids checked for clashes once, at the end, by sorting. It
 // reports false when the file has any problem, which parseWhole then reports.
-func parseFast(file string, data []byte, opts Options, per int) (*Manifest, bool) {
-	p := newParser(file, data, opts)
+func parseFast(file string, src source, opts Options, per int) (*Manifest, bool) {
+	p := newParser(file, src.size(), opts)
 	p.ids = nil // checked at the end
-	if jt, ok := splitJobs(data, per); ok {
-		p.split = &jt
+	jt, split, err := splitJobs(src, per)
+	switch {
+	case err != nil:
+		return nil, false
+	case split:
+		p.split = jt
 		p.parse(jt.rest)
-	} else {
+	default:
+		data, err := src.bytes()
+		if err != nil {
+			return nil, false
+		}
 		p.parse(data)
 	}
 	if len(p.errs) > 0 || p.splitWrong || !p.m.index() {
@@ -172,7 +211,7 @@ func parseFast(file string, data []byte, opts Options, per int) (*Manifest, bool
 }
 
 func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
-	p := newParser(file, data, opts)
+	p := newParser(file, len(data), opts)
 	p.parse(data)
 	if len(p.errs) > 0 {
 		p.errs.sort()
@@ -184,7 +223,7 @@ func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
 	return p.m, nil
 }
 
-func newParser(file string, data []byte, opts Options) *parser {
+func newParser(file string, size int, opts Options) *parser {
 	p := &parser{
 		opts:      opts,
 		maxJobs:   opts.MaxJobs,
@@ -192,12 +231,14 @@ func newParser(file string, data []byte, opts Options) *parser {
 		m:         &Manifest{File: file, Dir: filepath.Dir(file), Defaults: map[string]any{}},
 		ids:       make(map[string]idUse),
 		expanding: make(map[*yaml.Node]bool),
-		budget:    1_000_000 + 10*len(data),
+		places:    &places{},
+		nameIndex: make(map[string]uint32),
+		budget:    1_000_000 + 10*size,
 	}
 	if p.maxJobs <= 0 {
 		p.maxJobs = DefaultMaxJobs
 	}
-	p.volume = 64*p.maxJobs + 10*len(data)
+	p.volume = 64*p.maxJobs + 10*size
 	return p
 }
 
@@ -210,9 +251,11 @@ type parser struct {
 	errs    Errors
 
 	defaultPos map[string]Pos
-	modelBad   bool             // the top-level model is present but wrong: don't blame every job for it
-	ids        map[string]idUse // every id handed out so far; nil when Manifest.index checks them
-	entries    int              // job entries seen (list items, CSV rows, JSONL lines), broken ones too
+	places     *places           // what the jobs share
+	nameIndex  map[string]uint32 // places.names by name
+	modelBad   bool              // the top-level model is present but wrong: don't blame every job for it
+	ids        map[string]idUse  // every id handed out so far; nil when Manifest.index checks them
+	entries    int               // job entries seen (list items, CSV rows, JSONL lines), broken ones too
 	capHit     bool
 
 	budget      int                 // YAML value nodes still allowed to be converted
@@ -434,6 +477,7 @@ func (p *parser) defaults(n *yaml.Node) {
 		return
 	}
 	p.m.Defaults, p.defaultPos = p.fields(r, "defaults", "")
+	p.places.defaults = p.defaultPos
 }
 
 func (p *parser) jobs(n *yaml.Node) {
@@ -504,7 +548,7 @@ func (p *parser) yamlJob(item *yaml.Node, index int) {
 	if len(p.errs) > before {
 		// Keep the id taken, so that a later job reusing it is still told.
 		if d.id != "" {
-			p.claim(d.id, d.idAt, "", false)
+			p.claim(d.id, d.idAt, nil, false)
 		}
 		return
 	}
@@ -586,7 +630,7 @@ func (p *parser) add(d draft, axes []axis) {
 	maps.Copy(input, d.input)
 	own := make([]fieldAt, 0, len(d.fieldPos)+len(axes))
 	for _, k := range slices.Sorted(maps.Keys(d.fieldPos)) {
-		own = setField(own, k, d.fieldPos[k])
+		own = p.setField(own, k, d.fieldPos[k])
 	}
 	if len(axes) == 0 {
 		p.emit(d, input, own, d.id, false)
@@ -601,7 +645,7 @@ func (p *parser) add(d draft, axes []axis) {
 			id.WriteString(d.id)
 		}
 		for k, a := range axes {
-			input[a.field], pos = a.values[idx[k]], setField(pos, a.field, a.at[idx[k]])
+			input[a.field], pos = a.values[idx[k]], p.setField(pos, a.field, a.at[idx[k]])
 			if d.id != "" {
 				fmt.Fprintf(&id, ".%s-%s", idPart(a.field), a.parts[idx[k]])
 			}
@@ -623,10 +667,16 @@ func (p *parser) add(d draft, axes []axis) {
 }
 
 // setField records where field is written, replacing an earlier place.
-func setField(own []fieldAt, field string, at Pos) []fieldAt {
-	f := fieldAt{name: field, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32))}
+func (p *parser) setField(own []fieldAt, field string, at Pos) []fieldAt {
+	name, ok := p.nameIndex[field]
+	if !ok {
+		name = uint32(len(p.places.names))
+		p.places.names = append(p.places.names, field)
+		p.nameIndex[field] = name
+	}
+	f := fieldAt{name: name, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32))}
 	for i := range own {
-		if own[i].name == field {
+		if own[i].name == name {
 			own[i] = f
 			return own
 		}
@@ -665,7 +715,7 @@ func (p *parser) emit(d draft, input map[string]any, own []fieldAt, id string, f
 	idAt, derived := d.idAt, fromMatrix || id == ""
 	switch {
 	case id == "":
-		id, idAt = ShortID(fp), d.at
+		id, idAt = ShortID(hex.EncodeToString(fp[:])), d.at
 	case fromMatrix:
 		idAt = d.at
 		if !ValidID(id) {
@@ -673,25 +723,25 @@ func (p *parser) emit(d draft, input map[string]any, own []fieldAt, id string, f
 			return false
 		}
 	}
-	if !p.claim(id, idAt, fp, derived) {
+	if !p.claim(id, idAt, &fp, derived) {
 		return true
 	}
 	p.m.Jobs = append(p.m.Jobs, Job{
-		ID: id, Model: d.model, Input: in, Fingerprint: fp, Pos: d.at,
-		own: slices.Clip(slices.Clone(own)), defaults: p.defaultPos,
+		ID: id, Model: d.model, Input: in, fp: fp, Pos: d.at,
+		own: slices.Clip(slices.Clone(own)), places: p.places,
 	})
 	return true
 }
 
 // claim records that id is used at at, or reports that it already was.
-func (p *parser) claim(id string, at Pos, fp string, derived bool) bool {
+func (p *parser) claim(id string, at Pos, fp *[32]byte, derived bool) bool {
 	if p.ids == nil {
 		return true
 	}
 	prev, taken := p.ids[id]
 	if !taken {
 		u := idUse{file: at.File, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32)), job: -1, derived: derived}
-		if fp != "" {
+		if fp != nil {
 			u.job = int32(len(p.m.Jobs)) // emit appends it next
 		}
 		p.ids[id] = u
@@ -699,7 +749,7 @@ func (p *parser) claim(id string, at Pos, fp string, derived bool) bool {
 	}
 	var msg string
 	switch {
-	case derived && fp != "" && prev.job >= 0 && fp == p.m.Jobs[prev.job].Fingerprint:
+	case derived && fp != nil && prev.job >= 0 && *fp == p.m.Jobs[prev.job].fp:
 		msg = fmt.Sprintf("same model and input as the job at %s; give one of them an explicit id", prev.at())
 	case derived || prev.derived:
 		msg = fmt.Sprintf("derived id %s collides with the job at %s; give one of them an explicit id", id, prev.at())

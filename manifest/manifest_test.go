@@ -101,7 +101,7 @@ func dump(m *Manifest) string {
 	defaults, _ := json.Marshal(m.Defaults)
 	fmt.Fprintf(&b, "file %s\ndir %s\nmodel %s\noutput %q\ndefaults %s\njobs %d\n", m.File, m.Dir, m.Model, m.OutputDir, defaults, len(m.Jobs))
 	for _, j := range m.Jobs {
-		fmt.Fprintf(&b, "\njob %s\n  model %s\n  at %s\n  fingerprint %s\n", j.ID, j.Model, j.Pos, j.Fingerprint)
+		fmt.Fprintf(&b, "\njob %s\n  model %s\n  at %s\n  fingerprint %s\n", j.ID, j.Model, j.Pos, j.Fingerprint())
 		in, err := j.Values()
 		if err != nil {
 			fmt.Fprintf(&b, "  input %s does not decode: %v\n", j.Input, err)
@@ -182,7 +182,7 @@ func TestDerivedIDsStableUnderReordering(t *testing.T) {
 		}
 		byFP := map[string]string{}
 		for _, j := range mustParse(t, src, Options{}).Jobs {
-			byFP[j.Fingerprint] = j.ID
+			byFP[j.Fingerprint()] = j.ID
 		}
 		return byFP
 	}
@@ -262,8 +262,8 @@ jobs:
   - id: float
     input: {seed: 5.0, cfg: -0.0}
 `, Options{})
-	if m.Jobs[0].Fingerprint != m.Jobs[1].Fingerprint {
-		t.Errorf("5 and 5.0 fingerprint differently: %s vs %s", m.Jobs[0].Fingerprint, m.Jobs[1].Fingerprint)
+	if m.Jobs[0].Fingerprint() != m.Jobs[1].Fingerprint() {
+		t.Errorf("5 and 5.0 fingerprint differently: %s vs %s", m.Jobs[0].Fingerprint(), m.Jobs[1].Fingerprint())
 	}
 	// The input is sent as its canonical JSON, so 5.0 goes out as 5 and
 	// -0.0 as 0: what the fingerprint hashes is what RunComfy receives.
@@ -285,7 +285,7 @@ func TestFingerprintSameAcrossSources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fps = append(fps, m.Jobs[0].Fingerprint)
+		fps = append(fps, m.Jobs[0].Fingerprint())
 	}
 	if fps[0] != fps[1] || fps[1] != fps[2] {
 		t.Errorf("the same job fingerprints differently by source: %v", fps)

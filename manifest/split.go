@@ -1,8 +1,12 @@
 package manifest
 
 import (
+	"bufio"
 	"bytes"
+	"hash/crc32"
 	"io"
+	"math"
+	"os"
 	"slices"
 
 	"gopkg.in/yaml.v3"
@@ -29,135 +33,213 @@ import (
 // nodes are a few megabytes at most.
 const groupEntries = 512
 
-// jobsText is a manifest's jobs list cut into groups of entries.
+// source is a manifest's text, read line by line as often as needed: a
+// file is read again rather than held, so that a 100,000-job manifest never
+// sits in memory whole next to the jobs made from it.
+type source interface {
+	// lines calls fn with each line in order, its newline included; fn's
+	// line is only valid during the call.
+	lines(fn func(line []byte) bool) error
+	bytes() ([]byte, error) // the whole text
+	size() int
+}
+
+// memory is a manifest held in memory (Parse).
+type memory []byte
+
+func (m memory) lines(fn func([]byte) bool) error {
+	for data := []byte(m); len(data) > 0; {
+		n := bytes.IndexByte(data, '\n') + 1
+		if n == 0 {
+			n = len(data)
+		}
+		if !fn(data[:n]) {
+			break
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+func (m memory) bytes() ([]byte, error) { return m, nil }
+func (m memory) size() int              { return len(m) }
+
+// file is a manifest on disk (Load).
+type file struct {
+	f *os.File
+	n int
+}
+
+func (fl file) lines(fn func([]byte) bool) error {
+	if _, err := fl.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(fl.f, 64<<10)
+	var long []byte // a line longer than the buffer, put together
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = append(long, chunk...)
+			continue
+		}
+		line := chunk
+		if long != nil {
+			line, long = append(long, chunk...), nil
+		}
+		if len(line) > 0 && !fn(line) {
+			return nil
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (fl file) bytes() ([]byte, error) {
+	if _, err := fl.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(fl.f)
+}
+
+func (fl file) size() int { return fl.n }
+
+// jobsText is where a manifest's jobs list is, found by splitJobs.
 type jobsText struct {
-	rest    []byte // the manifest with the list's lines blanked
-	keyLine int    // 1-based line of "jobs:"
-	indent  int    // column (0-based) of every entry's "-"
-	groups  []entryGroup
+	src     source
+	per     int     // entries a group
+	rest    []byte  // the manifest with the list's lines blanked
+	keyLine int     // 1-based line of "jobs:"
+	indent  int     // column (0-based) of every entry's "-"
+	entries []int32 // 1-based line of each entry's "-"
+	end     int     // 1-based line just past the list
+	sum     uint32  // checksum of the list's text, to notice a file that changed between reads
 }
 
 // entryGroup is a run of consecutive entries: the text from the first one's
 // line to the next group's.
 type entryGroup struct {
 	text  []byte
-	line  int   // 1-based line where text starts
-	lines []int // 1-based line of each entry's "-"
+	line  int     // 1-based line where text starts
+	lines []int32 // 1-based line of each entry's "-"
 }
 
-// splitJobs finds the jobs list of a block-style manifest and cuts it into
-// groups of per entries. It reports false
-// when the file is written in a way it does not follow; the caller then
-// parses the whole document.
-func splitJobs(data []byte, per int) (jobsText, bool) {
-	var jt jobsText
-	type line struct {
-		start, end int // end excludes the newline
-	}
-	var lines []line
-	for off := 0; off < len(data); {
-		end := bytes.IndexByte(data[off:], '\n')
-		if end < 0 {
-			lines = append(lines, line{off, len(data)})
-			break
-		}
-		lines = append(lines, line{off, off + end})
-		off += end + 1
-	}
-	text := func(i int) []byte { return bytes.TrimSuffix(data[lines[i].start:lines[i].end], []byte("\r")) }
-
-	// The document must open as a block mapping: its first significant line
-	// starts a plain key at column 0.
-	key, opened := -1, false
-	for i := range lines {
-		t := text(i)
+// splitJobs finds the jobs list of a block-style manifest, reading src once.
+// It reports false when the file is written in a way it does not follow; the
+// caller then parses the whole document.
+func splitJobs(src source, per int) (*jobsText, bool, error) {
+	jt := &jobsText{src: src, per: per, indent: -1}
+	const (
+		before = iota
+		inList
+		after
+	)
+	state, opened, ok, n := before, false, true, 0
+	crc := crc32.NewIEEE()
+	err := src.lines(func(raw []byte) bool {
+		n++
+		t := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
 		ind, significant := indentation(t)
-		if !significant {
-			continue
-		}
-		if !opened && (ind != 0 || !plainKeyStart(t[0])) {
-			return jt, false
-		}
-		opened = true
-		if ind == 0 && isJobsKey(t) {
-			if key >= 0 {
-				return jt, false // given twice: the whole parse reports it
-			}
-			key = i
-		}
-	}
-	if key < 0 {
-		return jt, false
-	}
-	jt.keyLine = key + 1
-
-	// The entries: every significant line is either deeper than the "-" of
-	// the entries, or an entry, or (at column 0) the next top-level key.
-	end := len(lines)
-	jt.indent = -1
-	var entries []int
-	for i := key + 1; i < len(lines); i++ {
-		t := text(i)
-		ind, significant := indentation(t)
-		if !significant {
-			continue
-		}
-		if ind < len(t) && t[ind] == '\t' {
-			return jt, false
-		}
-		if jt.indent < 0 {
-			if !isEntry(t, ind) {
-				return jt, false // a flow list, a scalar, an anchor...: not ours
-			}
-			jt.indent = ind
+		if state == inList && significant && ind == 0 && !(jt.indent <= 0 && isEntry(t, 0)) {
+			state, jt.end = after, n
 		}
 		switch {
-		case ind == jt.indent && isEntry(t, ind):
-			entries = append(entries, i)
-			continue
-		case ind > jt.indent:
-			continue
-		case ind == 0:
-			end = i
-		default:
-			return jt, false
+		case state == inList:
+			crc.Write(raw)
+			if bytes.HasSuffix(raw, []byte("\n")) {
+				jt.rest = append(jt.rest, '\n')
+			}
+			if !significant {
+				return true
+			}
+			if ind < len(t) && t[ind] == '\t' {
+				ok = false
+				return false
+			}
+			if jt.indent < 0 {
+				if !isEntry(t, ind) {
+					ok = false // a flow list, a scalar, an anchor...: not ours
+					return false
+				}
+				jt.indent = ind
+			}
+			switch {
+			case ind == jt.indent && isEntry(t, ind):
+				jt.entries = append(jt.entries, int32(min(n, math.MaxInt32)))
+			case ind > jt.indent:
+			default:
+				ok = false
+				return false
+			}
+			return true
+		case !significant:
+		case !opened && (ind != 0 || !plainKeyStart(t[0])):
+			// The document must open as a block mapping: its first
+			// significant line starts a plain key at column 0.
+			ok = false
+			return false
+		case ind == 0 && isJobsKey(t):
+			if state == after {
+				ok = false // given twice: the whole parse reports it
+				return false
+			}
+			state, jt.keyLine = inList, n
 		}
-		break
+		opened = opened || significant
+		jt.rest = append(jt.rest, raw...)
+		return true
+	})
+	if err != nil {
+		return nil, false, err
 	}
-	if len(entries) == 0 {
-		return jt, false
+	if state == inList {
+		jt.end = n + 1
 	}
+	if !ok || jt.keyLine == 0 || len(jt.entries) == 0 {
+		return nil, false, nil
+	}
+	jt.sum = crc.Sum32()
+	return jt, true, nil
+}
 
-	for g := 0; g < len(entries); g += per {
-		first, next := entries[g], end
-		if g+per < len(entries) {
-			next = entries[g+per]
-		}
-		stop := len(data)
-		if next < len(lines) {
-			stop = lines[next].start
-		}
-		grp := entryGroup{text: data[lines[first].start:stop], line: first + 1}
-		for _, e := range entries[g:min(g+per, len(entries))] {
-			grp.lines = append(grp.lines, e+1)
-		}
-		jt.groups = append(jt.groups, grp)
+// eachGroup reads the list again, from src, and hands over its entries per
+// at a time. It reports false if the text is not what splitJobs read.
+func (jt *jobsText) eachGroup(fn func(entryGroup) bool) (bool, error) {
+	var buf []byte
+	n, g, stopped := 0, 0, false
+	crc := crc32.NewIEEE()
+	flush := func() bool {
+		grp := entryGroup{text: buf, line: int(jt.entries[g*jt.per]), lines: jt.entries[g*jt.per : min((g+1)*jt.per, len(jt.entries))]}
+		g++
+		buf = buf[:0]
+		return fn(grp)
 	}
-
-	// The rest keeps every newline, so its lines keep their numbers.
-	from, to := lines[key].end, len(data)
-	if end < len(lines) {
-		to = lines[end].start
-	}
-	rest := make([]byte, 0, len(data)-(to-from)+bytes.Count(data[from:to], []byte("\n")))
-	rest = append(rest, data[:from]...)
-	for _, c := range data[from:to] {
-		if c == '\n' {
-			rest = append(rest, c)
+	err := jt.src.lines(func(raw []byte) bool {
+		n++
+		if n <= jt.keyLine || n >= jt.end {
+			return n < jt.end
 		}
+		crc.Write(raw)
+		if n >= int(jt.entries[0]) {
+			// A new group starts at every per-th entry.
+			if next := (g + 1) * jt.per; next < len(jt.entries) && n == int(jt.entries[next]) && !flush() {
+				stopped = true
+				return false
+			}
+			buf = append(buf, raw...)
+		}
+		return true
+	})
+	if err != nil || stopped {
+		return false, err
 	}
-	jt.rest = append(rest, data[to:]...)
-	return jt, true
+	if crc.Sum32() != jt.sum {
+		return false, nil
+	}
+	return flush(), nil
 }
 
 // indentation counts a line's leading spaces and says whether it holds
@@ -202,16 +284,10 @@ func (p *parser) groups(e *pair) bool {
 		return false
 	}
 	defer func() { p.lineOff = 0 }()
-	// One job an entry at least: sized once, the list and the ids are not
-	// copied as they grow.
-	entries := 0
-	for _, g := range jt.groups {
-		entries += len(g.lines)
-	}
-	entries = min(entries, p.maxJobs)
-	p.m.Jobs = slices.Grow(p.m.Jobs, entries)
+	// One job an entry at least: sized once, the list is not copied as it grows.
+	p.m.Jobs = slices.Grow(p.m.Jobs, min(len(jt.entries), p.maxJobs))
 	index := 0
-	for _, g := range jt.groups {
+	ok, err := jt.eachGroup(func(g entryGroup) bool {
 		dec := yaml.NewDecoder(bytes.NewReader(g.text))
 		var doc, extra yaml.Node
 		if decode(dec, &doc) != nil || decode(dec, &extra) != io.EOF || len(doc.Content) != 1 {
@@ -225,7 +301,7 @@ func (p *parser) groups(e *pair) bool {
 		p.lineOff = g.line - 1
 		for i, item := range seq.Content {
 			// Each entry must start within the lines of its own "-".
-			if line := p.at(item).Line; line < g.lines[i] || (i+1 < len(g.lines) && line >= g.lines[i+1]) {
+			if line := p.at(item).Line; line < int(g.lines[i]) || (i+1 < len(g.lines) && line >= int(g.lines[i+1])) {
 				return false
 			}
 		}
@@ -234,6 +310,7 @@ func (p *parser) groups(e *pair) bool {
 			p.entries++
 			p.yamlJob(item, index)
 		}
-	}
-	return true
+		return true
+	})
+	return ok && err == nil
 }

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,7 +46,7 @@ var splitSeeds = []string{
 func checkSplit(t *testing.T, file string, data []byte, per int) bool {
 	t.Helper()
 	opts := Options{FieldType: stubFieldType, MaxJobs: 2000}
-	split, ok := parseFast(file, data, opts, per)
+	split, ok := parseFast(file, memory(data), opts, per)
 	if !ok {
 		return false
 	}
@@ -56,7 +57,7 @@ func checkSplit(t *testing.T, file string, data []byte, per int) bool {
 	if !reflect.DeepEqual(split, whole) {
 		t.Fatalf("the fast parse reads the manifest differently:\n%s\n--- fast\n%s--- whole\n%s", data, dump(split), dump(whole))
 	}
-	_, used := splitJobs(data, per)
+	_, used, _ := splitJobs(memory(data), per)
 	return used
 }
 
@@ -96,7 +97,7 @@ func TestSplitDeclines(t *testing.T) {
 		"model: m\njobs:\n  - input: {prompt: x}\n - input: {prompt: y}\n",
 		"model: m\n\"jobs\":\n  - input: {prompt: x}\n",
 	} {
-		if _, ok := splitJobs([]byte(src), groupEntries); ok {
+		if _, ok, _ := splitJobs(memory(src), groupEntries); ok {
 			t.Errorf("split accepted:\n%s", src)
 		}
 	}
@@ -106,7 +107,7 @@ func TestSplitDeclines(t *testing.T) {
 		"model: m\ndefaults: &d {seed: 1}\njobs:\n  - input: *d\n",
 		"model: \"abc\njobs:\n  - input: {prompt: x}\ndef\"\n",
 	} {
-		if _, ok := parseFast("m.yaml", []byte(src), Options{}, 1); ok {
+		if _, ok := parseFast("m.yaml", memory(src), Options{}, 1); ok {
 			t.Errorf("split parse accepted:\n%s", src)
 		}
 	}
@@ -116,10 +117,10 @@ func TestSplitDeclines(t *testing.T) {
 // keep their numbers, in jobs and in errors.
 func TestSplitKeepsPlaces(t *testing.T) {
 	src := "model: m\njobs:\n  - id: a\n    input: {prompt: a}\n\n  - id: b\n    input:\n      prompt: b\n  - id: c\n    input: {prompt: c, seed: 3}\ndefaults: {seed: 1}\n"
-	if _, ok := splitJobs([]byte(src), 1); !ok {
+	if _, ok, _ := splitJobs(memory(src), 1); !ok {
 		t.Fatal("split not used")
 	}
-	m, ok := parseFast("m.yaml", []byte(src), Options{}, 1)
+	m, ok := parseFast("m.yaml", memory(src), Options{}, 1)
 	if !ok {
 		t.Fatal("fast parse failed")
 	}
@@ -175,10 +176,87 @@ func TestJobLookup(t *testing.T) {
 	}
 	// An id given twice is found however the manifest is read.
 	dup := "model: m\njobs:\n  - {id: a, input: {prompt: x}}\n  - {id: b, input: {prompt: y}}\n  - {id: a, input: {prompt: z}}\n"
-	if _, ok := parseFast("m.yaml", []byte(dup), Options{}, 1); ok {
+	if _, ok := parseFast("m.yaml", memory(dup), Options{}, 1); ok {
 		t.Error("the fast parse let a duplicate id through")
 	}
 	if _, err := Parse("m.yaml", []byte(dup), Options{}); err == nil || !strings.Contains(err.Error(), "m.yaml:5") || !strings.Contains(err.Error(), "duplicate id (first used at m.yaml:3") {
 		t.Errorf("want the duplicate reported at line 5, got %v", err)
+	}
+}
+
+// TestLoadStreamsAsParse checks that a manifest read from its file, a group
+// at a time, is the one Parse makes from the same bytes, including a line
+// longer than the read buffer.
+func TestLoadStreamsAsParse(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("x", 150_000)
+	var big strings.Builder
+	big.WriteString("model: m\ndefaults: {seed: 1}\njobs:\n")
+	for i := range 1200 {
+		fmt.Fprintf(&big, "  - id: j%d\n    input: {prompt: \"take %d\"}\n", i, i)
+		if i == 700 {
+			fmt.Fprintf(&big, "  - id: long\n    input: {prompt: %s}\n", long)
+		}
+	}
+	big.WriteString("output: {dir: out}\n")
+	cases := append([]string{big.String()}, splitSeeds...)
+	split := 0
+	for i, src := range cases {
+		path := filepath.Join(dir, fmt.Sprintf("m%d.yaml", i))
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want, werr := Parse(path, []byte(src), Options{})
+		got, gerr := Load(path, Options{})
+		if !reflect.DeepEqual(got, want) || fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("Load and Parse differ on %s:\n%s\nLoad: %v\nParse: %v", path, src, gerr, werr)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := splitJobs(file{f: f, n: len(src)}, groupEntries); err == nil && ok && gerr == nil {
+			split++
+		}
+		f.Close()
+	}
+	if split < 5 {
+		t.Errorf("the file was read a group at a time %d times; want at least 5", split)
+	}
+	m, err := Load(filepath.Join(dir, "m0.yaml"), Options{})
+	if err != nil || len(m.Jobs) != 1201 {
+		t.Fatalf("big manifest: %d jobs, %v", len(m.Jobs), err)
+	}
+	if j, ok := m.Job("long"); !ok || !strings.Contains(string(j.Input), long) {
+		t.Errorf("the long line's job lost its prompt")
+	}
+}
+
+// changing is a source whose text changes after the first read, as a file
+// edited while it is loaded.
+type changing struct {
+	first, then memory
+	reads       int
+}
+
+func (c *changing) lines(fn func([]byte) bool) error {
+	c.reads++
+	if c.reads == 1 {
+		return c.first.lines(fn)
+	}
+	return c.then.lines(fn)
+}
+func (c *changing) bytes() ([]byte, error) { return c.then, nil }
+func (c *changing) size() int              { return len(c.then) }
+
+func TestSplitNoticesAChangedFile(t *testing.T) {
+	a := "model: m\njobs:\n  - id: a\n    input: {prompt: one}\n"
+	b := "model: m\njobs:\n  - id: a\n    input: {prompt: two}\n"
+	if _, ok := parseFast("m.yaml", &changing{first: memory(a), then: memory(b)}, Options{}, 1); ok {
+		t.Error("a list that changed between reads was accepted")
+	}
+	m, err := parse("m.yaml", &changing{first: memory(a), then: memory(b)}, Options{})
+	if err != nil || len(m.Jobs) != 1 || string(m.Jobs[0].Input) != `{"prompt":"two"}` {
+		t.Errorf("want the file as it now reads, got %v, %v", m, err)
 	}
 }

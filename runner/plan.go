@@ -60,7 +60,7 @@ func MakePlan(m *manifest.Manifest, known map[string]store.Known, o PlanOptions)
 	for i := range m.Jobs {
 		j := &m.Jobs[i]
 		inManifest[j.ID] = true
-		pj := PlannedJob{Job: j, Change: store.Classify(store.Spec{ID: j.ID, Fingerprint: j.Fingerprint}, known)}
+		pj := PlannedJob{Job: j, Change: store.Classify(store.Spec{ID: j.ID, Fingerprint: j.Fingerprint()}, known)}
 		if pj.Change != store.New {
 			pj.State = known[j.ID].State
 		}

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 
 	"comfybatch/manifest"
@@ -10,7 +12,6 @@ import (
 )
 
 func TestMakePlan(t *testing.T) {
-	m := &manifest.Manifest{}
 	known := map[string]store.Known{"gone-running": {State: store.Running, Fingerprint: "x"}, "gone-done": {State: store.Done, Fingerprint: "x"}}
 	type want struct {
 		action, withFlags Action
@@ -33,9 +34,18 @@ func TestMakePlan(t *testing.T) {
 		"cancelled":     {&store.Known{State: store.Cancelled}, want{ActionNone, ActionSubmit, "cancelled"}},
 		"unknown-state": {&store.Known{State: store.Unknown}, want{ActionNone, ActionSubmit, "unknown"}},
 	}
-	for id, c := range cases {
-		fp := "fp-" + id
-		m.Jobs = append(m.Jobs, manifest.Job{ID: id, Fingerprint: fp})
+	var src strings.Builder
+	src.WriteString("model: m\njobs:\n")
+	for id := range cases {
+		fmt.Fprintf(&src, "  - {id: %s, input: {prompt: %s}}\n", id, id)
+	}
+	m, err := manifest.Parse("m.yaml", []byte(src.String()), manifest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Jobs {
+		id, fp := m.Jobs[i].ID, m.Jobs[i].Fingerprint()
+		c := cases[id]
 		if c.known != nil {
 			k := *c.known
 			if k.Fingerprint == "" {

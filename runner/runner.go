@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	specs := func(yield func(store.Spec) bool) {
 		for order, j := range cfg.Manifest.ByID() {
-			if !yield(store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint, Order: order}) {
+			if !yield(store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint(), Order: order}) {
 				return
 			}
 		}

@@ -146,7 +146,7 @@ func finished(bin, dir, format string, n, runs int) error {
 	}
 	specs := make([]store.Spec, len(m.Jobs))
 	for i, j := range m.Jobs {
-		specs[i] = store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint}
+		specs[i] = store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint()}
 	}
 	if _, err := st.Sync(specs); err != nil {
 		return err

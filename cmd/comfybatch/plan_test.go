@@ -59,7 +59,7 @@ func buildLedger(t *testing.T) {
 			continue
 		}
 		in, _ := json.Marshal(j.Input)
-		fp := j.Fingerprint
+		fp := j.Fingerprint()
 		if j.ID == "changed-done" || j.ID == "changed-queued" {
 			fp = "0000older"
 		}
