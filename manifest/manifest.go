@@ -82,6 +82,21 @@ func (j *Job) FieldPos(field string) (Pos, bool) {
 	return at, ok
 }
 
+// FromDefaults reports whether a top-level input field's value comes from
+// the manifest's defaults rather than from the job itself.
+func (j *Job) FromDefaults(field string) bool {
+	if j.places == nil {
+		return false
+	}
+	for _, f := range j.own {
+		if j.places.names[f.name] == field {
+			return false
+		}
+	}
+	_, ok := j.places.defaults[field]
+	return ok
+}
+
 // Values decodes Input: strings, bools, nil, int64 for integers, float64 for
 // other numbers, []any and map[string]any, as the manifest read them.
 func (j *Job) Values() (map[string]any, error) {

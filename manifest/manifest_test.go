@@ -163,6 +163,10 @@ jobs:
 	if got, _ := j.FieldPos("resolution"); got != (Pos{"m.yaml", 3, 37}) {
 		t.Errorf("resolution at %v", got)
 	}
+	if !j.FromDefaults("resolution") || j.FromDefaults("duration") || j.FromDefaults("prompt") || j.FromDefaults("seed") {
+		t.Errorf("FromDefaults: resolution %v, duration %v, prompt %v, seed %v; want only resolution",
+			j.FromDefaults("resolution"), j.FromDefaults("duration"), j.FromDefaults("prompt"), j.FromDefaults("seed"))
+	}
 	if m.Defaults["duration"] != int64(5) {
 		t.Errorf("defaults changed: %v", m.Defaults)
 	}

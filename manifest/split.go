@@ -120,7 +120,7 @@ type jobsText struct {
 }
 
 // entryGroup is a run of consecutive entries: the text from the first one's
-// line to the next group's.
+// line (the first group's from the line under "jobs:") to the next group's.
 type entryGroup struct {
 	text  []byte
 	line  int     // 1-based line where text starts
@@ -212,7 +212,13 @@ func (jt *jobsText) eachGroup(fn func(entryGroup) bool) (bool, error) {
 	n, g, stopped := 0, 0, false
 	crc := crc32.NewIEEE()
 	flush := func() bool {
-		grp := entryGroup{text: buf, line: int(jt.entries[g*jt.per]), lines: jt.entries[g*jt.per : min((g+1)*jt.per, len(jt.entries))]}
+		// The first group starts right under "jobs:", so that the comments
+		// before the first entry are read too, as the whole parse reads them.
+		line := jt.keyLine + 1
+		if g > 0 {
+			line = int(jt.entries[g*jt.per])
+		}
+		grp := entryGroup{text: buf, line: line, lines: jt.entries[g*jt.per : min((g+1)*jt.per, len(jt.entries))]}
 		g++
 		buf = buf[:0]
 		return fn(grp)
@@ -223,14 +229,12 @@ func (jt *jobsText) eachGroup(fn func(entryGroup) bool) (bool, error) {
 			return n < jt.end
 		}
 		crc.Write(raw)
-		if n >= int(jt.entries[0]) {
-			// A new group starts at every per-th entry.
-			if next := (g + 1) * jt.per; next < len(jt.entries) && n == int(jt.entries[next]) && !flush() {
-				stopped = true
-				return false
-			}
-			buf = append(buf, raw...)
+		// A new group starts at every per-th entry.
+		if next := (g + 1) * jt.per; next < len(jt.entries) && n == int(jt.entries[next]) && !flush() {
+			stopped = true
+			return false
 		}
+		buf = append(buf, raw...)
 		return true
 	})
 	if err != nil || stopped {

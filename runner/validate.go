@@ -72,15 +72,19 @@ func fieldError(j *manifest.Job, fe runcomfy.FieldError) *manifest.Error {
 	if !ok {
 		at = j.Pos // a missing field has no place of its own: blame the job
 	}
-	return &manifest.Error{Pos: at, JobID: j.ID, Field: fieldName(at, fe), Msg: fe.Rule + ": " + fe.Msg}
+	return &manifest.Error{Pos: at, JobID: j.ID, Field: fieldName(at, fe, j.FromDefaults(fe.Field)), Msg: fe.Rule + ": " + fe.Msg}
 }
 
 // fieldName names a field the way the manifest's own errors do: a CSV
-// column by its header, anything else as input.FIELD, with [N] or .KEY for
-// a problem deeper in the value.
-func fieldName(at manifest.Pos, fe runcomfy.FieldError) string {
+// column by its header, a value from the defaults as defaults.FIELD,
+// anything else as input.FIELD, with [N] or .KEY for a problem deeper in the
+// value.
+func fieldName(at manifest.Pos, fe runcomfy.FieldError, inDefaults bool) string {
 	name := "input"
-	if strings.HasSuffix(strings.ToLower(at.File), ".csv") {
+	switch {
+	case inDefaults:
+		name = "defaults"
+	case strings.HasSuffix(strings.ToLower(at.File), ".csv"):
 		name = ""
 	}
 	if fe.Field == "" {
@@ -152,6 +156,8 @@ type MediaUse struct {
 	Field string
 	Pos   manifest.Pos
 	Kind  media.Kind
+	// InDefaults says the URL is written in the manifest's defaults.
+	InDefaults bool
 }
 
 // MediaUses lists, for each distinct image and audio URL of the manifest's
@@ -172,7 +178,7 @@ func MediaUses(m *manifest.Manifest) map[string][]MediaUse {
 				if !ok {
 					at = j.Pos
 				}
-				uses[it.URL] = append(uses[it.URL], MediaUse{JobID: j.ID, Field: field, Pos: at, Kind: it.Kind})
+				uses[it.URL] = append(uses[it.URL], MediaUse{JobID: j.ID, Field: field, Pos: at, Kind: it.Kind, InDefaults: j.FromDefaults(field)})
 			}
 		}
 	}
@@ -198,7 +204,7 @@ func ValidateMedia(ctx context.Context, m *manifest.Manifest, c *media.Checker) 
 		for _, p := range problems[u] {
 			msg := fmt.Sprintf("media %s: %s: %s", p.Rule, clip(u, 80), p.Msg)
 			for _, use := range uses[u] {
-				name := fieldName(use.Pos, runcomfy.FieldError{Field: use.Field})
+				name := fieldName(use.Pos, runcomfy.FieldError{Field: use.Field}, use.InDefaults)
 				errs = append(errs, &manifest.Error{Pos: use.Pos, JobID: use.JobID, Field: name, Msg: msg})
 			}
 		}

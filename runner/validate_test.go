@@ -109,7 +109,7 @@ func TestValidateDefaultsReportedOnceForAllJobs(t *testing.T) {
 	}
 	m := load(t, s, map[string]string{"m.yaml": y.String()})
 	_, err := Validate(m, s)
-	want := `m.yaml:3:14: job j0: input.shot_type: enum: "double" is not one of "multi", "single" (the same for 999 more jobs)`
+	want := `m.yaml:3:14: job j0: defaults.shot_type: enum: "double" is not one of "multi", "single" (the same for 999 more jobs)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}

@@ -20,7 +20,9 @@ func main() {
 }
 
 // interruptContext is cancelled by the first SIGINT or SIGTERM, which asks
-// the run to stop gracefully; a second signal exits at once.
+// the run to stop gracefully; a second signal exits at once. The first says
+// nothing here: the command that is stopping says so through its logger,
+// which a live display does not draw over.
 func interruptContext(stderr io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -30,7 +32,6 @@ func interruptContext(stderr io.Writer) (context.Context, func()) {
 		for range sigs {
 			n++
 			if n == 1 {
-				fmt.Fprintln(stderr, "stopping: no new submissions; waiting for submissions on the wire to record their request ids (signal again to quit at once)")
 				cancel()
 				continue
 			}

@@ -120,6 +120,9 @@ func TestInterrupt(t *testing.T) {
 		t.Fatalf("still running 10 s after SIGINT:\n%s", stderr)
 	}
 	t.Logf("exited %v after SIGINT", time.Since(sent))
+	if !strings.Contains(stderr.String(), "stopping: no new submissions") {
+		t.Errorf("stderr lacks the stopping message:\n%s", stderr)
+	}
 	if !strings.Contains(stderr.String(), "interrupted: ") || !strings.Contains(stderr.String(), "run the same command again") {
 		t.Errorf("stderr lacks the interrupted message:\n%s", stderr)
 	}

@@ -115,6 +115,14 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 
 	out := a.outDir(m, path)
 	disp := a.newDisplay(sink, log, o.progressEvery)
+	running := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			log.Warn("stopping: no new submissions; waiting for submissions on the wire to record their request ids (signal again to quit at once)")
+		case <-running:
+		}
+	}()
 	sum, err := runner.Run(ctx, runner.Config{
 		Manifest:        m,
 		Store:           st,
@@ -132,6 +140,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		ProgressEvery:   disp.every,
 		Progress:        disp.update,
 	})
+	close(running)
 	disp.stop()
 	var be *runner.BudgetError
 	if errors.As(err, &be) {
