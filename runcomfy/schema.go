@@ -57,6 +57,9 @@ type modelSchema struct {
 	// types maps each top-level property to its JSON type, so that callers
 	// can type untyped values (CSV cells) without walking the schema.
 	types map[string]string
+	// props are the top-level properties, when the schema lists them and
+	// leaves additionalProperties unsaid (else nil: nothing to add).
+	props map[string]bool
 }
 
 // NewSchemas returns an empty registry.
@@ -129,6 +132,12 @@ func (s *Schemas) Add(model string, schemaJSON []byte) error {
 	}
 
 	ms := &modelSchema{compiled: compiled, types: propertyTypes(obj)}
+	if p, ok := obj["properties"].(map[string]any); ok && obj["additionalProperties"] == nil {
+		ms.props = make(map[string]bool, len(p))
+		for name := range p {
+			ms.props[name] = true
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.models == nil {
@@ -180,6 +189,15 @@ func (s *Schemas) lookup(model string) *modelSchema {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.models[model]
+}
+
+// Unlisted reports whether field is missing from the properties of model's
+// schema while the schema does not say whether other fields are allowed:
+// such a field is most likely a typo that RunComfy would ignore or refuse.
+// A schema with additionalProperties decides for itself, in Validate.
+func (s *Schemas) Unlisted(model, field string) bool {
+	ms := s.lookup(model)
+	return ms != nil && ms.props != nil && !ms.props[field]
 }
 
 // FieldType returns the JSON type of a top-level input property of model:

@@ -30,6 +30,7 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 	// scheduling.
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(jobs)/256))
 	found := make([][]*manifest.Error, workers)
+	unlisted := make([]map[unlistedKey]*unlistedUse, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := w*len(jobs)/workers, (w+1)*len(jobs)/workers
@@ -44,10 +45,26 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 				for _, fe := range s.Validate(j.Model, in) {
 					found[w] = append(found[w], fieldError(j, fe))
 				}
+				for field := range in {
+					if !s.Unlisted(j.Model, field) {
+						continue
+					}
+					if unlisted[w] == nil {
+						unlisted[w] = map[unlistedKey]*unlistedUse{}
+					}
+					k := unlistedKey{j.Model, field}
+					if u := unlisted[w][k]; u != nil {
+						u.jobs++
+						continue
+					}
+					at, _ := j.FieldPos(field)
+					unlisted[w][k] = &unlistedUse{jobs: 1, at: at, name: fieldName(at, runcomfy.FieldError{Field: field}, j.FromDefaults(field))}
+				}
 			}
 		})
 	}
 	wg.Wait()
+	warnings = unlistedWarnings(unlisted)
 
 	unschemed := map[string]int{}
 	for i := range jobs {
@@ -64,6 +81,43 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 		return warnings, errs
 	}
 	return warnings, nil
+}
+
+// unlistedKey and unlistedUse gather the input fields a model's schema does
+// not list: one warning each, however many jobs carry it.
+type unlistedKey struct{ model, field string }
+
+type unlistedUse struct {
+	jobs int
+	at   manifest.Pos // the first job's, in job order
+	name string
+}
+
+// unlistedWarnings merges the workers' findings, which come in job order.
+func unlistedWarnings(found []map[unlistedKey]*unlistedUse) []string {
+	all := map[unlistedKey]*unlistedUse{}
+	for _, m := range found {
+		for k, u := range m {
+			if prev := all[k]; prev != nil {
+				prev.jobs += u.jobs
+				continue
+			}
+			all[k] = u
+		}
+	}
+	keys := slices.SortedFunc(maps.Keys(all), func(a, b unlistedKey) int {
+		pa, pb := all[a].at, all[b].at
+		return cmp.Or(cmp.Compare(pa.File, pb.File), cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col),
+			cmp.Compare(a.model, b.model), cmp.Compare(a.field, b.field))
+	})
+	var out []string
+	for _, k := range keys {
+		u := all[k]
+		out = append(out, fmt.Sprintf(
+			"%s: %s is not a field of %s's input schema (%s): it is sent as written and RunComfy may ignore it; check its spelling, or give a schema that lists it with --schema %s=PATH",
+			u.at, u.name, k.model, plural(u.jobs, "job"), k.model))
+	}
+	return out
 }
 
 // fieldError places a schema problem at the value that caused it.

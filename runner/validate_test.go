@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -262,5 +263,41 @@ func BenchmarkLoadAndValidate100k(b *testing.B) {
 		if _, err := Validate(m, s); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestValidateWarnsOfUnlistedFields: a field the model's schema does not
+// list (a typo, most likely) is sent as written, so it gets one warning per
+// field, naming where it is first written and how many jobs carry it.
+func TestValidateWarnsOfUnlistedFields(t *testing.T) {
+	s := schemas(t)
+	if err := s.Add("strict/model", []byte(`{"type": "object", "properties": {"prompt": {"type": "string"}}, "additionalProperties": false}`)); err != nil {
+		t.Fatal(err)
+	}
+	var y strings.Builder
+	y.WriteString("model: wan-ai/wan-2-6/flash/image-to-video\ndefaults:\n  shot_typ: single\njobs:\n")
+	for i := range 600 {
+		fmt.Fprintf(&y, "  - {id: j%d, input: {prompt: p, img_url: \"https://example.com/%d.png\", sead: %d}}\n", i, i, i)
+	}
+	y.WriteString("  - {id: other, model: no/schema, input: {prompt: p, anything: 1}}\n")
+	y.WriteString("  - {id: strict, model: strict/model, input: {prompt: p, extra: 1}}\n")
+	m := load(t, s, map[string]string{"m.yaml": y.String()})
+	warnings, err := Validate(m, s)
+	want := []string{
+		"m.yaml:3:13: defaults.shot_typ is not a field of wan-ai/wan-2-6/flash/image-to-video's input schema (600 jobs)",
+		"m.yaml:5:77: input.sead is not a field of wan-ai/wan-2-6/flash/image-to-video's input schema (600 jobs)",
+	}
+	var short []string
+	for _, w := range warnings {
+		if i := strings.Index(w, ": it is sent as written"); i >= 0 {
+			short = append(short, w[:i])
+		}
+	}
+	if !slices.Equal(short, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(short, "\n"), strings.Join(want, "\n"))
+	}
+	// The strict schema speaks for itself: its extra field is an error.
+	if err == nil || !strings.Contains(err.Error(), "job strict") || strings.Contains(err.Error(), "job other") {
+		t.Errorf("want an error for the strict model's extra field only, got %v", err)
 	}
 }
