@@ -207,13 +207,7 @@ func TestRetryAfterPausesEveryWorker(t *testing.T) {
 	}))
 	t.Cleanup(ts.Close)
 
-	e := &env{t: t, srv: fake, dir: t.TempDir()}
-	e.ledger = filepath.Join(e.dir, "ledger.db")
-	var err error
-	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "p", BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := envBehind(t, fake, ts.URL, "p")
 	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond })
 	if err != nil || sum.Counts[store.Done] != jobs {
 		t.Fatalf("run: %v %v", err, sum.Counts)

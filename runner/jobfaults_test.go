@@ -77,13 +77,7 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 				fake.ServeHTTP(w, r)
 			}))
 			t.Cleanup(ts.Close)
-			e := &env{t: t, srv: fake, dir: t.TempDir()}
-			e.ledger = filepath.Join(e.dir, "ledger.db")
-			var err error
-			e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "pe", BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := envBehind(t, fake, ts.URL, "pe")
 			m := manifestOf(t, 1, "pe")
 			const id = "job-000"
 

@@ -46,6 +46,18 @@ func newEnv(t *testing.T, cfg runcomfytest.Config) *env {
 	return &env{t: t, srv: srv, client: c, dir: dir, ledger: filepath.Join(dir, "ledger.db")}
 }
 
+// envBehind is an env whose client talks to url, a test server put in front
+// of fake to change some of its answers.
+func envBehind(t *testing.T, fake *runcomfytest.Server, url, token string) *env {
+	t.Helper()
+	c, err := runcomfy.New(runcomfy.Options{BaseURL: url, Token: token, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return &env{t: t, srv: fake, client: c, dir: dir, ledger: filepath.Join(dir, "ledger.db")}
+}
+
 func manifestOf(t *testing.T, n int, prompt string) *manifest.Manifest {
 	t.Helper()
 	var b strings.Builder
