@@ -171,8 +171,14 @@ func Load(path string, opts Options) (*Manifest, error) {
 	if err == nil {
 		defer f.Close()
 		var st os.FileInfo
-		if st, err = f.Stat(); err == nil {
+		if st, err = f.Stat(); err == nil && st.Mode().IsRegular() {
 			return parse(path, file{f: f, n: int(min(st.Size(), math.MaxInt32))}, opts)
+		}
+		if err == nil { // a pipe or a device: read once, as it cannot be read again
+			var data []byte
+			if data, err = io.ReadAll(f); err == nil {
+				return Parse(path, data, opts)
+			}
 		}
 	}
 	return nil, Errors{{Pos: Pos{File: path}, Msg: "cannot read manifest: " + reason(err)}}
@@ -285,9 +291,10 @@ type parser struct {
 
 	fieldTypes map[[2]string]string // Options.FieldType answers, which may be costly
 
-	split      *jobsText // the jobs list, parsed group by group (split.go)
-	splitWrong bool      // the split did not hold: parse the whole document
-	lineOff    int       // added to node lines: where the group being read starts
+	root       *yaml.Node // the document parsed
+	split      *jobsText  // the jobs list, parsed group by group (split.go)
+	splitWrong bool       // the split did not hold: parse the whole document
+	lineOff    int        // added to node lines: where the group being read starts
 }
 
 // idUse is where an id was first used; one per job, so kept small.
@@ -333,6 +340,7 @@ func (p *parser) parse(data []byte) {
 		return
 	}
 	root := resolve(doc)
+	p.root = root
 	if root.Kind != yaml.MappingNode {
 		p.fail(p.at(root), "", "", fmt.Sprintf("a manifest is a mapping of version, model, output, defaults, jobs and include, not %s", describe(root)))
 		return

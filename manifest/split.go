@@ -142,6 +142,13 @@ func splitJobs(src source, per int) (*jobsText, bool, error) {
 	err := src.lines(func(raw []byte) bool {
 		n++
 		t := bytes.TrimSuffix(bytes.TrimSuffix(raw, []byte("\n")), []byte("\r"))
+		if otherBreak(t) {
+			ok = false // lines would be counted differently from yaml.v3
+			return false
+		}
+		if n == 1 {
+			t = bytes.TrimPrefix(t, bom) // yaml.v3 drops it; the rest keeps it
+		}
 		ind, significant := indentation(t)
 		if state == inList && significant && ind == 0 && !(jt.indent <= 0 && isEntry(t, 0)) {
 			state, jt.end = after, n
@@ -246,6 +253,29 @@ func (jt *jobsText) eachGroup(fn func(entryGroup) bool) (bool, error) {
 	return flush(), nil
 }
 
+// otherBreak finds the line breaks YAML knows besides "\n" and "\r\n": a
+// lone CR, NEL, LS and PS. The split counts lines by "\n" alone.
+func otherBreak(t []byte) bool {
+	return bytes.IndexByte(t, '\r') >= 0 || bytes.Contains(t, []byte("\u0085")) ||
+		bytes.Contains(t, []byte("\u2028")) || bytes.Contains(t, []byte("\u2029"))
+}
+
+// aliasAfter reports an alias in n's tree below line: after the jobs list,
+// an alias may name an anchor defined inside the list, which the rest of the
+// file, parsed without the list, cannot see (and may resolve to an earlier
+// anchor of the same name).
+func aliasAfter(n *yaml.Node, line int) bool {
+	if n.Kind == yaml.AliasNode && n.Line > line {
+		return true
+	}
+	for _, c := range n.Content {
+		if aliasAfter(c, line) {
+			return true
+		}
+	}
+	return false
+}
+
 // indentation counts a line's leading spaces and says whether it holds
 // anything but blanks and a comment.
 func indentation(t []byte) (int, bool) {
@@ -284,7 +314,8 @@ func plainKeyStart(c byte) bool {
 func (p *parser) groups(e *pair) bool {
 	jt := p.split
 	if e.keyNode.Line != jt.keyLine || e.keyNode.Column != 1 ||
-		e.val.Kind != yaml.ScalarNode || e.val.ShortTag() != "!!null" || e.val.Value != "" {
+		e.val.Kind != yaml.ScalarNode || e.val.ShortTag() != "!!null" || e.val.Value != "" ||
+		aliasAfter(p.root, jt.keyLine) {
 		return false
 	}
 	defer func() { p.lineOff = 0 }()

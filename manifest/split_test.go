@@ -38,6 +38,18 @@ var splitSeeds = []string{
 	"jobs:\n  - model: m\n    input: {prompt: x}\n",
 	"jobs:\n  - model: m\n    input: {prompt: x}\n...\n",
 	"model: m\njobs:\n  - ? input\n    : {prompt: x}\n",
+	// An alias after the list names an anchor defined before it and again
+	// inside it: YAML means the later one.
+	"output: {dir: &d out1}\nmodel: m\njobs:\n  - input: {prompt: &d out2}\ndefaults: {folder: *d}\n",
+	"model: m\njobs:\n  - input: {prompt: &p x}\n  - input: {prompt: y}\ndefaults: {note: *p}\n",
+	// Line breaks other than \n move every later line in YAML's count.
+	"model: m\njobs:\n  - input: {prompt: \"a\rb\"}\n  - input: {prompt: c}\ndefaults: {seed: 1}\n",
+	"model: m\njobs:\n  - input: {prompt: \"a\u0085b\"}\n  - input: {prompt: c}\ndefaults: {seed: 1}\n",
+	"model: m\njobs:\n  - input: {prompt: \"a\u2028b\"}\n  - input: {prompt: c}\ndefaults: {seed: 1}\n",
+	"model: m\njobs:\n  - input: {prompt: \"a\u2029b\"}\n  - input: {prompt: c}\ndefaults: {seed: 1}\n",
+	"model: m\njobs:\n  - input: {prompt: a}\r...\n  - input: {prompt: c}\n",
+	"\ufeffmodel: m\njobs:\n  - input: {prompt: x}\n  - input: {prompt: y}\ndefaults: {seed: 1}\n",
+	"\ufeffjobs:\n  - {model: m, input: {prompt: x}}\n",
 }
 
 // checkSplit parses data both ways and fails when the fast parse reads it
@@ -101,11 +113,20 @@ func TestSplitDeclines(t *testing.T) {
 			t.Errorf("split accepted:\n%s", src)
 		}
 	}
+	for _, src := range []string{
+		"model: m\njobs:\n  - input: {prompt: \"a\rb\"}\n",
+		"model: m\njobs:\n  - input: {prompt: \"a\u2028b\"}\n",
+	} {
+		if _, ok, _ := splitJobs(memory(src), groupEntries); ok {
+			t.Errorf("split accepted a line break it does not count:\n%q", src)
+		}
+	}
 	// A group that does not stand alone is found out when it is parsed.
 	for _, src := range []string{
 		"model: m\njobs:\n- input: {prompt: \"a\n- b\"}\n- input: {prompt: c}\n",
 		"model: m\ndefaults: &d {seed: 1}\njobs:\n  - input: *d\n",
 		"model: \"abc\njobs:\n  - input: {prompt: x}\ndef\"\n",
+		"output: {dir: &d out1}\nmodel: m\njobs:\n  - input: {prompt: &d out2}\ndefaults: {folder: *d}\n",
 	} {
 		if _, ok := parseFast("m.yaml", memory(src), Options{}, 1); ok {
 			t.Errorf("split parse accepted:\n%s", src)
