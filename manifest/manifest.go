@@ -186,7 +186,9 @@ func Load(path string, opts Options) (*Manifest, error) {
 
 // Parse parses a manifest held in memory; file names it in errors, and its
 // includes are read relative to filepath.Dir(file). Any problem is reported
-// as Errors, all of them at once.
+// as Errors, all of them at once; the Manifest returned with them holds the
+// jobs that had none, so that a caller can check those further and report
+// everything in one go. It must not be run.
 func Parse(file string, data []byte, opts Options) (*Manifest, error) {
 	return parse(file, memory(data), opts)
 }
@@ -236,7 +238,8 @@ func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
 	p.parse(data)
 	if len(p.errs) > 0 {
 		p.errs.sort()
-		return nil, p.errs
+		p.m.index()
+		return p.m, p.errs
 	}
 	if !p.m.index() { // every id was claimed once
 		return nil, Errors{{Pos: Pos{File: file}, Msg: "internal error: a job id is used twice"}}

@@ -56,6 +56,16 @@ func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runco
 	}
 	m, err := manifest.Load(path, manifest.Options{FieldType: s.FieldType})
 	if err != nil {
+		// The jobs the manifest read cleanly are checked too, so that one
+		// report holds every problem rather than the schema's coming after
+		// the manifest's are fixed.
+		if m != nil && len(m.Jobs) > 0 && !noModel(m) {
+			if _, verr := runner.Validate(m, s); verr != nil {
+				var more manifest.Errors
+				errors.As(verr, &more)
+				return nil, s, merge(path, reportOf(path, err), more)
+			}
+		}
 		return nil, s, reportOf(path, err)
 	}
 	warnings, err := runner.Validate(m, s)
@@ -66,6 +76,12 @@ func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runco
 		return m, s, reportOf(path, err)
 	}
 	return m, s, nil
+}
+
+// noModel reports a job without a model: the manifest's own error says why,
+// and its schema checks would only repeat it.
+func noModel(m *manifest.Manifest) bool {
+	return slices.ContainsFunc(m.Jobs, func(j manifest.Job) bool { return j.Model == "" })
 }
 
 // problems is a manifest's error report as a person reads it: a count,
