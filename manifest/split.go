@@ -137,7 +137,7 @@ func splitJobs(src source, per int) (*jobsText, bool, error) {
 		inList
 		after
 	)
-	state, opened, ok, n := before, false, true, 0
+	state, opened, started, ok, n := before, false, false, true, 0
 	crc := crc32.NewIEEE()
 	err := src.lines(func(raw []byte) bool {
 		n++
@@ -183,6 +183,12 @@ func splitJobs(src source, per int) (*jobsText, bool, error) {
 			}
 			return true
 		case !significant:
+		case !opened && !started && isDocStart(t):
+			// A "---" before the first key opens the document, as many
+			// tools write it; it stays in the rest.
+			started = true
+			jt.rest = append(jt.rest, raw...)
+			return true
 		case !opened && (ind != 0 || !plainKeyStart(t[0])):
 			// The document must open as a block mapping: its first
 			// significant line starts a plain key at column 0.
@@ -285,6 +291,16 @@ func indentation(t []byte) (int, bool) {
 	}
 	rest := bytes.TrimLeft(t[ind:], " \t")
 	return ind, len(rest) > 0 && rest[0] != '#'
+}
+
+// isDocStart matches a "---" line with nothing after it but a comment.
+func isDocStart(t []byte) bool {
+	after, ok := bytes.CutPrefix(t, []byte("---"))
+	if !ok {
+		return false
+	}
+	rest := bytes.TrimLeft(after, " \t")
+	return len(rest) == 0 || (rest[0] == '#' && len(rest) < len(after))
 }
 
 // isJobsKey matches `jobs:` alone on its line, or followed by a comment.

@@ -50,6 +50,11 @@ var splitSeeds = []string{
 	"model: m\njobs:\n  - input: {prompt: a}\r...\n  - input: {prompt: c}\n",
 	"\ufeffmodel: m\njobs:\n  - input: {prompt: x}\n  - input: {prompt: y}\ndefaults: {seed: 1}\n",
 	"\ufeffjobs:\n  - {model: m, input: {prompt: x}}\n",
+	"---\nmodel: m\njobs:\n  - input: {prompt: x}\n  - input: {prompt: y}\n",
+	"--- # the batch\nmodel: m\njobs:\n- input: {prompt: x}\n...\n",
+	"---\n---\nmodel: m\njobs:\n  - input: {prompt: x}\n",
+	"--- {model: m}\njobs:\n  - input: {prompt: x}\n",
+	"---\njobs:\n  - {model: m, input: {prompt: x}}\n---\njobs:\n  - {model: m, input: {prompt: y}}\n",
 }
 
 // checkSplit parses data both ways and fails when the fast parse reads it
