@@ -211,8 +211,7 @@ func parse(file string, src source, opts Options) (*Manifest, error) {
 // (split.go), and ids checked for clashes once, at the end, by sorting. It
 // reports false when the file has any problem, which parseWhole then reports.
 func parseFast(file string, src source, opts Options, per int) (*Manifest, bool) {
-	p := newParser(file, src.size(), opts)
-	p.ids = nil // checked at the end
+	p := newParser(file, src.size(), opts) // ids are checked at the end, by index
 	jt, split, err := splitJobs(src, per)
 	switch {
 	case err != nil:
@@ -235,6 +234,7 @@ func parseFast(file string, src source, opts Options, per int) (*Manifest, bool)
 
 func parseWhole(file string, data []byte, opts Options) (*Manifest, error) {
 	p := newParser(file, len(data), opts)
+	p.ids = make(map[string]idUse) // each id checked as it is handed out, to report where it was first used
 	p.parse(data)
 	if len(p.errs) > 0 {
 		p.errs.sort()
@@ -253,7 +253,6 @@ func newParser(file string, size int, opts Options) *parser {
 		maxJobs:   opts.MaxJobs,
 		file:      file,
 		m:         &Manifest{File: file, Dir: filepath.Dir(file), Defaults: map[string]any{}},
-		ids:       make(map[string]idUse),
 		expanding: make(map[*yaml.Node]bool),
 		places:    &places{},
 		nameIndex: make(map[string]uint32),
@@ -274,13 +273,12 @@ type parser struct {
 	m       *Manifest
 	errs    Errors
 
-	defaultPos map[string]Pos
-	places     *places           // what the jobs share
-	nameIndex  map[string]uint32 // places.names by name
-	modelBad   bool              // the top-level model is present but wrong: don't blame every job for it
-	ids        map[string]idUse  // every id handed out so far; nil when Manifest.index checks them
-	entries    int               // job entries seen (list items, CSV rows, JSONL lines), broken ones too
-	capHit     bool
+	places    *places           // what the jobs share
+	nameIndex map[string]uint32 // places.names by name
+	modelBad  bool              // the top-level model is present but wrong: don't blame every job for it
+	ids       map[string]idUse  // every id handed out so far; nil when Manifest.index checks them
+	entries   int               // job entries seen (list items, CSV rows, JSONL lines), broken ones too
+	capHit    bool
 
 	budget      int                 // YAML value nodes still allowed to be converted
 	budgetSpent bool                // the budget error was reported
@@ -502,8 +500,7 @@ func (p *parser) defaults(n *yaml.Node) {
 		p.fail(p.at(n), "", "defaults", fmt.Sprintf("must be a mapping of input fields, not %s", describe(r)))
 		return
 	}
-	p.m.Defaults, p.defaultPos = p.fields(r, "defaults", "")
-	p.places.defaults = p.defaultPos
+	p.m.Defaults, p.places.defaults = p.fields(r, "defaults", "")
 }
 
 func (p *parser) jobs(n *yaml.Node) {
