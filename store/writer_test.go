@@ -18,18 +18,26 @@ func countRows(t testing.TB, s *Store, q string, args ...any) int {
 	return n
 }
 
-func TestGroupCommitManyWriters(t *testing.T) {
-	const workers, writes = 64, 200
-	s := newStore(t)
+// queuedJobs adds n jobs named prefix00, prefix01, … and brings each to
+// queued, where every transition a worker makes is allowed.
+func queuedJobs(t *testing.T, s *Store, prefix string, n int) []Spec {
+	t.Helper()
 	var specs []Spec
-	for g := 0; g < workers; g++ {
-		specs = append(specs, spec(fmt.Sprintf("g%02d", g), "fp"))
+	for i := 0; i < n; i++ {
+		specs = append(specs, spec(fmt.Sprintf("%s%02d", prefix, i), "fp"))
 	}
 	_, err := s.Sync(specs)
 	must(t, err)
 	for _, sp := range specs {
 		toState(t, s, sp.ID, Queued)
 	}
+	return specs
+}
+
+func TestGroupCommitManyWriters(t *testing.T) {
+	const workers, writes = 64, 200
+	s := newStore(t)
+	specs := queuedJobs(t, s, "g", workers)
 	base := countRows(t, s, "SELECT count(*) FROM events")
 
 	var wg sync.WaitGroup
@@ -102,15 +110,7 @@ func waitQueued(t *testing.T, s *Store, n int) {
 func TestFailingWriteInGroupRollsBackAlone(t *testing.T) {
 	const n = 60
 	s := newStore(t)
-	var specs []Spec
-	for i := 0; i < n; i++ {
-		specs = append(specs, spec(fmt.Sprintf("j%02d", i), "fp"))
-	}
-	_, err := s.Sync(specs)
-	must(t, err)
-	for _, sp := range specs {
-		toState(t, s, sp.ID, Queued)
-	}
+	specs := queuedJobs(t, s, "j", n)
 	before := map[string]record{}
 	for _, sp := range specs {
 		before[sp.ID] = recordOf(t, s, sp.ID)
@@ -172,15 +172,7 @@ func TestFailingWriteInGroupRollsBackAlone(t *testing.T) {
 func TestMixedWritesConcurrently(t *testing.T) {
 	const workers, rounds = 32, 50
 	s := newStore(t)
-	var specs []Spec
-	for g := 0; g < workers; g++ {
-		specs = append(specs, spec(fmt.Sprintf("m%02d", g), "fp"))
-	}
-	_, err := s.Sync(specs)
-	must(t, err)
-	for _, sp := range specs {
-		toState(t, s, sp.ID, Queued)
-	}
+	specs := queuedJobs(t, s, "m", workers)
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	for g := 0; g < workers; g++ {
@@ -283,15 +275,7 @@ func TestCloseWhileWriting(t *testing.T) {
 	path := ledgerPath(t)
 	s := openAt(t, path, Options{})
 	const workers = 16
-	var specs []Spec
-	for g := 0; g < workers; g++ {
-		specs = append(specs, spec(fmt.Sprintf("c%02d", g), "fp"))
-	}
-	_, err := s.Sync(specs)
-	must(t, err)
-	for _, sp := range specs {
-		toState(t, s, sp.ID, Queued)
-	}
+	specs := queuedJobs(t, s, "c", workers)
 	var wg sync.WaitGroup
 	acked := make([]int, workers)
 	var total atomic.Int64
@@ -374,15 +358,7 @@ func TestAcknowledgedWriteIsVisibleToReader(t *testing.T) {
 func TestGroupCommitBatchesAcrossWorkers(t *testing.T) {
 	const workers = 64
 	s := newStore(t)
-	var specs []Spec
-	for g := 0; g < workers; g++ {
-		specs = append(specs, spec(fmt.Sprintf("w%02d", g), "fp"))
-	}
-	_, err := s.Sync(specs)
-	must(t, err)
-	for _, sp := range specs {
-		toState(t, s, sp.ID, Queued)
-	}
+	specs := queuedJobs(t, s, "w", workers)
 	before := s.WriterStats()
 
 	release, gated := gate(t, s) // the writer is now busy with a commit
