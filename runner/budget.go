@@ -205,29 +205,26 @@ func (r *run) prepareCosts(ctx context.Context) error {
 		c.prices[m] = info
 	}
 
-	// The jobs this run may submit: what Run's feed will list.
-	known, err := cfg.Store.Known()
+	unpriced := map[string]int{} // why -> jobs
+	for _, j := range cfg.Manifest.Jobs {
+		if usd, why := c.estimate(j.Model, j.Input); why == "" {
+			c.est[j.ID] = usd
+		}
+	}
+	// The jobs this run may submit, as Run's feed will list them, streamed
+	// from the ledger rather than held in a map of every job.
+	err := cfg.Store.EachID(func(id string) error {
+		j, ok := cfg.Manifest.Job(id)
+		if _, priced := c.est[id]; ok && !priced {
+			_, why := c.estimate(j.Model, j.Input)
+			unpriced[why]++
+		}
+		return nil
+	}, r.submittable()...)
 	if err != nil {
 		return err
 	}
-	submittable := map[store.State]bool{}
-	for _, s := range r.submittable() {
-		submittable[s] = true
-	}
 	var problems []string
-	unpriced := map[string]int{} // why -> jobs
-	for _, j := range cfg.Manifest.Jobs {
-		usd, why := c.estimate(j.Model, j.Input)
-		if why == "" {
-			c.est[j.ID] = usd
-		}
-		if !submittable[known[j.ID].State] {
-			continue
-		}
-		if why != "" {
-			unpriced[why]++
-		}
-	}
 	for _, why := range slices.Sorted(maps.Keys(unpriced)) {
 		problems = append(problems, fmt.Sprintf("%s (%d jobs to submit)", why, unpriced[why]))
 	}

@@ -103,7 +103,7 @@ func TestMaxCostNeedsAnEstimate(t *testing.T) {
 	e := newEnv(t, runcomfytest.Config{})
 	sum, err := e.run(manifestOf(t, 3, "no duration"), func(c *Config) { c.MaxCost = 10 })
 	var be *BudgetError
-	if !errors.As(err, &be) || !strings.Contains(err.Error(), "no duration") || !strings.Contains(err.Error(), "without --max-cost") {
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "no duration in the input (3 jobs to submit)") || !strings.Contains(err.Error(), "without --max-cost") {
 		t.Fatalf("err = %v, want a BudgetError naming the missing duration and the way out", err)
 	}
 	if e.srv.Stats().Submits != 0 {
@@ -113,6 +113,23 @@ func TestMaxCostNeedsAnEstimate(t *testing.T) {
 		t.Fatalf("job left %s, want pending", j.State)
 	}
 	_ = sum
+}
+
+// TestMaxCostCountsOnlyJobsToSubmit: jobs already done are not counted
+// among those a cap cannot price.
+func TestMaxCostCountsOnlyJobsToSubmit(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{})
+	if _, err := e.run(manifestOf(t, 3, "no duration"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.run(manifestOf(t, 5, "no duration"), func(c *Config) { c.MaxCost = 10 })
+	var be *BudgetError
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "no duration in the input (2 jobs to submit)") {
+		t.Fatalf("err = %v, want a BudgetError counting the 2 new jobs only", err)
+	}
+	if got := e.srv.Stats().Created; got != 3 {
+		t.Fatalf("the fake created %d jobs, want the first run's 3", got)
+	}
 }
 
 func TestTakeStopsAtTheFirstJobThatDoesNotFit(t *testing.T) {
