@@ -75,6 +75,16 @@ func (s *Store) writer() {
 	}
 }
 
+// failGroup rolls back a group's transaction and fails every write in it.
+func (s *Store) failGroup(tx *sql.Tx, group []writeReq, err error) {
+	if tx != nil {
+		tx.Rollback()
+	}
+	for _, r := range group {
+		r.done <- err
+	}
+}
+
 // commit runs a group in one transaction. Each write gets a savepoint so that
 // one failing write (a state conflict, say) is rolled back alone and the rest
 // of the group still commits.
@@ -82,9 +92,7 @@ func (s *Store) commit(group []writeReq) {
 	errs := make([]error, len(group))
 	tx, err := s.wdb.Begin()
 	if err != nil {
-		for _, r := range group {
-			r.done <- fmt.Errorf("ledger write: %w", err)
-		}
+		s.failGroup(nil, group, fmt.Errorf("ledger write: %w", err))
 		return
 	}
 	for i, r := range group {
@@ -96,10 +104,21 @@ func (s *Store) commit(group []writeReq) {
 			errs[i] = err
 			continue
 		}
-		if errs[i] = r.fn(tx); errs[i] != nil {
-			tx.Exec("ROLLBACK TO w")
+		errs[i] = r.fn(tx)
+		if errs[i] != nil {
+			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
+				// SQLite has rolled the whole transaction back (an I/O
+				// error, a full disk): nothing of the group is saved, and
+				// going on would commit the rest outside it, each write
+				// told it failed.
+				s.failGroup(tx, group, fmt.Errorf("ledger write: %w (then: %v)", errs[i], err))
+				return
+			}
 		}
-		tx.Exec("RELEASE w")
+		if _, err := tx.Exec("RELEASE w"); err != nil {
+			s.failGroup(tx, group, fmt.Errorf("ledger write: %w", err))
+			return
+		}
 	}
 	if len(group) == 1 && errs[0] != nil {
 		tx.Rollback()
@@ -107,9 +126,7 @@ func (s *Store) commit(group []writeReq) {
 		return
 	}
 	if err := tx.Commit(); err != nil {
-		for _, r := range group {
-			r.done <- fmt.Errorf("ledger commit: %w", err)
-		}
+		s.failGroup(nil, group, fmt.Errorf("ledger commit: %w", err))
 		return
 	}
 	s.stats.commits.Add(1)

@@ -383,3 +383,51 @@ func TestGroupCommitBatchesAcrossWorkers(t *testing.T) {
 		t.Fatalf("%d writes in %d commits; want %d writes in 2 (the gate's, then all the workers' together)", writes, commits, workers+1)
 	}
 }
+
+// TestGroupFailsWholeWhenSQLiteDropsTheTransaction: a write after which
+// SQLite has rolled back the whole transaction (as on an I/O error or a full
+// disk; here an explicit ROLLBACK) fails every write of its group, and none
+// of them lands: the writes after it must not commit outside the group while
+// being told they failed.
+func TestGroupFailsWholeWhenSQLiteDropsTheTransaction(t *testing.T) {
+	s := newStore(t)
+	specs := queuedJobs(t, s, "r", 6)
+	before := map[string]record{}
+	for _, sp := range specs {
+		before[sp.ID] = recordOf(t, s, sp.ID)
+	}
+	release, gated := gate(t, s)
+	results := make(chan error, len(specs)+1)
+	write := func(fn func() error) {
+		go func() { results <- fn() }()
+	}
+	for i, sp := range specs {
+		if i == 3 {
+			write(func() error {
+				return s.write(func(tx *sql.Tx) error {
+					tx.Exec("ROLLBACK")
+					return errors.New("disk full")
+				})
+			})
+		}
+		write(func() error { return s.Observe(sp.ID, Running, "in_progress", nil) })
+	}
+	waitQueued(t, s, len(specs)+1)
+	release()
+	must(t, <-gated)
+	for range len(specs) + 1 {
+		if err := <-results; err == nil {
+			t.Error("a write of the failed group reported success")
+		}
+	}
+	for _, sp := range specs {
+		if got := recordOf(t, s, sp.ID); !reflect.DeepEqual(got, before[sp.ID]) {
+			t.Errorf("job %s changed although its write failed:\n got %+v\nwant %+v", sp.ID, got, before[sp.ID])
+		}
+	}
+	// The writer goes on: the next write lands.
+	must(t, s.Observe(specs[0].ID, Running, "in_progress", nil))
+	if j := job(t, s, specs[0].ID); j.State != Running {
+		t.Fatalf("after the failed group, job is %s, want running", j.State)
+	}
+}
