@@ -190,6 +190,7 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 		queuePos, lastPos = *j.QueuePosition, *j.QueuePosition
 	}
 	pollErrors := 0 // answers in a row that were neither a status nor transient
+	missing := 0    // of those, the API's own "request missing or expired"
 	for polls := 0; ; polls++ {
 		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.get(), r.cfg.PollMax)
 		if pollErrors > 0 {
@@ -207,15 +208,22 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 			case runcomfy.IsAccountError(err):
 				r.accountStop(err)
 				return nil
-			case runcomfy.IsNotFound(err):
-				return r.cfg.Store.Failed(j.ID, j.RemoteStatus, "request "+j.RequestID+" is missing or expired at RunComfy: "+err.Error(), nil)
 			case runcomfy.IsTransient(err):
 				r.log.Warn("poll failed; trying again", "job", j.ID, "error", err)
 				continue
 			}
+			// Only RunComfy's own "request missing or expired", given every
+			// time, fails the job: a bare 404 may come from anything between
+			// (a proxy, another --api-base) while the job runs and is billed.
+			if missing = missing+1; !runcomfy.IsMissing(err) {
+				missing = 0
+			}
 			if pollErrors++; pollErrors < pollErrorTries {
 				r.log.Warn("poll answered an error; trying again", "job", j.ID, "request_id", j.RequestID, "error", err)
 				continue
+			}
+			if missing == pollErrorTries {
+				return r.cfg.Store.Failed(j.ID, j.RemoteStatus, "request "+j.RequestID+" is missing or expired at RunComfy: "+err.Error(), nil)
 			}
 			r.log.Warn("poll keeps answering an error; the job may still be running and billed, so it stays "+string(j.State)+" in the ledger and the next run polls it again",
 				"job", j.ID, "request_id", j.RequestID, "error", err)

@@ -46,7 +46,7 @@ func (l *logBuffer) logger() *slog.Logger {
 }
 
 // TestPollErrorLeavesJobInFlight: a result endpoint that answers an error
-// which is neither transient nor "not found" says nothing about the job, which
+// which is neither transient nor RunComfy's "request missing" says nothing about the job, which
 // may still be running and billed. The run must leave it queued/running (not
 // failed), so that a later run with --retry-failed polls it instead of paying
 // for it a second time, and finishes it once the endpoint answers again.
@@ -59,6 +59,8 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 		{"403", http.StatusForbidden, `{"error_code":403001,"error_message":"request does not belong to you"}`},
 		{"2xx with error_code", http.StatusOK, `{"error_code":403001,"error_message":"request does not belong to you"}`},
 		{"malformed 2xx", http.StatusOK, `<html>upstream says hello</html>`},
+		// A 404 that is not RunComfy's 404001: a proxy's page, another host.
+		{"bare 404", http.StatusNotFound, `<html>Not Found</html>`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -278,5 +280,49 @@ func TestRequestIDLoggedWhenItCannotBeSaved(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no Error line with the job and request id:\n%s", logs)
+	}
+}
+
+// TestRetryFailedTakesOnlyEarlierFailures: with --retry-failed, a job that
+// fails during the run is not resubmitted by that same run (the flag is for
+// jobs that failed in an earlier one); -j 1 makes the old race certain.
+func TestRetryFailedTakesOnlyEarlierFailures(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{FailedStatusRate: 1, QueueTime: 20 * time.Millisecond})
+	m := manifestOf(t, 2, "fails")
+	if _, err := e.run(m, func(c *Config) { c.SubmitOnly = true }); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := e.run(m, func(c *Config) { c.RetryFailed, c.Concurrency = true, 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Submitted != 0 || sum.Counts[store.Failed] != 2 || e.srv.Stats().Created != 2 {
+		t.Fatalf("run that saw the jobs fail: %+v, fake created %d; want nothing resubmitted", sum, e.srv.Stats().Created)
+	}
+	// A later run with the flag does resubmit them.
+	if sum, err = e.run(m, func(c *Config) { c.RetryFailed = true }); err != nil || sum.Submitted != 2 || e.srv.Stats().Created != 4 {
+		t.Fatalf("next run with --retry-failed: %+v, %v, fake created %d; want 2 more", sum, err, e.srv.Stats().Created)
+	}
+}
+
+// TestMissingRequestFails: RunComfy's own "request missing or expired"
+// (404001), given on every try, is the one 404 that fails a job.
+func TestMissingRequestFails(t *testing.T) {
+	a := newEnv(t, runcomfytest.Config{QueueTime: time.Hour})
+	m := manifestOf(t, 2, "gone")
+	if _, err := a.run(m, func(c *Config) { c.SubmitOnly = true }); err != nil {
+		t.Fatal(err)
+	}
+	b := newEnv(t, runcomfytest.Config{}) // another server: it knows neither request
+	b.ledger = a.ledger
+	sum, err := b.run(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts[store.Failed] != 2 || b.srv.Stats().Submits != 0 {
+		t.Fatalf("%+v; want both failed, nothing submitted", sum)
+	}
+	if j := b.jobs()["job-000"]; !strings.Contains(j.Error, "missing or expired") {
+		t.Fatalf("error %q", j.Error)
 	}
 }

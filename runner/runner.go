@@ -235,6 +235,13 @@ func (r *run) feed(ctx, parent context.Context) error {
 	if err := r.checkDoneFiles(); err != nil {
 		return err
 	}
+	// The jobs to submit are listed before any job is collected: one that
+	// fails or is cancelled during this run must not be taken for one that
+	// --retry-failed resubmits, which are those that ended in an earlier run.
+	toSubmit, err := r.list(r.submittable()...)
+	if err != nil {
+		return err
+	}
 	// Completed and in-flight jobs are collected whether or not the manifest
 	// still lists them: they were paid for.
 	collect := [][]store.State{{store.Completed}, {store.Queued, store.Running}}
@@ -255,11 +262,7 @@ func (r *run) feed(ctx, parent context.Context) error {
 			}
 		}
 	}
-	jobs, err := r.list(r.submittable()...)
-	if err != nil {
-		return err
-	}
-	for _, j := range jobs {
+	for _, j := range toSubmit {
 		if _, ok := r.cfg.Manifest.Job(j.ID); !ok {
 			continue // no longer in the manifest
 		}
