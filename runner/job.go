@@ -215,7 +215,9 @@ func (r *run) collect(ctx context.Context, j store.Job) error {
 			// Only RunComfy's own "request missing or expired", given every
 			// time, fails the job: a bare 404 may come from anything between
 			// (a proxy, another --api-base) while the job runs and is billed.
-			if missing = missing + 1; !runcomfy.IsMissing(err) {
+			if runcomfy.IsMissing(err) {
+				missing++
+			} else {
 				missing = 0
 			}
 			if pollErrors++; pollErrors < pollErrorTries {
