@@ -194,24 +194,35 @@ func cancelTargets(st *store.Store, ids []string, manifestPath string) ([]store.
 	return jobs, nil
 }
 
+// cancelledStatus accepts the statuses that say a job is cancelled, and no
+// status at all (the outcome then speaks alone).
+func cancelledStatus(s string) bool {
+	return s == "" || s == runcomfy.StatusCancelled || s == runcomfy.StatusCanceled
+}
+
 // cancelOne asks RunComfy to cancel one job and records the answer. It
 // returns an error only when the ledger could not record it.
 func cancelOne(ctx context.Context, api *runcomfy.Client, st *store.Store, j store.Job, res *cancelJobJSON) error {
 	resp, err := api.Cancel(ctx, j.RequestID)
 	switch {
 	case runcomfy.IsNotFound(err):
-		res.Outcome, res.Detail = outcomeNotFound, "RunComfy no longer knows this request (expired?); the next run records it as failed"
+		res.Outcome, res.Detail = outcomeNotFound, "RunComfy does not know this request (expired?); the next run polls it and records what RunComfy says"
 		return nil
 	case err != nil:
 		res.Outcome, res.Detail = outcomeError, err.Error()
 		return nil
 	}
 	res.Outcome, res.RemoteStatus = resp.Outcome, resp.Status
-	switch resp.Outcome {
-	case "cancelled":
+	switch {
+	case resp.Outcome == "cancelled" && !cancelledStatus(resp.Status):
+		// Asked, not done: only the job's own status says it will not run
+		// (and be billed); marking it cancelled now would let
+		// --retry-failed pay for it a second time.
+		res.Detail = "RunComfy took the request but the job is still " + resp.Status + "; the next run polls it and records how it ends"
+	case resp.Outcome == "cancelled":
 		res.State, res.Detail = string(store.Cancelled), "cancelled; `run --retry-failed` submits it again"
 		return st.Cancelled(j.ID, cmp.Or(resp.Status, runcomfy.StatusCancelled), "cancelled by `comfybatch cancel`")
-	case "not_cancellable":
+	case resp.Outcome == "not_cancellable":
 		res.Detail = "already running at RunComfy: it will finish and be billed; the next run collects it"
 	default:
 		res.Detail = "RunComfy answered an outcome comfybatch does not know; the job is left as it is"

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
 )
@@ -128,5 +133,56 @@ func TestCancelNeedsTokenAndLedger(t *testing.T) {
 	r = runMain(t, map[string]string{"RUNCOMFY_API_BASE": env["RUNCOMFY_API_BASE"]}, "cancel", manifest)
 	if r.code != 2 || !strings.Contains(r.stderr, "RUNCOMFY_TOKEN") {
 		t.Fatalf("no token: exit %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestCancelAskedNotDone: an answer "cancelled" whose status says the job is
+// still queued leaves it queued in the ledger, to be polled; marking it
+// cancelled would let --retry-failed pay for a job that may still run.
+func TestCancelAskedNotDone(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status string
+		want   store.State
+	}{
+		{"in_queue", store.Queued},
+		{"cancelled", store.Cancelled},
+		{"", store.Cancelled},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"request_id": "req-1", "outcome": "cancelled", "status": %q}`, tc.status)
+		}))
+		api, err := runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := store.Open(filepath.Join(t.TempDir(), "l.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = st.Sync([]store.Spec{{ID: "a", Model: "m", Input: json.RawMessage(`{}`), Fingerprint: "f"}})
+		if err == nil {
+			_, err = st.BeginSubmit("a")
+		}
+		if err == nil {
+			err = st.Submitted("a", "req-1")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := st.Job("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res cancelJobJSON
+		if err := cancelOne(context.Background(), api, st, j, &res); err != nil {
+			t.Fatal(err)
+		}
+		if j, _ = st.Job("a"); j.State != tc.want {
+			t.Errorf("status %q: job %s, want %s (%s)", tc.status, j.State, tc.want, res.Detail)
+		}
+		st.Close()
+		ts.Close()
 	}
 }
