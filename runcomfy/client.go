@@ -452,13 +452,16 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = []byte("{}") // an empty 2xx answer decodes to the zero value
 	}
+	// A 2xx answer that cannot be used is kept in the error (clipped,
+	// token redacted): for a submit it may hold the request id of a job
+	// that exists and is billed, in a shape this client did not expect.
 	if err := decodeLenient(data, out); err != nil {
-		e.Err = fmt.Errorf("%w: %v", errMalformed, err)
+		e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, clip(c.redact(strings.ToValidUTF8(string(bytes.TrimSpace(data)), "?")), 500))
 		return e
 	}
 	if v, ok := out.(interface{ check() error }); ok {
 		if err := v.check(); err != nil {
-			e.Err = fmt.Errorf("%w: %v", errMalformed, err)
+			e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, clip(c.redact(strings.ToValidUTF8(string(bytes.TrimSpace(data)), "?")), 500))
 			return e
 		}
 	}

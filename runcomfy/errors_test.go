@@ -310,3 +310,24 @@ func TestRateLimitBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitUnusableAnswerKeepsTheBody: a 2xx submit answer this client
+// cannot use may still name a created, billed job; its body goes into the
+// error (which the ledger and the log keep), token redacted.
+func TestSubmitUnusableAnswerKeepsTheBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"request_id": 123456789, "note": "tok-secret"}`)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-secret", MaxAttempts: 1})
+	_, err := c.Submit(context.Background(), "m/x", map[string]any{"prompt": "p"})
+	if err == nil || !strings.Contains(err.Error(), "123456789") {
+		t.Fatalf("err = %v; want the answer's request id in it", err)
+	}
+	if strings.Contains(err.Error(), "tok-secret") {
+		t.Fatalf("the token leaked into the error: %v", err)
+	}
+	if SubmitNotCreated(err) {
+		t.Fatal("an unusable 2xx answer must leave the submission open (unknown), not not-created")
+	}
+}
