@@ -326,3 +326,34 @@ func TestMissingRequestFails(t *testing.T) {
 		t.Fatalf("error %q", j.Error)
 	}
 }
+
+// TestChangedInFlightIsCollectedFirst: a job edited while its request is at
+// RunComfy keeps that request, which is paid for: the run collects it (file,
+// cost) and submits nothing; the run after that submits the new input.
+func TestChangedInFlightIsCollectedFirst(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{QueueTime: 30 * time.Millisecond, CostUSD: 0.25})
+	if _, err := e.run(manifestOf(t, 1, "first"), func(c *Config) { c.SubmitOnly = true }); err != nil {
+		t.Fatal(err)
+	}
+	old := e.jobs()["job-000"].RequestID
+	edited := manifestOf(t, 1, "edited")
+	sum, err := e.run(edited, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := e.jobs()["job-000"]
+	if sum.Submitted != 0 || sum.Sync.Deferred != 1 || j.State != store.Done || j.RequestID != old || j.CostUSD == nil {
+		t.Fatalf("run after the edit: %+v; job %+v; want the earlier request %s collected, nothing submitted", sum, j, old)
+	}
+	sum, err = e.run(edited, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = e.jobs()["job-000"]
+	if sum.Submitted != 1 || sum.Sync.Changed != 1 || j.State != store.Done || j.RequestID == old || !strings.Contains(string(j.Input), "edited") {
+		t.Fatalf("next run: %+v; job %+v; want the new input submitted and done", sum, j)
+	}
+	if got := e.srv.Stats().Created; got != 2 {
+		t.Fatalf("the fake created %d jobs, want 2 (one per input)", got)
+	}
+}

@@ -43,8 +43,9 @@ type Plan struct {
 	// those of them in flight or completed, which a run still collects
 	// because they were paid for.
 	Removed, RemovedActive int
-	// ChangedInFlight counts changed jobs whose earlier request is still at
-	// RunComfy: a run submits the new input and no longer follows the old one.
+	// ChangedInFlight counts changed jobs whose earlier request is still to
+	// be collected: a run collects it first (it is paid for), and the run
+	// after that submits the new input (store.SyncReport.Deferred).
 	ChangedInFlight int
 }
 
@@ -65,11 +66,11 @@ func MakePlan(m *manifest.Manifest, known map[string]store.Known, o PlanOptions)
 			pj.State = known[j.ID].State
 		}
 		switch {
+		case pj.Change == store.Changed && pj.State.Awaited():
+			pj.Action = action(pj.State, o)
+			p.ChangedInFlight++
 		case pj.Change != store.Unchanged:
 			pj.Action = ActionSubmit
-			if pj.State.InFlight() || pj.State == store.Submitting {
-				p.ChangedInFlight++
-			}
 		default:
 			pj.Action = action(pj.State, o)
 		}

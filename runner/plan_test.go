@@ -23,7 +23,7 @@ func TestMakePlan(t *testing.T) {
 	}{
 		"new":           {nil, want{ActionSubmit, ActionSubmit, "new"}},
 		"changed-done":  {&store.Known{State: store.Done, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
-		"changed-run":   {&store.Known{State: store.Running, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
+		"changed-run":   {&store.Known{State: store.Running, Fingerprint: "old"}, want{ActionPoll, ActionPoll, "changed"}}, // collected first: paid for
 		"pending":       {&store.Known{State: store.Pending}, want{ActionSubmit, ActionSubmit, "pending"}},
 		"submitting":    {&store.Known{State: store.Submitting}, want{ActionNone, ActionSubmit, "unknown"}},
 		"queued":        {&store.Known{State: store.Queued}, want{ActionPoll, ActionPoll, "in_flight"}},

@@ -146,6 +146,9 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if sum.Sync, err = cfg.Store.SyncSorted(specs); err != nil {
 		return sum, err
 	}
+	if n := sum.Sync.Deferred; n > 0 {
+		r.log.Info("jobs changed while their earlier request is still at RunComfy: it was paid for, so it is collected first; the next run submits the new input", "jobs", n)
+	}
 	if n := sum.Sync.Changed; n > 0 {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
 	}

@@ -30,6 +30,11 @@ var States = []State{Pending, Submitting, Queued, Running, Completed, Done, Fail
 // that has not finished.
 func (st State) InFlight() bool { return st == Queued || st == Running }
 
+// Awaited reports a job with a request at RunComfy whose result is still to
+// be collected: in flight, or completed and not yet downloaded. It has been
+// paid for, so a change of input waits until it is collected (Sync).
+func (st State) Awaited() bool { return st.InFlight() || st == Completed }
+
 // Settled reports whether a job needs nothing more from this run.
 func (st State) Settled() bool {
 	return st == Done || st == Failed || st == Cancelled || st == Unknown

@@ -71,13 +71,23 @@ func Classify(spec Spec, known map[string]Known) Change {
 type SyncReport struct {
 	New, Changed, Unchanged int
 	ChangedIDs              []string
+	// Deferred counts changed jobs whose earlier request is still to be
+	// collected (State.Awaited): they keep their old input until it is, and
+	// the next Sync after that sends them back to pending.
+	Deferred int
 }
+
+// replaceable are the states whose input a changed manifest may replace: not
+// those with a request still to collect (State.Awaited).
+var replaceable = slices.DeleteFunc(slices.Clone(States), State.Awaited)
 
 // Sync brings the ledger in line with the manifest in one transaction: new
 // jobs are added as pending; a job whose fingerprint changed goes back to
 // pending with its new input, while its earlier submissions (request ids,
-// costs) stay in the submissions table and its transitions in events. Jobs no
-// longer in the manifest are left untouched.
+// costs) stay in the submissions table and its transitions in events. A
+// changed job whose request is still to be collected keeps its old input
+// until it is (SyncReport.Deferred): it was paid for, and the next Sync
+// resets it. Jobs no longer in the manifest are left untouched.
 func (s *Store) Sync(specs []Spec) (SyncReport, error) {
 	sorted := slices.Clone(specs)
 	for i := range sorted {
@@ -98,14 +108,15 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 	var rep SyncReport
 	var add []Spec
 	var change []changed
-	rows, err := s.db.QueryContext(readContext(), "SELECT id, fingerprint FROM jobs ORDER BY id")
+	rows, err := s.db.QueryContext(readContext(), "SELECT id, fingerprint, state FROM jobs ORDER BY id")
 	if err != nil {
 		return rep, err
 	}
 	var id, fp string
+	var st State
 	more := rows.Next()
 	if more {
-		if err := rows.Scan(&id, &fp); err != nil {
+		if err := rows.Scan(&id, &fp, &st); err != nil {
 			rows.Close()
 			return rep, err
 		}
@@ -119,7 +130,7 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 		last = sp.ID
 		for more && id < sp.ID {
 			if more = rows.Next(); more {
-				if err := rows.Scan(&id, &fp); err != nil {
+				if err := rows.Scan(&id, &fp, &st); err != nil {
 					rows.Close()
 					return rep, err
 				}
@@ -130,6 +141,8 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 			add = append(add, sp)
 		case fp == sp.Fingerprint:
 			rep.Unchanged++
+		case st.Awaited():
+			rep.Deferred++
 		default:
 			change = append(change, changed{sp, fp})
 		}
@@ -166,7 +179,7 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 		}
 		for _, sp := range change {
 			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
-			if _, err := s.move(tx, sp.ID, nil, Pending, detail,
+			if _, err := s.move(tx, sp.ID, replaceable, Pending, detail,
 				`model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL, request_id = NULL,
 				 cost_usd = NULL, error = '', outputs = '[]', submitted_at = NULL, finished_at = NULL`,
 				sp.Model, string(sp.Input), sp.Fingerprint); err != nil {

@@ -58,18 +58,29 @@ func TestSyncChangedInput(t *testing.T) {
 	toState(t, s, "flying", Queued)
 	toState(t, s, "same", Completed)
 	toState(t, s, "gone", Running)
-	same, gone := recordOf(t, s, "same"), recordOf(t, s, "gone")
+	same, gone, flying := recordOf(t, s, "same"), recordOf(t, s, "gone"), recordOf(t, s, "flying")
 	spentBefore := spent(t, s)
 
 	rep, err := s.Sync([]Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
 	must(t, err)
-	if rep.New != 0 || rep.Changed != 2 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"done", "flying"}) {
+	if rep.New != 0 || rep.Changed != 1 || rep.Deferred != 1 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"done"}) {
 		t.Fatalf("Sync report %+v", rep)
+	}
+	// The job in flight keeps its paid-for request, to be collected first.
+	if after := recordOf(t, s, "flying"); !reflect.DeepEqual(flying, after) {
+		t.Fatalf("a changed job in flight was reset:\nbefore %+v\nafter  %+v", flying, after)
+	}
+	toState(t, s, "flying", Done)
+	spentBefore = spent(t, s) // flying's cost, now reported
+	rep, err = s.Sync([]Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
+	must(t, err)
+	if rep.Changed != 1 || rep.Deferred != 0 || !reflect.DeepEqual(rep.ChangedIDs, []string{"flying"}) {
+		t.Fatalf("Sync report once collected %+v", rep)
 	}
 	for _, c := range []struct {
 		id   string
 		from State
-	}{{"done", Done}, {"flying", Queued}} {
+	}{{"done", Done}, {"flying", Done}} {
 		j := job(t, s, c.id)
 		if j.State != Pending || j.Fingerprint != "new" || string(j.Input) != string(spec(c.id, "new").Input) ||
 			j.RequestID != "" || j.CostUSD != nil || len(j.Outputs) != 0 || j.RemoteStatus != "" || j.SubmittedAt != "" || j.FinishedAt != "" {

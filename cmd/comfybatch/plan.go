@@ -373,7 +373,7 @@ func printPlan(w io.Writer, p planJSON) {
 	tw.Flush()
 	fmt.Fprintf(w, "run would submit %s\n", jobs(p.ToSubmit))
 	if p.ChangedInFlight > 0 {
-		fmt.Fprintf(w, "note: %s changed while at RunComfy; run submits the new input and no longer follows the earlier request (it may still be billed)\n", jobs(p.ChangedInFlight))
+		fmt.Fprintf(w, "note: %s changed while at RunComfy; run collects the earlier request first (it is paid for), and the run after that submits the new input\n", jobs(p.ChangedInFlight))
 	}
 	printCost(w, p.Cost, p.ToSubmit)
 	if p.Jobs != nil {

@@ -190,6 +190,9 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 			todo = append(todo, fmt.Sprintf("%d pending (not submitted); run again to continue", n))
 		}
 	}
+	if n := sum.Sync.Deferred; n > 0 {
+		todo = append(todo, fmt.Sprintf("%d changed while at RunComfy: their earlier request was collected first; run again to submit the new input", n))
+	}
 	if n := c[store.Completed]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
 	}

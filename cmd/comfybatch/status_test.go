@@ -86,7 +86,10 @@ func statusFixture(t *testing.T) string {
 	finish("retried")
 
 	submit("changed")
-	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // edited while at RunComfy
+	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // edited while at RunComfy: collected first
+	must(err)
+	finish("changed")
+	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // then submitted with the new input
 	must(err)
 	submit("changed")
 	must(st.Observe("changed", store.Queued, "in_queue", pos(7)))
@@ -189,9 +192,16 @@ func TestStatusHistorySpansResubmissions(t *testing.T) {
 	t.Parallel()
 	manifest := statusFixture(t)
 	r := runMain(t, nil, "status", manifest, "--job", "retried", "--job", "changed")
-	for _, want := range []string{"req-retried-2", "req-retried-3", "the model refused the image", "req-changed-4", "no longer followed: the input changed", "req-changed-5", "queue position 7"} {
+	for _, want := range []string{"req-retried-2", "req-retried-3", "the model refused the image", "req-changed-4", "req-changed-5", "queue position 7"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status --job lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The request made before the edit was collected and its cost kept.
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, "req-changed-4") && !strings.Contains(line, "submitting") &&
+			(!strings.Contains(line, "completed") || !strings.Contains(line, "$0.25")) {
+			t.Errorf("the request before the edit should show completed at $0.25: %q", line)
 		}
 	}
 }
