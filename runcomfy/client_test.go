@@ -110,6 +110,10 @@ func TestSubmitRetryPolicy(t *testing.T) {
 		{"429 retried", []http.HandlerFunc{reply(429, ""), reply(429, "", "Retry-After", "2"), reply(200, okSubmit)}, 3, true},
 		{"503 retried", []http.HandlerFunc{reply(503, ""), reply(200, okSubmit)}, 2, true},
 		{"503 until attempts run out", []http.HandlerFunc{reply(503, "")}, 4, false},
+		// Go's client replays a body on a 307/308 when it can; a paid POST
+		// must never be sent twice that way.
+		{"307 not followed", []http.HandlerFunc{reply(307, "", "Location", "/again"), reply(200, okSubmit)}, 1, false},
+		{"308 not followed", []http.HandlerFunc{reply(308, "", "Location", "/again"), reply(200, okSubmit)}, 1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -357,3 +357,32 @@ func TestChangedInFlightIsCollectedFirst(t *testing.T) {
 		t.Fatalf("the fake created %d jobs, want 2 (one per input)", got)
 	}
 }
+
+// TestSubmitOutcome: where a failed submission leaves its job. Only an
+// answer proving no job was created returns it to pending; only a 4xx that
+// rejects the input for good fails it; anything that may have created a job
+// parks it as unknown, which no flag but --resubmit-unknown submits again.
+func TestSubmitOutcome(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want store.State
+	}{
+		{&runcomfy.Error{HTTPStatus: 429}, store.Pending},
+		{&runcomfy.Error{HTTPStatus: 503}, store.Pending},
+		{&runcomfy.Error{NotSent: true}, store.Pending},
+		{&runcomfy.Error{HTTPStatus: 401}, store.Pending}, // account error: stops the run
+		{&runcomfy.Error{HTTPStatus: 400, Code: 400001}, store.Failed},
+		{&runcomfy.Error{HTTPStatus: 422}, store.Failed},
+		{&runcomfy.Error{HTTPStatus: 200, Code: 400001}, store.Failed},
+		{&runcomfy.Error{HTTPStatus: 408}, store.Unknown},
+		{&runcomfy.Error{HTTPStatus: 500}, store.Unknown},
+		{&runcomfy.Error{HTTPStatus: 502}, store.Unknown},
+		{&runcomfy.Error{HTTPStatus: 504}, store.Unknown},
+		{&runcomfy.Error{}, store.Unknown}, // a cut after sending, a timeout
+		{errors.New("the API accepted the submission but returned no request id"), store.Unknown},
+	} {
+		if got, _ := submitOutcome(c.err); got != c.want {
+			t.Errorf("%#v: %s, want %s", c.err, got, c.want)
+		}
+	}
+}

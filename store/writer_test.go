@@ -431,3 +431,17 @@ func TestGroupFailsWholeWhenSQLiteDropsTheTransaction(t *testing.T) {
 		t.Fatalf("after the failed group, job is %s, want running", j.State)
 	}
 }
+
+// TestFailedCommitFailsTheWrite: a write whose transaction cannot commit
+// (here it has been rolled back under it) is told so, never acknowledged as
+// saved.
+func TestFailedCommitFailsTheWrite(t *testing.T) {
+	s := newStore(t)
+	err := s.write(func(tx *sql.Tx) error {
+		_, err := tx.Exec("ROLLBACK")
+		return err
+	})
+	if err == nil {
+		t.Fatal("a write whose commit failed was acknowledged")
+	}
+}
