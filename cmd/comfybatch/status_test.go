@@ -215,6 +215,18 @@ func TestStatusErrors(t *testing.T) {
 	if r := runMain(t, nil, "results", manifest, "--format", "xml"); r.code != 2 || !strings.Contains(r.stderr, "jsonl or csv") {
 		t.Errorf("--format xml: exit %d, want 2:\n%s", r.code, r.stderr)
 	}
+	// A file that is not a ledger is a configuration error, for every reader.
+	foreign := filepath.Join(t.TempDir(), "notes.db")
+	if err := os.WriteFile(foreign, []byte("SQLite format 3\x00 but someone else's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"status", "results", "plan"} {
+		if r := runMain(t, nil, cmd, manifest, "--ledger", foreign); r.code != 2 {
+			t.Errorf("%s --ledger <foreign file>: exit %d, want 2:\n%s", cmd, r.code, r.stderr)
+		} else if !strings.Contains(r.stderr, "not a comfybatch ledger") {
+			t.Errorf("%s --ledger <foreign file>: %s", cmd, r.stderr)
+		}
+	}
 	// No ledger yet: status and results still answer, exit 0, and say so.
 	none := filepath.Join(t.TempDir(), "new.yaml")
 	for _, args := range [][]string{{"status", none}, {"status", none, "--json"}, {"results", none}} {
