@@ -7,9 +7,32 @@
 package runcomfy
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"time"
 )
+
+// Scalar is a JSON value kept as text when it is a string, a number or a
+// boolean, and as "" when it is null, absent, an object or an array.
+type Scalar string
+
+func (s *Scalar) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0, string(b) == "null", b[0] == '{', b[0] == '[':
+		*s = ""
+	case b[0] == '"':
+		var str string
+		if err := json.Unmarshal(b, &str); err != nil {
+			return err
+		}
+		*s = Scalar(strings.TrimSpace(str))
+	default:
+		*s = Scalar(b) // a number or true/false, as written
+	}
+	return nil
+}
 
 // DefaultBaseURL is where the Model API lives.
 const DefaultBaseURL = "https://model-api.runcomfy.net"
@@ -25,9 +48,11 @@ const (
 	StatusCanceled   = "canceled"
 )
 
-// Terminal reports whether a remote status means the job will not change again.
+// Terminal reports whether a remote status means the job will not change
+// again. (What a status means for a job is lifecycle.Poll's to decide; this
+// serves the simulated API.)
 func Terminal(status string) bool {
-	switch status {
+	switch strings.ToLower(status) {
 	case StatusCompleted, StatusSucceeded, StatusFailed, StatusCancelled, StatusCanceled:
 		return true
 	}
@@ -37,12 +62,15 @@ func Terminal(status string) bool {
 // Finished reports whether a remote status means the server finished the
 // work and a result should be fetched (which may still hold no output).
 func Finished(status string) bool {
+	status = strings.ToLower(status)
 	return status == StatusCompleted || status == StatusSucceeded
 }
 
 // SubmitResponse is the answer to POST /v1/models/{model_id}.
 type SubmitResponse struct {
-	RequestID string `json:"request_id"`
+	// RequestID is kept whatever scalar it arrives as: a JSON number is
+	// still the id of a job that exists and is billed.
+	RequestID Scalar `json:"request_id"`
 	StatusURL string `json:"status_url,omitempty"`
 	ResultURL string `json:"result_url,omitempty"`
 	CancelURL string `json:"cancel_url,omitempty"`
@@ -69,8 +97,9 @@ type Result struct {
 	CreatedAt     string          `json:"created_at,omitempty"`
 	FinishedAt    string          `json:"finished_at,omitempty"`
 	ModelID       string          `json:"model_id,omitempty"`
-	// Cost in USD; nil when the server did not report it.
-	Cost *float64 `json:"cost,omitempty"`
+	// Cost in USD as the server sent it (a number or a numeric string);
+	// lifecycle.ParseCost reads it.
+	Cost json.RawMessage `json:"cost,omitempty"`
 }
 
 // CancelResponse is the answer to POST /v1/requests/{id}/cancel.
@@ -84,10 +113,10 @@ type CancelResponse struct {
 // ModelInfo is the answer to GET /v1/models/{model_id}; only the fields
 // comfybatch uses are decoded.
 type ModelInfo struct {
-	ModelID      string   `json:"model_id,omitempty"`
-	DisplayName  string   `json:"display_name,omitempty"`
-	BasePriceUSD *float64 `json:"base_price_usd,omitempty"`
-	PriceUnit    string   `json:"price_unit,omitempty"`
+	ModelID      string          `json:"model_id,omitempty"`
+	DisplayName  string          `json:"display_name,omitempty"`
+	BasePriceUSD json.RawMessage `json:"base_price_usd,omitempty"` // a number or a numeric string
+	PriceUnit    string          `json:"price_unit,omitempty"`
 }
 
 // Known error_code values of the Model API.

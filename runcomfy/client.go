@@ -172,12 +172,27 @@ func SleepContext(ctx context.Context, d time.Duration) error {
 // across a redirect to another host.
 func (c *Client) HTTPClient() *http.Client { return c.hc }
 
+// SubmitOptions shape one submission.
+type SubmitOptions struct {
+	// Intake, when set, bounds the wait for the rate limiter and a 429
+	// pause: once it is done the submit returns a NotSent error. The
+	// request itself, once on the wire, is bounded by Submit's ctx only,
+	// so that a first Ctrl-C (which ends the intake) never cuts off a
+	// POST whose answer may hold the request id of a billed job.
+	Intake context.Context
+	// BeforeSend runs each time the limiter lets the POST go, right before
+	// it is written: the caller commits its intent to submit there, after
+	// the wait, so that a job killed while waiting is still pending. An
+	// error aborts the submission, NotSent.
+	BeforeSend func() error
+}
+
 // Submit posts input as the JSON body to POST /v1/models/{modelID}. It is
-// retried only while the error proves that no job was created (429, 503, a
+// retried only while the error proves that no job was created (429, or a
 // request that never left); any other failure is returned at once, because
 // without an idempotency key a repeat could pay twice. Use SubmitNotCreated
 // on the error to tell "safe to submit again" from "outcome unknown".
-func (c *Client) Submit(ctx context.Context, modelID string, input any) (SubmitResponse, error) {
+func (c *Client) Submit(ctx context.Context, modelID string, input any, o SubmitOptions) (SubmitResponse, error) {
 	var out SubmitResponse
 	path, err := modelPath(modelID)
 	if err != nil {
@@ -187,7 +202,8 @@ func (c *Client) Submit(ctx context.Context, modelID string, input any) (SubmitR
 	if err != nil {
 		return out, localError("submit", fmt.Errorf("encode input: %w", err))
 	}
-	err = c.call(ctx, "submit", http.MethodPost, path, body, submitRetryable, &out)
+	err = c.call(ctx, callSpec{op: "submit", method: http.MethodPost, path: path, body: body,
+		retry: submitRetryable, intake: o.Intake, beforeSend: o.BeforeSend}, &out)
 	return out, err
 }
 
@@ -221,7 +237,7 @@ func (c *Client) Model(ctx context.Context, modelID string) (ModelInfo, error) {
 	if err != nil {
 		return out, localError("model", err)
 	}
-	err = c.call(ctx, "model", http.MethodGet, path, nil, retryable, &out)
+	err = c.call(ctx, callSpec{op: "model", method: http.MethodGet, path: path, retry: retryable}, &out)
 	return out, err
 }
 
@@ -230,7 +246,7 @@ func (c *Client) requestCall(ctx context.Context, op, method, requestID, suffix 
 		return localError(op, errors.New("empty request id"))
 	}
 	path := "/v1/requests/" + url.PathEscape(requestID) + suffix
-	return c.call(ctx, op, method, path, nil, retryable, out)
+	return c.call(ctx, callSpec{op: op, method: method, path: path, retry: retryable}, out)
 }
 
 // modelPath keeps the id's slashes as path separators, as the API wants,
@@ -257,17 +273,38 @@ func retryable(err error) bool { return IsTransient(err) && !IsAccountError(err)
 // submitRetryable is stricter: only where no job can have been created.
 func submitRetryable(err error) bool { return retryable(err) && SubmitNotCreated(err) }
 
+// callSpec is one API call: what to send and how to treat failures.
+type callSpec struct {
+	op, method, path string
+	body             []byte
+	retry            func(error) bool // whether a failed attempt may be repeated
+	intake           context.Context  // bounds the waits before sending; nil = ctx
+	beforeSend       func() error     // runs right before each attempt is sent
+}
+
 // call runs one API call under the shared pause and rate limit, retrying
-// while shouldRetry says so, and decodes a 2xx body into out.
-func (c *Client) call(ctx context.Context, op, method, path string, body []byte, shouldRetry func(error) bool, out any) error {
+// while the spec says so, and decodes a 2xx body into out.
+func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
+	op := cs.op
+	waitCtx := ctx
+	if cs.intake != nil {
+		var stop context.CancelFunc
+		waitCtx, stop = mergeDone(ctx, cs.intake)
+		defer stop()
+	}
 	for attempt := 0; ; attempt++ {
-		if err := c.wait(ctx); err != nil {
+		if err := c.wait(waitCtx); err != nil {
 			// Stopped before sending: nothing was created by this attempt,
 			// and a submit only gets here after answers that prove none
 			// was created by the earlier ones either.
 			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
-		err := c.once(ctx, op, method, path, body, out)
+		if cs.beforeSend != nil {
+			if err := cs.beforeSend(); err != nil {
+				return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
+			}
+		}
+		err := c.once(ctx, op, cs.method, cs.path, cs.body, out)
 		if err == nil {
 			if c.limited.Load() != 0 {
 				c.limited.Store(0)
@@ -292,17 +329,25 @@ func (c *Client) call(ctx context.Context, op, method, path string, body []byte,
 			c.pause(delay)
 			c.log.Warn("runcomfy: rate limited, pausing all calls", "op", op, "pause", delay)
 		}
-		if ctx.Err() != nil || attempt+1 >= c.maxAttempts || !shouldRetry(err) {
+		if ctx.Err() != nil || attempt+1 >= c.maxAttempts || !cs.retry(err) {
 			return err
 		}
 		c.log.Debug("runcomfy: retrying", "op", op, "attempt", attempt+1, "delay", delay, "err", err)
-		if e != nil && e.HTTPStatus == http.StatusTooManyRequests {
+		if limited {
 			continue // c.wait sleeps out the pause
 		}
-		if err := c.sleep(ctx, delay); err != nil {
+		if err := c.sleep(waitCtx, delay); err != nil {
 			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
 	}
+}
+
+// mergeDone returns a context that is done when either a or b is; its values
+// are a's.
+func mergeDone(a, b context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(a)
+	stop := context.AfterFunc(b, func() { cancel(context.Cause(b)) })
+	return ctx, func() { stop(); cancel(nil) }
 }
 
 // wait holds a request until the 429 pause is over and the limiter lets it
@@ -378,13 +423,6 @@ const maxBody = 16 << 20
 // httptrace, which reports whether the whole request was written.
 func (c *Client) once(ctx context.Context, op, method, path string, body []byte, out any) error {
 	actx := ctx
-	if op == "submit" {
-		// A submission, once started, runs to its answer even when ctx is
-		// cancelled (a first Ctrl-C): cutting it off mid-flight could create
-		// a billed job whose request id nobody hears of. The per-attempt
-		// timeout still bounds it, and a second signal exits the process.
-		actx = context.WithoutCancel(ctx)
-	}
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		actx, cancel = context.WithTimeout(actx, c.timeout)
@@ -437,6 +475,10 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 		return e
 	}
 
+	// Anything the server echoes — a message, an error, a detail, the body
+	// kept in an error — is scrubbed of the token before any of it is
+	// decoded, so that no copy of it reaches the ledger, a log or a screen.
+	data = c.scrub(data)
 	code, msg := serverMessage(data)
 	e.Code, e.Message = code, c.redact(msg)
 	if resp.StatusCode/100 != 2 {
@@ -495,6 +537,20 @@ func decodeLenient(data []byte, out any) error {
 		}
 	}
 	return nil
+}
+
+// scrub replaces the token in a body, as written and as JSON escapes it.
+func (c *Client) scrub(data []byte) []byte {
+	if c.token == "" {
+		return data
+	}
+	data = bytes.ReplaceAll(data, []byte(c.token), []byte("[redacted]"))
+	if q, err := json.Marshal(c.token); err == nil {
+		if esc := q[1 : len(q)-1]; !bytes.Equal(esc, []byte(c.token)) {
+			data = bytes.ReplaceAll(data, esc, []byte("[redacted]"))
+		}
+	}
+	return data
 }
 
 // redact keeps the token out of anything the server echoed back.

@@ -118,17 +118,16 @@ func IsTransient(err error) bool {
 }
 
 // SubmitNotCreated reports a submit error that proves no job was created,
-// so that submitting again cannot pay twice: 429, 503, or a request that
-// never left. Anything else (timeouts, 500, 502, 504, 408, a connection cut
-// after the request was written) leaves the outcome open.
+// so that submitting again cannot pay twice: 429, or a request that never
+// left. Anything else — 503 and every 5xx included, which a gateway may send
+// after the API created the job — leaves the outcome open. It is the
+// client's copy of lifecycle.SubmitRetryable, which a test holds it to.
 func SubmitNotCreated(err error) bool {
 	e, ok := asError(err)
 	if !ok {
 		return false
 	}
-	return e.HTTPStatus == http.StatusTooManyRequests ||
-		e.HTTPStatus == http.StatusServiceUnavailable ||
-		(e.HTTPStatus == 0 && e.NotSent)
+	return e.HTTPStatus == http.StatusTooManyRequests || (e.HTTPStatus == 0 && e.NotSent)
 }
 
 // IsMissing reports RunComfy's own answer that a request is missing or
@@ -257,13 +256,55 @@ func serverMessage(body []byte) (code int, msg string) {
 	if err := json.Unmarshal(body, &eb); err != nil {
 		return 0, shorten(strings.Join(strings.Fields(string(body)), " "))
 	}
-	for _, raw := range []json.RawMessage{eb.ErrorMessage, eb.Message, eb.Error, eb.Detail} {
+	for _, raw := range []json.RawMessage{eb.ErrorMessage, eb.Message, eb.Error} {
 		if t := ErrorText(raw); t != "" {
 			msg = t
 			break
 		}
 	}
+	if d := detailText(eb.Detail); d != "" {
+		if msg == "" {
+			msg = d
+		} else if !strings.Contains(msg, d) {
+			msg += ": " + d
+		}
+	}
 	return parseErrorCode(eb.ErrorCode), shorten(strings.TrimSpace(msg))
+}
+
+// detailText renders a validation error's detail for a person, field by
+// field: [{"loc":["body","seed"],"msg":"..."}] reads "seed: ...". Anything
+// else is shown as ErrorText shows it.
+func detailText(raw json.RawMessage) string {
+	var items []struct {
+		Loc []json.RawMessage `json:"loc"`
+		Msg string            `json:"msg"`
+	}
+	if json.Unmarshal(raw, &items) != nil || len(items) == 0 {
+		return ErrorText(raw)
+	}
+	parts := make([]string, 0, len(items))
+	for _, it := range items {
+		var path []string
+		for i, l := range it.Loc {
+			t := strings.Trim(string(l), `"`)
+			if i == 0 && (t == "body" || t == "query" || t == "path") && len(it.Loc) > 1 {
+				continue // where FastAPI found it, not which field
+			}
+			path = append(path, t)
+		}
+		field := strings.Join(path, ".")
+		switch {
+		case field != "" && it.Msg != "":
+			parts = append(parts, field+": "+it.Msg)
+		case it.Msg != "":
+			parts = append(parts, it.Msg)
+		}
+	}
+	if len(parts) == 0 {
+		return ErrorText(raw)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func shorten(s string) string {
@@ -276,3 +317,6 @@ func shorten(s string) string {
 	}
 	return s[:cut] + "…"
 }
+
+// IsMalformed reports a 2xx answer the client could not use.
+func IsMalformed(err error) bool { return errors.Is(err, errMalformed) }

@@ -88,7 +88,7 @@ func BenchmarkRunZeroLatency(b *testing.B) {
 					OutDir: filepath.Join(dir, "out"), Concurrency: conc, ProgressEvery: -1})
 				total += time.Since(start)
 				b.StopTimer()
-				if err != nil || sum.Counts[store.Done] != jobs {
+				if err != nil || sum.Counts[lifecycle.Done] != jobs {
 					b.Fatalf("run: %v %v", err, sum.Counts)
 				}
 				w := st.WriterStats()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
@@ -37,14 +38,16 @@ type BudgetError struct{ Problems []string }
 
 func (e *BudgetError) Error() string {
 	return "--max-cost cannot be enforced: " + strings.Join(e.Problems, "; ") +
-		"; fix that (a `duration` in the manifest's defaults prices every job), or run without --max-cost"
+		"; comfybatch needs a price it can read (price_unit second or output, above $0) or a cost RunComfy reported for the model; " +
+		"fix that (a `duration` in the manifest's defaults prices every job of a per-second model), or run without --max-cost"
 }
 
 // costs is what a run knows about money: each model's price, each job's
 // estimated cost, and, with --max-cost, how much of the cap is committed.
 type costs struct {
-	prices map[string]runcomfy.ModelInfo // by model id, for models with a price
-	why    map[string]string             // by model id: why it has no price
+	prices  map[string]lifecycle.Price // by model id, for models the API priced
+	why     map[string]string          // by model id: why it has no price
+	highest map[string]float64         // by model id: the highest cost RunComfy reported
 
 	mu  sync.Mutex
 	est map[string]float64 // job id -> estimate; only jobs with one
@@ -60,17 +63,19 @@ type costs struct {
 	next      float64 // the estimate of the first job refused
 }
 
-// estimate prices one job's input at its model's price.
+// estimate prices one job's input: what lifecycle.Charge makes of its
+// estimate at the model's price and the highest cost reported for the model.
 func (c *costs) estimate(model string, input json.RawMessage) (float64, string) {
-	info, ok := c.prices[model]
-	if !ok {
-		why := c.why[model]
-		if why == "" {
-			why = "no price for model " + model
-		}
-		return 0, why
+	var est float64
+	var ok bool
+	why := c.why[model]
+	if p, priced := c.prices[model]; priced {
+		est, ok, why = lifecycle.Estimate(input, p)
 	}
-	usd, ok, why := EstimateCost(input, info)
+	if why == "" && !ok {
+		why = "no price for model " + model
+	}
+	usd, ok := lifecycle.Charge(est, ok, c.highest[model])
 	if !ok {
 		return 0, why
 	}
@@ -98,8 +103,8 @@ func (c *costs) ledgerEstimate(id, model string, input json.RawMessage) (float64
 
 // uncosted adds up the estimates of the submissions that may be billed but
 // have no reported cost, and counts those it cannot estimate.
-func (c *costs) uncosted(st *store.Store) (usd float64, unpriced []string, err error) {
-	err = st.EachUncosted(func(u store.Uncosted) error {
+func (c *costs) uncosted(ctx context.Context, st *store.Store) (usd float64, unpriced []string, err error) {
+	err = st.EachUncosted(ctx, func(u store.Uncosted) error {
 		e, ok := c.ledgerEstimate(u.ID, u.Model, u.Input)
 		if !ok {
 			unpriced = append(unpriced, u.ID)
@@ -135,8 +140,8 @@ func (c *costs) take(id string) bool {
 
 // toSubmit adds up the estimates of the manifest's jobs in the states a run
 // submits from, as the ledger has them now.
-func (c *costs) toSubmit(st *store.Store, m *manifest.Manifest, states []store.State) (usd float64, unpriced int, err error) {
-	err = st.EachID(func(id string) error {
+func (c *costs) toSubmit(ctx context.Context, st *store.Store, m *manifest.Manifest, states []lifecycle.State) (usd float64, unpriced int, err error) {
+	err = st.EachID(ctx, func(id string) error {
 		if _, ok := m.Job(id); !ok {
 			return nil
 		}
@@ -152,18 +157,6 @@ func (c *costs) toSubmit(st *store.Store, m *manifest.Manifest, states []store.S
 	return usd, unpriced, err
 }
 
-// submittable lists the states a job is submitted from in this run.
-func (r *run) submittable() []store.State {
-	states := []store.State{store.Pending}
-	if r.cfg.RetryFailed {
-		states = append(states, store.Failed, store.Cancelled)
-	}
-	if r.cfg.ResubmitUnknown {
-		states = append(states, store.Unknown)
-	}
-	return states
-}
-
 // prepareCosts reads the model prices and estimates every job. With
 // --max-cost every job the run may submit, and every submission whose cost
 // is not reported yet, must have an estimate, or nothing is submitted (a
@@ -175,13 +168,17 @@ func (r *run) prepareCosts(ctx context.Context) error {
 	if api == nil {
 		api, _ = cfg.API.(PriceAPI)
 	}
-	c := &costs{prices: map[string]runcomfy.ModelInfo{}, why: map[string]string{}, est: map[string]float64{}, max: cfg.MaxCost}
+	c := &costs{prices: map[string]lifecycle.Price{}, why: map[string]string{}, est: map[string]float64{}, max: cfg.MaxCost}
+	var err error
+	if c.highest, err = cfg.Store.HighestCosts(r.work); err != nil {
+		return err
+	}
 
 	models := map[string]bool{}
 	for _, j := range cfg.Manifest.Jobs {
 		models[j.Model] = true
 	}
-	if err := cfg.Store.EachUncosted(func(u store.Uncosted) error {
+	if err := cfg.Store.EachUncosted(r.work, func(u store.Uncosted) error {
 		models[u.Model] = true
 		return nil
 	}); err != nil {
@@ -202,7 +199,7 @@ func (r *run) prepareCosts(ctx context.Context) error {
 			c.why[m] = fmt.Sprintf("price of %s unknown: %v", m, err)
 			continue
 		}
-		c.prices[m] = info
+		c.prices[m] = lifecycle.Price{BaseUSD: info.BasePriceUSD, Unit: info.PriceUnit}
 	}
 
 	unpriced := map[string]int{} // why -> jobs
@@ -213,14 +210,14 @@ func (r *run) prepareCosts(ctx context.Context) error {
 	}
 	// The jobs this run may submit, as Run's feed will list them, streamed
 	// from the ledger rather than held in a map of every job.
-	err := cfg.Store.EachID(func(id string) error {
+	err = cfg.Store.EachID(r.work, func(id string) error {
 		j, ok := cfg.Manifest.Job(id)
 		if _, priced := c.est[id]; ok && !priced {
 			_, why := c.estimate(j.Model, j.Input)
 			unpriced[why]++
 		}
 		return nil
-	}, r.submittable()...)
+	}, lifecycle.SubmitFrom(r.flags())...)
 	if err != nil {
 		return err
 	}
@@ -228,11 +225,11 @@ func (r *run) prepareCosts(ctx context.Context) error {
 	for _, why := range slices.Sorted(maps.Keys(unpriced)) {
 		problems = append(problems, fmt.Sprintf("%s (%d jobs to submit)", why, unpriced[why]))
 	}
-	spent, err := cfg.Store.Spent()
+	spent, err := cfg.Store.Spent(r.work)
 	if err != nil {
 		return err
 	}
-	open, noEst, err := c.uncosted(cfg.Store)
+	open, noEst, err := c.uncosted(r.work, cfg.Store)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func TestMaxCostAcrossRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 4 || sum.CostCapped != 6 || sum.Counts[store.Pending] != 6 || sum.Counts[store.Done] != 4 {
+	if sum.Submitted != 4 || sum.CostCapped != 6 || sum.Counts[lifecycle.Pending] != 6 || sum.Counts[lifecycle.Done] != 4 {
 		t.Fatalf("first run under $1.00: %+v", sum)
 	}
 	if sum.NextUSD != 0.25 || sum.CommittedUSD != 1.00 {
@@ -50,7 +50,7 @@ func TestMaxCostAcrossRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 2 || sum.Counts[store.Pending] != 4 {
+	if sum.Submitted != 2 || sum.Counts[lifecycle.Pending] != 4 {
 		t.Fatalf("second run under $1.50, after $1.00 spent: %+v", sum)
 	}
 	if got := e.srv.Stats().Created; got != 6 {
@@ -73,7 +73,7 @@ func TestMaxCostCountsJobsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Submitted != 4 || first.Counts[store.Queued]+first.Counts[store.Running] != 4 {
+	if first.Submitted != 4 || first.Counts[lifecycle.Queued]+first.Counts[lifecycle.Running] != 4 {
 		t.Fatalf("--submit-only run: %+v", first)
 	}
 	if got := e.srv.Stats().Created; got != 4 {
@@ -85,7 +85,7 @@ func TestMaxCostCountsJobsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 1 || sum.CostCapped != 5 || sum.Counts[store.Done] != 5 || sum.Counts[store.Pending] != 5 {
+	if sum.Submitted != 1 || sum.CostCapped != 5 || sum.Counts[lifecycle.Done] != 5 || sum.Counts[lifecycle.Pending] != 5 {
 		t.Fatalf("%+v", sum)
 	}
 	// The 4 in flight plus the 1 that fitted: had the in-flight $1.00 not
@@ -109,7 +109,7 @@ func TestMaxCostNeedsAnEstimate(t *testing.T) {
 	if e.srv.Stats().Submits != 0 {
 		t.Fatal("submitted under a cap it could not enforce")
 	}
-	if j := e.jobs()["job-000"]; j.State != store.Pending {
+	if j := e.jobs()["job-000"]; j.State != lifecycle.Pending {
 		t.Fatalf("job left %s, want pending", j.State)
 	}
 	_ = sum
@@ -171,7 +171,7 @@ func TestProgressSnapshots(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	if err != nil || sum.Counts[store.Done] != 12 {
+	if err != nil || sum.Counts[lifecycle.Done] != 12 {
 		t.Fatalf("%+v, %v", sum, err)
 	}
 	first, last := snaps[0], snaps[len(snaps)-1]

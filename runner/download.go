@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -44,44 +46,134 @@ func transientf(format string, args ...any) error {
 	return &dlError{transient: true, err: fmt.Errorf(format, args...)}
 }
 
-// download fetches every output of a completed job, verifies and records each
+// download saves every output of a completed job, verifies and records each
 // file, and marks the job done. A failure leaves the job completed: the next
-// run downloads it from its saved URLs without resubmitting.
-func (r *run) download(ctx context.Context, j store.Job) error {
+// run downloads it from its saved outputs without resubmitting. Downloads
+// stop at the first signal; what is partial resumes next time.
+func (r *run) download(j store.Job) error {
+	ctx := r.intake
 	if len(j.Outputs) == 0 {
-		return r.cfg.Store.Failed(j.ID, j.RemoteStatus, "completed without output URLs", j.CostUSD)
+		// lifecycle.Poll never completes a job without outputs; a ledger
+		// that says otherwise is left for a person to look at.
+		r.log.Warn("completed job without outputs in the ledger; it is left completed", "job", j.ID)
+		return nil
 	}
 	refreshed := false
 	for n := 0; n < len(j.Outputs); n++ {
-		f, err := r.fetchFile(ctx, j.ID, n, len(j.Outputs), j.Outputs[n])
+		f, err := r.saveOutput(ctx, j.ID, n, len(j.Outputs), j.Outputs[n])
 		if errors.Is(err, errExpired) && !refreshed {
 			refreshed = true
-			urls, rerr := r.refresh(ctx, j)
+			outs, rerr := r.refresh(ctx, j)
 			if rerr == nil {
-				if len(urls) != len(j.Outputs) {
+				if len(outs) != len(j.Outputs) {
 					n = -1 // a different number of outputs renames them all
 				} else {
 					n--
 				}
-				j.Outputs = urls
+				j.Outputs = outs
 				continue
 			}
 			err = fmt.Errorf("%w; refreshing it failed: %v", err, rerr)
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				r.log.Warn("download failed; the job stays completed and the next run downloads it again", "job", j.ID, "url", j.Outputs[n], "error", err)
+				r.log.Warn("download failed; the job stays completed and the next run downloads it again", "job", j.ID, "output", clipOutput(j.Outputs[n]), "error", err)
 			}
 			return nil
 		}
 		if n == len(j.Outputs)-1 {
-			return r.cfg.Store.LastFileSaved(j.ID, f) // and done, in one write
+			// The last file and the move to done, in one write.
+			return r.cfg.Store.Apply(r.work, j.ID, lifecycle.Step{To: lifecycle.Done}, f)
 		}
-		if err := r.cfg.Store.FileSaved(j.ID, f); err != nil {
+		if err := r.cfg.Store.FileSaved(r.work, j.ID, f); err != nil {
 			return err
 		}
 	}
 	return nil // not reached: the last file returns above
+}
+
+// clipOutput keeps a data: URL or a long text out of a log line.
+func clipOutput(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}
+
+// saveOutput saves output n of a job: an URL is downloaded, a data: URL
+// decoded, a text written as it is.
+func (r *run) saveOutput(ctx context.Context, id string, n, count int, out string) (store.File, error) {
+	switch lifecycle.KindOf(out) {
+	case lifecycle.OutputData:
+		data, mediaType, err := decodeDataURL(out)
+		if err != nil {
+			return store.File{}, fmt.Errorf("output %d: %w", n+1, err)
+		}
+		return r.saveBytes(id, n, count, extension("", mediaType), "data:"+mediaType, data)
+	case lifecycle.OutputText:
+		return r.saveBytes(id, n, count, ".txt", "text", []byte(out))
+	}
+	return r.fetchFile(ctx, id, n, count, out)
+}
+
+// saveBytes writes an output that came inside the result, the same way a
+// download is written: a temporary file, fsynced, renamed into place.
+func (r *run) saveBytes(id string, n, count int, ext, source string, data []byte) (store.File, error) {
+	part := filepath.Join(r.cfg.OutDir, fmt.Sprintf(".%s.%d.part", id, n+1))
+	if err := os.WriteFile(part, data, 0o644); err != nil {
+		return store.File{}, err
+	}
+	f, err := os.Open(part)
+	if err != nil {
+		return store.File{}, err
+	}
+	serr := f.Sync()
+	f.Close()
+	if serr != nil {
+		return store.File{}, serr
+	}
+	name := outPath(id, n, count, ext)
+	r.files.entries.Lock()
+	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
+	r.files.entries.Unlock()
+	if err != nil {
+		return store.File{}, err
+	}
+	if err := r.files.syncDir(r.cfg.OutDir); err != nil {
+		return store.File{}, err
+	}
+	sum := sha256.Sum256(data)
+	return store.File{N: n, URL: source, Path: name, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// decodeDataURL reads "data:[<mediatype>][;base64],<data>" (RFC 2397).
+func decodeDataURL(s string) (data []byte, mediaType string, err error) {
+	head, payload, ok := strings.Cut(s[len("data:"):], ",")
+	if !ok {
+		return nil, "", errors.New("data: URL without a comma")
+	}
+	params := strings.Split(head, ";")
+	mediaType = strings.ToLower(strings.TrimSpace(params[0]))
+	b64 := len(params) > 1 && strings.EqualFold(strings.TrimSpace(params[len(params)-1]), "base64")
+	if b64 {
+		payload = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+				return -1
+			}
+			return r
+		}, payload)
+		if data, err = base64.StdEncoding.DecodeString(payload); err != nil {
+			if data, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(payload, "=")); err != nil {
+				return nil, "", fmt.Errorf("data: URL: %w", err)
+			}
+		}
+		return data, mediaType, nil
+	}
+	text, err := url.PathUnescape(payload)
+	if err != nil {
+		return nil, "", fmt.Errorf("data: URL: %w", err)
+	}
+	return []byte(text), mediaType, nil
 }
 
 // refresh fetches the job's result again for fresh output URLs.
@@ -90,14 +182,14 @@ func (r *run) refresh(ctx context.Context, j store.Job) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	urls := runcomfy.OutputURLs(res.Output)
-	if len(urls) == 0 {
+	outs := lifecycle.Outputs(res.Output)
+	if len(outs) == 0 {
 		return nil, fmt.Errorf("the result of %s no longer lists outputs", j.RequestID)
 	}
-	if err := r.cfg.Store.SetOutputs(j.ID, urls); err != nil {
+	if err := r.cfg.Store.Apply(r.work, j.ID, lifecycle.Step{To: lifecycle.Completed, Outputs: outs, Detail: "output URLs refreshed"}); err != nil {
 		return nil, err
 	}
-	return urls, nil
+	return outs, nil
 }
 
 // fetchFile tries one output file a few times, resuming what is already on

@@ -79,7 +79,7 @@ func TestFaultsEveryJobDoneOnceAndIntact(t *testing.T) {
 	if stats.Rejected429 == 0 || stats.Errors5xx == 0 || stats.Truncated == 0 || stats.Expired == 0 {
 		t.Fatalf("the fake did not inject every kind of fault: %+v", stats)
 	}
-	if sum.Counts[store.Done] != jobs {
+	if sum.Counts[lifecycle.Done] != jobs {
 		t.Fatalf("counts %v, want all %d done", sum.Counts, jobs)
 	}
 	if d := srv.Duplicates(); d != 0 {
@@ -209,7 +209,7 @@ func TestRetryAfterPausesEveryWorker(t *testing.T) {
 
 	e := envBehind(t, fake, ts.URL, "p")
 	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond })
-	if err != nil || sum.Counts[store.Done] != jobs {
+	if err != nil || sum.Counts[lifecycle.Done] != jobs {
 		t.Fatalf("run: %v %v", err, sum.Counts)
 	}
 	mu.Lock()

@@ -90,10 +90,10 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 				t.Fatalf("run 1: %v", err)
 			}
 			j := e.jobs()[id]
-			if j.State != store.Queued && j.State != store.Running {
+			if j.State != lifecycle.Queued && j.State != lifecycle.Running {
 				t.Fatalf("run 1 left the job %s (%q), want queued or running: it may still be running and billed", j.State, j.Error)
 			}
-			if sum.InFlight != 1 || sum.Counts[store.Failed] != 0 {
+			if sum.InFlight != 1 || sum.Counts[lifecycle.Failed] != 0 {
 				t.Fatalf("run 1 summary %+v, want the job counted in flight", sum)
 			}
 			if n := fake.Stats().Submits; n != 1 {
@@ -131,7 +131,7 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 				t.Fatalf("run 3: %v", err)
 			}
 			j3 := e.jobs()[id]
-			if j3.State != store.Done || j3.RequestID != j.RequestID || sum.Counts[store.Done] != 1 || sum.InFlight != 0 {
+			if j3.State != lifecycle.Done || j3.RequestID != j.RequestID || sum.Counts[lifecycle.Done] != 1 || sum.InFlight != 0 {
 				t.Fatalf("run 3 left %+v, summary %+v", j3, sum)
 			}
 			if n, d := fake.Stats().Submits, fake.Duplicates(); n != 1 || d != 0 {
@@ -238,7 +238,7 @@ func TestRequestIDSavedAfterAFailedWrite(t *testing.T) {
 	if len(jobs) != 1 || srv.Stats().Submits != 1 {
 		t.Fatalf("server jobs %+v", jobs)
 	}
-	if j.State != store.Queued || j.RequestID != jobs[0].RequestID {
+	if j.State != lifecycle.Queued || j.RequestID != jobs[0].RequestID {
 		t.Fatalf("ledger job %+v, want queued with request %s", j, jobs[0].RequestID)
 	}
 	if sum.Submitted != 1 || sleeps.Load() != 1 {
@@ -266,7 +266,7 @@ func TestRequestIDLoggedWhenItCannotBeSaved(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), rid) {
 		t.Fatalf("run: %v, want an error naming request %s", err, rid)
 	}
-	if j.State != store.Submitting || j.RequestID != "" {
+	if j.State != lifecycle.Submitting || j.RequestID != "" {
 		t.Fatalf("ledger job %+v, want still submitting (unknown on the next start)", j)
 	}
 	if n := sleeps.Load(); n != int64(len(saveWaits)) {
@@ -296,7 +296,7 @@ func TestRetryFailedTakesOnlyEarlierFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 0 || sum.Counts[store.Failed] != 2 || e.srv.Stats().Created != 2 {
+	if sum.Submitted != 0 || sum.Counts[lifecycle.Failed] != 2 || e.srv.Stats().Created != 2 {
 		t.Fatalf("run that saw the jobs fail: %+v, fake created %d; want nothing resubmitted", sum, e.srv.Stats().Created)
 	}
 	// A later run with the flag does resubmit them.
@@ -319,7 +319,7 @@ func TestMissingRequestFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Counts[store.Failed] != 2 || b.srv.Stats().Submits != 0 {
+	if sum.Counts[lifecycle.Failed] != 2 || b.srv.Stats().Submits != 0 {
 		t.Fatalf("%+v; want both failed, nothing submitted", sum)
 	}
 	if j := b.jobs()["job-000"]; !strings.Contains(j.Error, "missing or expired") {
@@ -342,7 +342,7 @@ func TestChangedInFlightIsCollectedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	j := e.jobs()["job-000"]
-	if sum.Submitted != 0 || sum.Sync.Deferred != 1 || j.State != store.Done || j.RequestID != old || j.CostUSD == nil {
+	if sum.Submitted != 0 || sum.Sync.Deferred != 1 || j.State != lifecycle.Done || j.RequestID != old || j.CostUSD == nil {
 		t.Fatalf("run after the edit: %+v; job %+v; want the earlier request %s collected, nothing submitted", sum, j, old)
 	}
 	sum, err = e.run(edited, nil)
@@ -350,7 +350,7 @@ func TestChangedInFlightIsCollectedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	j = e.jobs()["job-000"]
-	if sum.Submitted != 1 || sum.Sync.Changed != 1 || j.State != store.Done || j.RequestID == old || !strings.Contains(string(j.Input), "edited") {
+	if sum.Submitted != 1 || sum.Sync.Changed != 1 || j.State != lifecycle.Done || j.RequestID == old || !strings.Contains(string(j.Input), "edited") {
 		t.Fatalf("next run: %+v; job %+v; want the new input submitted and done", sum, j)
 	}
 	if got := e.srv.Stats().Created; got != 2 {
@@ -365,21 +365,21 @@ func TestChangedInFlightIsCollectedFirst(t *testing.T) {
 func TestSubmitOutcome(t *testing.T) {
 	for _, c := range []struct {
 		err  error
-		want store.State
+		want lifecycle.State
 	}{
-		{&runcomfy.Error{HTTPStatus: 429}, store.Pending},
-		{&runcomfy.Error{HTTPStatus: 503}, store.Pending},
-		{&runcomfy.Error{NotSent: true}, store.Pending},
-		{&runcomfy.Error{HTTPStatus: 401}, store.Pending}, // account error: stops the run
-		{&runcomfy.Error{HTTPStatus: 400, Code: 400001}, store.Failed},
-		{&runcomfy.Error{HTTPStatus: 422}, store.Failed},
-		{&runcomfy.Error{HTTPStatus: 200, Code: 400001}, store.Failed},
-		{&runcomfy.Error{HTTPStatus: 408}, store.Unknown},
-		{&runcomfy.Error{HTTPStatus: 500}, store.Unknown},
-		{&runcomfy.Error{HTTPStatus: 502}, store.Unknown},
-		{&runcomfy.Error{HTTPStatus: 504}, store.Unknown},
-		{&runcomfy.Error{}, store.Unknown}, // a cut after sending, a timeout
-		{errors.New("the API accepted the submission but returned no request id"), store.Unknown},
+		{&runcomfy.Error{HTTPStatus: 429}, lifecycle.Pending},
+		{&runcomfy.Error{HTTPStatus: 503}, lifecycle.Pending},
+		{&runcomfy.Error{NotSent: true}, lifecycle.Pending},
+		{&runcomfy.Error{HTTPStatus: 401}, lifecycle.Pending}, // account error: stops the run
+		{&runcomfy.Error{HTTPStatus: 400, Code: 400001}, lifecycle.Failed},
+		{&runcomfy.Error{HTTPStatus: 422}, lifecycle.Failed},
+		{&runcomfy.Error{HTTPStatus: 200, Code: 400001}, lifecycle.Failed},
+		{&runcomfy.Error{HTTPStatus: 408}, lifecycle.Unknown},
+		{&runcomfy.Error{HTTPStatus: 500}, lifecycle.Unknown},
+		{&runcomfy.Error{HTTPStatus: 502}, lifecycle.Unknown},
+		{&runcomfy.Error{HTTPStatus: 504}, lifecycle.Unknown},
+		{&runcomfy.Error{}, lifecycle.Unknown}, // a cut after sending, a timeout
+		{errors.New("the API accepted the submission but returned no request id"), lifecycle.Unknown},
 	} {
 		if got, _ := submitOutcome(c.err); got != c.want {
 			t.Errorf("%#v: %s, want %s", c.err, got, c.want)

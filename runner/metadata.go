@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,7 +25,7 @@ type metadataRow struct {
 // writeMetadata rewrites <out>/metadata.jsonl from the ledger: one row per
 // file of every done job, the folder layout Hugging Face datasets loads
 // directly. It is written aside and renamed, so a reader never sees half.
-func writeMetadata(st *store.Store, outDir string) error {
+func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
 	tmp, err := os.CreateTemp(outDir, ".metadata-*.jsonl")
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
@@ -33,7 +34,7 @@ func writeMetadata(st *store.Store, outDir string) error {
 	w := bufio.NewWriter(tmp)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	err = st.EachOutput(func(o store.Output) error {
+	err = st.EachOutput(ctx, func(o store.Output) error {
 		return enc.Encode(metadataRow{FileName: o.File.Path, ID: o.JobID, Model: o.Model, RequestID: o.RequestID, Input: o.Input})
 	})
 	if err == nil {

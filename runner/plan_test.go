@@ -12,7 +12,7 @@ import (
 )
 
 func TestMakePlan(t *testing.T) {
-	known := map[string]store.Known{"gone-running": {State: store.Running, Fingerprint: "x"}, "gone-done": {State: store.Done, Fingerprint: "x"}}
+	known := map[string]store.Known{"gone-running": {State: lifecycle.Running, Fingerprint: "x"}, "gone-done": {State: lifecycle.Done, Fingerprint: "x"}}
 	type want struct {
 		action, withFlags Action
 		group             string
@@ -22,17 +22,17 @@ func TestMakePlan(t *testing.T) {
 		want  want
 	}{
 		"new":           {nil, want{ActionSubmit, ActionSubmit, "new"}},
-		"changed-done":  {&store.Known{State: store.Done, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
-		"changed-run":   {&store.Known{State: store.Running, Fingerprint: "old"}, want{ActionPoll, ActionPoll, "changed"}}, // collected first: paid for
-		"pending":       {&store.Known{State: store.Pending}, want{ActionSubmit, ActionSubmit, "pending"}},
-		"submitting":    {&store.Known{State: store.Submitting}, want{ActionNone, ActionSubmit, "unknown"}},
-		"queued":        {&store.Known{State: store.Queued}, want{ActionPoll, ActionPoll, "in_flight"}},
-		"running":       {&store.Known{State: store.Running}, want{ActionPoll, ActionPoll, "in_flight"}},
-		"completed":     {&store.Known{State: store.Completed}, want{ActionDownload, ActionDownload, "completed"}},
-		"done":          {&store.Known{State: store.Done}, want{ActionNone, ActionNone, "done"}},
-		"failed":        {&store.Known{State: store.Failed}, want{ActionNone, ActionSubmit, "failed"}},
-		"cancelled":     {&store.Known{State: store.Cancelled}, want{ActionNone, ActionSubmit, "cancelled"}},
-		"unknown-state": {&store.Known{State: store.Unknown}, want{ActionNone, ActionSubmit, "unknown"}},
+		"changed-done":  {&store.Known{State: lifecycle.Done, Fingerprint: "old"}, want{ActionSubmit, ActionSubmit, "changed"}},
+		"changed-run":   {&store.Known{State: lifecycle.Running, Fingerprint: "old"}, want{ActionPoll, ActionPoll, "changed"}}, // collected first: paid for
+		"pending":       {&store.Known{State: lifecycle.Pending}, want{ActionSubmit, ActionSubmit, "pending"}},
+		"submitting":    {&store.Known{State: lifecycle.Submitting}, want{ActionNone, ActionSubmit, "unknown"}},
+		"queued":        {&store.Known{State: lifecycle.Queued}, want{ActionPoll, ActionPoll, "in_flight"}},
+		"running":       {&store.Known{State: lifecycle.Running}, want{ActionPoll, ActionPoll, "in_flight"}},
+		"completed":     {&store.Known{State: lifecycle.Completed}, want{ActionDownload, ActionDownload, "completed"}},
+		"done":          {&store.Known{State: lifecycle.Done}, want{ActionNone, ActionNone, "done"}},
+		"failed":        {&store.Known{State: lifecycle.Failed}, want{ActionNone, ActionSubmit, "failed"}},
+		"cancelled":     {&store.Known{State: lifecycle.Cancelled}, want{ActionNone, ActionSubmit, "cancelled"}},
+		"unknown-state": {&store.Known{State: lifecycle.Unknown}, want{ActionNone, ActionSubmit, "unknown"}},
 	}
 	var src strings.Builder
 	src.WriteString("model: m\njobs:\n")

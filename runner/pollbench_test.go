@@ -136,7 +136,7 @@ func BenchmarkPolling(b *testing.B) {
 				OutDir: filepath.Join(dir, "out"), Concurrency: conc, ProgressEvery: -1})
 			st.Close()
 			ts.Close()
-			if err != nil || sum.Counts[store.Done] != jobs {
+			if err != nil || sum.Counts[lifecycle.Done] != jobs {
 				b.Fatalf("run: %v %v", err, sum.Counts)
 			}
 			reportPolling(b, meter, jobs, conc)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"comfybatch/store"
+	"comfybatch/lifecycle"
 )
 
 // Progress is a snapshot of a run for a display: Run takes one at the
@@ -14,7 +14,7 @@ import (
 type Progress struct {
 	// Counts has every ledger job by state, as `status` shows it (jobs no
 	// longer in the manifest included: a run still collects them).
-	Counts         map[store.State]int
+	Counts         map[lifecycle.State]int
 	Total          int
 	Settled        int // done, failed, cancelled or unknown
 	SettledAtStart int
@@ -64,7 +64,7 @@ func (p Progress) ETA() (time.Duration, bool) {
 // everything: spent, plus in flight, plus still to submit.
 func (p Progress) EstimatedUSD() float64 { return p.SpentUSD + p.InFlightUSD + p.RemainingUSD }
 
-func settled(c map[store.State]int) int {
+func settled(c map[lifecycle.State]int) int {
 	n := 0
 	for st, k := range c {
 		if st.Settled() {
@@ -77,7 +77,7 @@ func settled(c map[store.State]int) int {
 // snapshot reads the ledger into a Progress.
 func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {
 	st := r.cfg.Store
-	c, err := st.Counts()
+	c, err := st.Counts(r.work)
 	if err != nil {
 		return Progress{}, err
 	}
@@ -86,19 +86,19 @@ func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {
 	for _, n := range c {
 		p.Total += n
 	}
-	if p.DeepestQueue, err = st.DeepestQueue(); err != nil {
+	if p.DeepestQueue, err = st.DeepestQueue(r.work); err != nil {
 		return p, err
 	}
-	if p.SpentUSD, err = st.Spent(); err != nil {
+	if p.SpentUSD, err = st.Spent(r.work); err != nil {
 		return p, err
 	}
 	if c := r.costs; c != nil {
 		var noEst []string
-		if p.InFlightUSD, noEst, err = c.uncosted(st); err != nil {
+		if p.InFlightUSD, noEst, err = c.uncosted(r.work, st); err != nil {
 			return p, err
 		}
 		var unpriced int
-		if p.RemainingUSD, unpriced, err = c.toSubmit(st, r.cfg.Manifest, r.submittable()); err != nil {
+		if p.RemainingUSD, unpriced, err = c.toSubmit(r.work, st, r.cfg.Manifest, lifecycle.SubmitFrom(r.flags())); err != nil {
 			return p, err
 		}
 		p.Priced, p.Unpriced = len(c.prices) > 0, len(noEst)+unpriced
@@ -138,7 +138,7 @@ func (r *run) report(p Progress) {
 		return // the caller reports how the run ended
 	}
 	args := []any{}
-	for _, st := range store.States {
+	for _, st := range lifecycle.States {
 		if p.Counts[st] > 0 {
 			args = append(args, string(st), p.Counts[st])
 		}

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
@@ -28,7 +29,7 @@ import (
 // API is the part of the RunComfy client the runner uses; tests and the
 // simulated API satisfy it through the real client.
 type API interface {
-	Submit(ctx context.Context, modelID string, input any) (runcomfy.SubmitResponse, error)
+	Submit(ctx context.Context, modelID string, input any, o runcomfy.SubmitOptions) (runcomfy.SubmitResponse, error)
 	Result(ctx context.Context, requestID string) (runcomfy.Result, error)
 }
 
@@ -67,9 +68,9 @@ type Config struct {
 
 // Summary is what a run did and where the ledger stands after it.
 type Summary struct {
-	Counts    map[store.State]int // the manifest's jobs, by state, after the run
-	Submitted int                 // new submissions made by this run
-	Recovered int                 // jobs found mid-submission at start, now unknown
+	Counts    map[lifecycle.State]int // the manifest's jobs, by state, after the run
+	Submitted int                     // new submissions made by this run
+	Recovered int                     // jobs found mid-submission at start, now unknown
 	Sync      store.SyncReport
 	InFlight  int // jobs still running at RunComfy when the run ended
 	Capped    int // jobs left pending by --max-submissions
@@ -92,7 +93,12 @@ func (e *AccountError) Error() string { return e.Err.Error() }
 func (e *AccountError) Unwrap() error { return e.Err }
 
 type run struct {
-	cfg       Config
+	cfg Config
+	// intake ends at the first signal: no new submissions, no more polls
+	// or downloads. work ends at the second: a POST on the wire and the
+	// ledger writes that follow it run under it.
+	intake, work context.Context
+
 	log       *slog.Logger
 	submitted atomic.Int64 // POSTs that returned a request id
 	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
@@ -106,9 +112,15 @@ type run struct {
 	stop     context.CancelFunc // stops new work after an account error
 }
 
-// Run drives every job of the manifest to a settled state, or until ctx is
-// cancelled. The ledger must be open for writing (and so locked).
-func Run(ctx context.Context, cfg Config) (Summary, error) {
+// Run drives every job of the manifest to a settled state, or until it is
+// stopped, in two stages: when intake is done (a first signal) it submits
+// nothing more, stops polling and downloading, and lets each POST already
+// on the wire finish and record its request id; when work is done too (a
+// second signal) it abandons those as well. work must outlive intake; pass
+// the same context twice for a single-stage stop. The ledger must be open
+// for writing (and so locked).
+func Run(intake, work context.Context, cfg Config) (Summary, error) {
+	ctx := intake
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
 	}
@@ -127,10 +139,12 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return Summary{}, fmt.Errorf("output folder: %w", err)
 	}
-	r := &run{cfg: cfg, log: cfg.Log}
+	intake, stopIntake := context.WithCancel(intake)
+	defer stopIntake()
+	r := &run{cfg: cfg, log: cfg.Log, intake: intake, work: work, stop: stopIntake}
 	var sum Summary
 	var err error
-	if sum.Recovered, err = cfg.Store.Recover(); err != nil {
+	if sum.Recovered, err = cfg.Store.Recover(work); err != nil {
 		return sum, err
 	}
 	if sum.Recovered > 0 {
@@ -143,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 			}
 		}
 	}
-	if sum.Sync, err = cfg.Store.SyncSorted(specs); err != nil {
+	if sum.Sync, err = cfg.Store.SyncSorted(work, specs); err != nil {
 		return sum, err
 	}
 	if n := sum.Sync.Deferred; n > 0 {
@@ -159,24 +173,21 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 		}
 	}
 
-	workCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	r.stop = stop
 	start := cfg.Now()
 	var settledAtStart int
-	if c, err := cfg.Store.Counts(); err == nil {
+	if c, err := cfg.Store.Counts(work); err == nil {
 		settledAtStart = settled(c)
 	}
 	done, reported := make(chan struct{}), make(chan struct{})
 	if cfg.ProgressEvery >= 0 {
 		go func() {
 			defer close(reported)
-			r.progress(workCtx, done, start, settledAtStart)
+			r.progress(r.intake, done, start, settledAtStart)
 		}()
 	} else {
 		close(reported)
 	}
-	feedErr := r.feed(workCtx, ctx)
+	feedErr := r.feed()
 	close(done)
 	<-reported // one snapshot at a time: the final one comes after
 
@@ -185,13 +196,13 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	if c := r.costs; c != nil && c.capped > 0 {
 		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
 	}
-	if err := writeMetadata(cfg.Store, cfg.OutDir); err != nil {
+	if err := writeMetadata(work, cfg.Store, cfg.OutDir); err != nil {
 		feedErr = errors.Join(feedErr, err)
 	}
 	if sum.Counts, err = r.counts(); err != nil {
 		return sum, errors.Join(feedErr, err)
 	}
-	sum.InFlight = sum.Counts[store.Queued] + sum.Counts[store.Running] + sum.Counts[store.Submitting]
+	sum.InFlight = sum.Counts[lifecycle.Queued] + sum.Counts[lifecycle.Running] + sum.Counts[lifecycle.Submitting]
 	if cfg.ProgressEvery >= 0 {
 		if p, err := r.snapshot(start, settledAtStart); err == nil {
 			p.Final = true
@@ -210,20 +221,25 @@ func Run(ctx context.Context, cfg Config) (Summary, error) {
 	return sum, nil
 }
 
-// feed hands every job that needs work to the pool, most urgent first:
-// completed jobs (their output URLs expire) before polls of jobs in flight,
-// and those before new submissions.
-func (r *run) feed(ctx, parent context.Context) error {
+// flags are the run's flags as lifecycle reads them.
+func (r *run) flags() lifecycle.Flags {
+	return lifecycle.Flags{RetryFailed: r.cfg.RetryFailed, ResubmitUnknown: r.cfg.ResubmitUnknown, SubmitOnly: r.cfg.SubmitOnly}
+}
+
+// feed hands every job that needs work to the pool, most urgent first, in
+// the order lifecycle.CollectFrom gives: completed jobs (their output URLs
+// expire) before polls of jobs in flight, and those before new submissions.
+func (r *run) feed() error {
 	var g errgroup.Group
 	g.SetLimit(r.cfg.Concurrency)
 	var fatal error
 	var fatalOnce sync.Once
 	goJob := func(j store.Job) bool {
-		if ctx.Err() != nil {
+		if r.intake.Err() != nil {
 			return false
 		}
 		g.Go(func() error {
-			if err := r.handle(ctx, parent, j); err != nil {
+			if err := r.handle(j); err != nil && !(r.work.Err() != nil && errors.Is(err, context.Canceled)) {
 				// Every error, not only the first: one may carry a request id
 				// that the ledger failed to save.
 				r.log.Error("ledger write failed", "job", j.ID, "error", err)
@@ -241,21 +257,14 @@ func (r *run) feed(ctx, parent context.Context) error {
 	// The jobs to submit are listed before any job is collected: one that
 	// fails or is cancelled during this run must not be taken for one that
 	// --retry-failed resubmits, which are those that ended in an earlier run.
-	toSubmit, err := r.list(r.submittable()...)
+	toSubmit, err := r.list(lifecycle.SubmitFrom(r.flags())...)
 	if err != nil {
 		return err
 	}
 	// Completed and in-flight jobs are collected whether or not the manifest
 	// still lists them: they were paid for.
-	collect := [][]store.State{{store.Completed}, {store.Queued, store.Running}}
-	if r.cfg.SubmitOnly {
-		// --submit-only hands out request ids and leaves; jobs already in
-		// flight are a later run's to collect. Completed ones are still
-		// downloaded: their URLs expire.
-		collect = collect[:1]
-	}
-	for _, states := range collect {
-		jobs, err := r.list(states...)
+	for _, st := range lifecycle.CollectFrom(r.flags()) {
+		jobs, err := r.list(st)
 		if err != nil {
 			return err
 		}
@@ -293,9 +302,9 @@ func (r *run) feed(ctx, parent context.Context) error {
 
 // list loads the jobs in the given states. Only jobs that need work are held
 // in memory; done jobs are streamed elsewhere.
-func (r *run) list(states ...store.State) ([]store.Job, error) {
+func (r *run) list(states ...lifecycle.State) ([]store.Job, error) {
 	var jobs []store.Job
-	err := r.cfg.Store.EachJob(func(j store.Job) error {
+	err := r.cfg.Store.EachJob(r.work, func(j store.Job) error {
 		jobs = append(jobs, j)
 		return nil
 	}, states...)
@@ -303,9 +312,9 @@ func (r *run) list(states ...store.State) ([]store.Job, error) {
 }
 
 // counts reports the states of the manifest's jobs.
-func (r *run) counts() (map[store.State]int, error) {
-	m := make(map[store.State]int)
-	err := r.cfg.Store.EachJobState(func(id string, st store.State) error {
+func (r *run) counts() (map[lifecycle.State]int, error) {
+	m := make(map[lifecycle.State]int)
+	err := r.cfg.Store.EachJobState(r.work, func(id string, st lifecycle.State) error {
 		if _, ok := r.cfg.Manifest.Job(id); ok {
 			m[st]++
 		}
@@ -336,7 +345,7 @@ func outPath(id string, n, count int, ext string) string {
 // back to completed, to be downloaded again from their saved URLs.
 func (r *run) checkDoneFiles() error {
 	var missing []string
-	err := r.cfg.Store.EachFile(func(id string, f store.File) error {
+	err := r.cfg.Store.EachFile(r.work, func(id string, f store.File) error {
 		st, err := os.Stat(filepath.Join(r.cfg.OutDir, f.Path))
 		if err != nil || st.Size() != f.Bytes {
 			if len(missing) == 0 || missing[len(missing)-1] != id {
@@ -349,14 +358,15 @@ func (r *run) checkDoneFiles() error {
 		return err
 	}
 	for _, id := range missing {
-		j, err := r.cfg.Store.Job(id)
+		j, err := r.cfg.Store.Job(r.work, id)
 		if err != nil {
 			return err
 		}
-		if j.State != store.Done {
+		if j.State != lifecycle.Done {
 			continue
 		}
-		if err := r.cfg.Store.Redownload(id, "output file missing or changed on disk; downloading again"); err != nil {
+		if err := r.cfg.Store.Apply(r.work, id, lifecycle.Step{To: lifecycle.Completed, Outputs: j.Outputs,
+			Detail: "output file missing or changed on disk; downloading again"}); err != nil {
 			return err
 		}
 	}

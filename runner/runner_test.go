@@ -106,7 +106,7 @@ func TestRunCompletesAndVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Counts[store.Done] != 10 || sum.Submitted != 10 {
+	if sum.Counts[lifecycle.Done] != 10 || sum.Submitted != 10 {
 		t.Fatalf("summary %+v", sum)
 	}
 	for id, j := range e.jobs() {
@@ -131,14 +131,14 @@ func TestFailedResultsAreRecordedWithTheServerMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Counts[store.Failed] == 0 || sum.Counts[store.Done] == 0 {
+	if sum.Counts[lifecycle.Failed] == 0 || sum.Counts[lifecycle.Done] == 0 {
 		t.Fatalf("want some failed and some done: %v", sum.Counts)
 	}
 	// Each failure carries the fake's own words: an empty output's error
 	// string as is, a failed job's error object as its JSON.
 	var emptyOutputs, failedStatuses int
 	for id, j := range e.jobs() {
-		if j.State != store.Failed {
+		if j.State != lifecycle.Failed {
 			continue
 		}
 		switch j.RemoteStatus {
@@ -156,8 +156,8 @@ func TestFailedResultsAreRecordedWithTheServerMessage(t *testing.T) {
 			t.Errorf("%s failed with remote status %q, error %q", id, j.RemoteStatus, j.Error)
 		}
 	}
-	if emptyOutputs == 0 || failedStatuses == 0 || emptyOutputs+failedStatuses != sum.Counts[store.Failed] {
-		t.Fatalf("%d empty outputs and %d failed statuses, want some of each adding up to %d failed", emptyOutputs, failedStatuses, sum.Counts[store.Failed])
+	if emptyOutputs == 0 || failedStatuses == 0 || emptyOutputs+failedStatuses != sum.Counts[lifecycle.Failed] {
+		t.Fatalf("%d empty outputs and %d failed statuses, want some of each adding up to %d failed", emptyOutputs, failedStatuses, sum.Counts[lifecycle.Failed])
 	}
 	// --retry-failed resubmits exactly the failed ones.
 	before := e.srv.Stats().Submits
@@ -166,10 +166,10 @@ func TestFailedResultsAreRecordedWithTheServerMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := int(e.srv.Stats().Submits - before); got != sum.Counts[store.Failed] {
-		t.Fatalf("--retry-failed submitted %d, want %d", got, sum.Counts[store.Failed])
+	if got := int(e.srv.Stats().Submits - before); got != sum.Counts[lifecycle.Failed] {
+		t.Fatalf("--retry-failed submitted %d, want %d", got, sum.Counts[lifecycle.Failed])
 	}
-	if sum2.Counts[store.Done] != 30 {
+	if sum2.Counts[lifecycle.Done] != 30 {
 		t.Fatalf("after retry: %v", sum2.Counts)
 	}
 }
@@ -184,7 +184,7 @@ func TestChangedJobIsSubmittedAgainAndHistoryKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Sync.Changed != 3 || sum.Submitted != 3 || sum.Counts[store.Done] != 3 {
+	if sum.Sync.Changed != 3 || sum.Submitted != 3 || sum.Counts[lifecycle.Done] != 3 {
 		t.Fatalf("summary %+v", sum)
 	}
 	st, _ := store.Open(e.ledger, store.Options{ReadOnly: true})
@@ -204,7 +204,7 @@ func TestMissingFileIsDownloadedAgainWithoutResubmitting(t *testing.T) {
 	os.Remove(filepath.Join(e.dir, "out", "job-000.mp4"))
 	before := e.srv.Stats().Submits
 	sum, err := e.run(m, nil)
-	if err != nil || sum.Counts[store.Done] != 2 {
+	if err != nil || sum.Counts[lifecycle.Done] != 2 {
 		t.Fatalf("%v %+v", err, sum)
 	}
 	if e.srv.Stats().Submits != before {
@@ -222,13 +222,13 @@ func TestTruncatedAndExpiredDownloadsRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 20 || sum.Counts[store.Done]+sum.Counts[store.Completed] != 20 {
+	if sum.Submitted != 20 || sum.Counts[lifecycle.Done]+sum.Counts[lifecycle.Completed] != 20 {
 		t.Fatalf("summary %+v", sum)
 	}
 	// The faults are drawn at random per request, so now and then one job's
 	// every download attempt is cut: it is left completed, and the next run
 	// downloads it without submitting anything.
-	for rerun := 0; sum.Counts[store.Done] != 20 && rerun < 3; rerun++ {
+	for rerun := 0; sum.Counts[lifecycle.Done] != 20 && rerun < 3; rerun++ {
 		if sum, err = e.run(m, nil); err != nil || sum.Submitted != 0 {
 			t.Fatalf("rerun to finish the downloads: %+v, %v; want nothing submitted", sum, err)
 		}
@@ -237,7 +237,7 @@ func TestTruncatedAndExpiredDownloadsRecover(t *testing.T) {
 	if st.Truncated == 0 || st.Expired == 0 {
 		t.Fatalf("the fake injected no faults: %+v", st)
 	}
-	if sum.Counts[store.Done] != 20 {
+	if sum.Counts[lifecycle.Done] != 20 {
 		t.Fatalf("summary %+v", sum)
 	}
 	// Recovering means downloading again, never submitting again.
@@ -255,7 +255,7 @@ func TestTruncatedAndExpiredDownloadsRecover(t *testing.T) {
 	defer ledger.Close()
 	nfiles := 0
 	for id, j := range jobs {
-		if j.State != store.Done || j.RequestID == "" {
+		if j.State != lifecycle.Done || j.RequestID == "" {
 			t.Fatalf("%s: %+v", id, j)
 		}
 		fs, err := ledger.Files(id)
@@ -299,7 +299,7 @@ func TestMaxSubmissionsLeavesTheRestPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Submitted != 4 || sum.Counts[store.Pending] != 6 || e.srv.Stats().Submits != 4 {
+	if sum.Submitted != 4 || sum.Counts[lifecycle.Pending] != 6 || e.srv.Stats().Submits != 4 {
 		t.Fatalf("summary %+v, fake submits %d", sum, e.srv.Stats().Submits)
 	}
 }
@@ -311,7 +311,7 @@ func TestAccountErrorStopsSubmissionsAndKeepsJobsPending(t *testing.T) {
 	if !asAccount(err, &ae) {
 		t.Fatalf("err = %v, want an AccountError", err)
 	}
-	if sum.Counts[store.Pending] != 7 || sum.Counts[store.Failed] != 0 {
+	if sum.Counts[lifecycle.Pending] != 7 || sum.Counts[lifecycle.Failed] != 0 {
 		t.Fatalf("counts %v", sum.Counts)
 	}
 }
@@ -338,11 +338,11 @@ func TestSubmitOnlyThenCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Counts[store.Queued] != 5 {
+	if sum.Counts[lifecycle.Queued] != 5 {
 		t.Fatalf("after --submit-only: %v", sum.Counts)
 	}
 	sum, err = e.run(m, nil)
-	if err != nil || sum.Counts[store.Done] != 5 || e.srv.Stats().Submits != 5 {
+	if err != nil || sum.Counts[lifecycle.Done] != 5 || e.srv.Stats().Submits != 5 {
 		t.Fatalf("collect: %v %v submits %d", err, sum.Counts, e.srv.Stats().Submits)
 	}
 }
@@ -380,7 +380,7 @@ func TestSubmitOnlyDoesNotWaitForJobsInFlight(t *testing.T) {
 		if o.err != nil {
 			t.Fatalf("--submit-only: %v", o.err)
 		}
-		if o.sum.Submitted != 2 || o.sum.Counts[store.Queued] != 5 {
+		if o.sum.Submitted != 2 || o.sum.Counts[lifecycle.Queued] != 5 {
 			t.Fatalf("summary %+v", o.sum)
 		}
 	case <-time.After(20 * time.Second):

@@ -1,18 +1,24 @@
 package store
 
-import "database/sql"
+import (
+	"context"
+	"database/sql"
+
+	"comfybatch/lifecycle"
+)
 
 // EachJobState streams every job's id and state, without the heavier columns:
 // enough to count a 100,000-job ledger in little memory.
-func (s *Store) EachJobState(fn func(id string, st State) error) error {
-	rows, err := s.db.QueryContext(readContext(), "SELECT id, state FROM jobs ORDER BY rowid")
+func (s *Store) EachJobState(ctx context.Context, fn func(id string, st lifecycle.State) error) (err error) {
+	defer wrapErr(&err, "ledger: list job states")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, state FROM jobs ORDER BY rowid")
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id string
-		var st State
+		var st lifecycle.State
 		if err := rows.Scan(&id, &st); err != nil {
 			return err
 		}
@@ -31,8 +37,9 @@ type Output struct {
 }
 
 // EachOutput streams every file of every done job, in one query.
-func (s *Store) EachOutput(fn func(Output) error) error {
-	rows, err := s.db.QueryContext(readContext(), `SELECT j.id, j.model, j.request_id, j.input, f.n, f.url, f.path, f.bytes, f.sha256
+func (s *Store) EachOutput(ctx context.Context, fn func(Output) error) (err error) {
+	defer wrapErr(&err, "ledger: list outputs")
+	rows, err := s.db.QueryContext(ctx, `SELECT j.id, j.model, j.request_id, j.input, f.n, f.url, f.path, f.bytes, f.sha256
 		FROM jobs j JOIN files f ON f.job_id = j.id WHERE j.state = 'done' ORDER BY j.rowid, f.n`)
 	if err != nil {
 		return err

@@ -1,17 +1,21 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"strings"
+
+	"comfybatch/lifecycle"
 )
 
 // DeepestQueue is the highest queue position RunComfy last reported for a
 // queued job, 0 when none is known. A person reads it to tell a provider
 // backlog from a hang.
-func (s *Store) DeepestQueue() (int, error) {
+func (s *Store) DeepestQueue(ctx context.Context) (_ int, err error) {
+	defer wrapErr(&err, "ledger: read queue positions")
 	var v sql.NullInt64
-	err := s.db.QueryRowContext(readContext(), "SELECT max(queue_position) FROM jobs WHERE state = ?", string(Queued)).Scan(&v)
+	err = s.db.QueryRowContext(ctx, "SELECT max(queue_position) FROM jobs WHERE state = ?", string(lifecycle.Queued)).Scan(&v)
 	return int(v.Int64), err
 }
 
@@ -30,11 +34,12 @@ type Uncosted struct {
 // whose outcome proved nothing was created (pending, or a 4xx rejection) or
 // that ended without a reported cost is not counted: RunComfy bills what it
 // reports.
-func (s *Store) EachUncosted(fn func(Uncosted) error) error {
-	rows, err := s.db.QueryContext(readContext(), `SELECT s.job_id, j.model, j.input, count(*)
+func (s *Store) EachUncosted(ctx context.Context, fn func(Uncosted) error) (err error) {
+	defer wrapErr(&err, "ledger: list uncosted submissions")
+	rows, err := s.db.QueryContext(ctx, `SELECT s.job_id, j.model, j.input, count(*)
 		FROM submissions s JOIN jobs j ON j.id = s.job_id
 		WHERE s.cost_usd IS NULL AND s.outcome IN ('', ?)
-		GROUP BY s.job_id ORDER BY j.rowid`, string(Unknown))
+		GROUP BY s.job_id ORDER BY j.rowid`, string(lifecycle.Unknown))
 	if err != nil {
 		return err
 	}
@@ -55,15 +60,16 @@ func (s *Store) EachUncosted(fn func(Uncosted) error) error {
 
 // Reported counts the submissions whose cost RunComfy reported, and their
 // sum: status estimates what is in flight at that average.
-func (s *Store) Reported() (n int, usd float64, err error) {
+func (s *Store) Reported(ctx context.Context) (n int, usd float64, err error) {
 	var sum sql.NullFloat64
-	err = s.db.QueryRowContext(readContext(), "SELECT count(cost_usd), sum(cost_usd) FROM submissions").Scan(&n, &sum)
+	err = s.db.QueryRowContext(ctx, "SELECT count(cost_usd), sum(cost_usd) FROM submissions").Scan(&n, &sum)
 	return n, sum.Float64, err
 }
 
 // EachID calls fn with the id of every job in one of the states, through
 // the state index: cheap enough to run every second on a large ledger.
-func (s *Store) EachID(fn func(id string) error, states ...State) error {
+func (s *Store) EachID(ctx context.Context, fn func(id string) error, states ...lifecycle.State) (err error) {
+	defer wrapErr(&err, "ledger: list job ids")
 	if len(states) == 0 {
 		return nil
 	}
@@ -71,7 +77,7 @@ func (s *Store) EachID(fn func(id string) error, states ...State) error {
 	for i, st := range states {
 		args[i] = string(st)
 	}
-	rows, err := s.db.QueryContext(readContext(),
+	rows, err := s.db.QueryContext(ctx,
 		"SELECT id FROM jobs WHERE state IN (?"+strings.Repeat(", ?", len(states)-1)+")", args...)
 	if err != nil {
 		return err
@@ -87,4 +93,26 @@ func (s *Store) EachID(fn func(id string) error, states ...State) error {
 		}
 	}
 	return rows.Err()
+}
+
+// HighestCosts is, by model, the highest cost RunComfy reported for one
+// submission: a budget counts no submission of the model at less.
+func (s *Store) HighestCosts(ctx context.Context) (_ map[string]float64, err error) {
+	defer wrapErr(&err, "ledger: read the highest costs")
+	rows, err := s.db.QueryContext(ctx, `SELECT j.model, max(s.cost_usd) FROM submissions s JOIN jobs j ON j.id = s.job_id
+		WHERE s.cost_usd IS NOT NULL GROUP BY j.model`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := make(map[string]float64)
+	for rows.Next() {
+		var model string
+		var usd float64
+		if err := rows.Scan(&model, &usd); err != nil {
+			return nil, err
+		}
+		m[model] = usd
+	}
+	return m, rows.Err()
 }

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+
+	"comfybatch/lifecycle"
 )
 
 const jobColumns = `id, model, input, fingerprint, state, remote_status, queue_position, request_id,
@@ -39,8 +42,9 @@ func scanJob(sc interface{ Scan(...any) error }) (Job, error) {
 }
 
 // Job returns one job's record.
-func (s *Store) Job(id string) (Job, error) {
-	j, err := scanJob(s.db.QueryRowContext(readContext(), "SELECT "+jobColumns+" FROM jobs WHERE id = ?", id))
+func (s *Store) Job(ctx context.Context, id string) (_ Job, err error) {
+	defer wrapErr(&err, "ledger: read job %s", id)
+	j, err := scanJob(s.db.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, fmt.Errorf("job %s: not in the ledger", id)
 	}
@@ -50,7 +54,8 @@ func (s *Store) Job(id string) (Job, error) {
 // EachJob calls fn for every job in one of the states (all jobs when none are
 // given), in the order they were added, streaming so that a ledger of 100,000
 // jobs is never held in memory at once.
-func (s *Store) EachJob(fn func(Job) error, states ...State) error {
+func (s *Store) EachJob(ctx context.Context, fn func(Job) error, states ...lifecycle.State) (err error) {
+	defer wrapErr(&err, "ledger: list jobs")
 	q := "SELECT " + jobColumns + " FROM jobs"
 	args := make([]any, len(states))
 	if len(states) > 0 {
@@ -60,7 +65,7 @@ func (s *Store) EachJob(fn func(Job) error, states ...State) error {
 		}
 	}
 	q += " ORDER BY rowid"
-	rows, err := s.db.QueryContext(readContext(), q, args...)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
 	}
@@ -78,15 +83,16 @@ func (s *Store) EachJob(fn func(Job) error, states ...State) error {
 }
 
 // Counts returns the number of jobs in each state.
-func (s *Store) Counts() (map[State]int, error) {
-	rows, err := s.db.QueryContext(readContext(), "SELECT state, count(*) FROM jobs GROUP BY state")
+func (s *Store) Counts(ctx context.Context) (_ map[lifecycle.State]int, err error) {
+	defer wrapErr(&err, "ledger: count jobs")
+	rows, err := s.db.QueryContext(ctx, "SELECT state, count(*) FROM jobs GROUP BY state")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	m := make(map[State]int)
+	m := make(map[lifecycle.State]int)
 	for rows.Next() {
-		var st State
+		var st lifecycle.State
 		var n int
 		if err := rows.Scan(&st, &n); err != nil {
 			return nil, err
@@ -98,15 +104,17 @@ func (s *Store) Counts() (map[State]int, error) {
 
 // Spent is the cost the server reported for every submission ever recorded,
 // including those of earlier inputs of changed jobs.
-func (s *Store) Spent() (float64, error) {
+func (s *Store) Spent(ctx context.Context) (_ float64, err error) {
+	defer wrapErr(&err, "ledger: sum costs")
 	var v sql.NullFloat64
-	err := s.db.QueryRowContext(readContext(), "SELECT sum(cost_usd) FROM submissions").Scan(&v)
+	err = s.db.QueryRowContext(ctx, "SELECT sum(cost_usd) FROM submissions").Scan(&v)
 	return v.Float64, err
 }
 
 // Events returns a job's history, oldest first.
-func (s *Store) Events(id string) ([]Event, error) {
-	rows, err := s.db.QueryContext(readContext(), "SELECT seq, job_id, at, from_state, to_state, detail FROM events WHERE job_id = ? ORDER BY seq", id)
+func (s *Store) Events(ctx context.Context, id string) (_ []Event, err error) {
+	defer wrapErr(&err, "ledger: read events of job %s", id)
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, job_id, at, from_state, to_state, detail FROM events WHERE job_id = ? ORDER BY seq", id)
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +131,9 @@ func (s *Store) Events(id string) ([]Event, error) {
 }
 
 // Files returns a job's recorded output files in order.
-func (s *Store) Files(id string) ([]File, error) {
-	rows, err := s.db.QueryContext(readContext(), "SELECT n, url, path, bytes, sha256 FROM files WHERE job_id = ? ORDER BY n", id)
+func (s *Store) Files(ctx context.Context, id string) (_ []File, err error) {
+	defer wrapErr(&err, "ledger: read files of job %s", id)
+	rows, err := s.db.QueryContext(ctx, "SELECT n, url, path, bytes, sha256 FROM files WHERE job_id = ? ORDER BY n", id)
 	if err != nil {
 		return nil, err
 	}
@@ -142,8 +151,9 @@ func (s *Store) Files(id string) ([]File, error) {
 
 // EachFile calls fn for every recorded file, grouped by job in the order
 // jobs were added.
-func (s *Store) EachFile(fn func(jobID string, f File) error) error {
-	rows, err := s.db.QueryContext(readContext(),
+func (s *Store) EachFile(ctx context.Context, fn func(jobID string, f File) error) (err error) {
+	defer wrapErr(&err, "ledger: list files")
+	rows, err := s.db.QueryContext(ctx,
 		"SELECT f.job_id, f.n, f.url, f.path, f.bytes, f.sha256 FROM files f JOIN jobs j ON j.id = f.job_id ORDER BY j.rowid, f.n")
 	if err != nil {
 		return err
@@ -173,8 +183,9 @@ type Submission struct {
 }
 
 // Submissions returns every POST recorded for a job, oldest first.
-func (s *Store) Submissions(id string) ([]Submission, error) {
-	rows, err := s.db.QueryContext(readContext(), "SELECT attempt, fingerprint, request_id, started_at, outcome, cost_usd FROM submissions WHERE job_id = ? ORDER BY attempt", id)
+func (s *Store) Submissions(ctx context.Context, id string) (_ []Submission, err error) {
+	defer wrapErr(&err, "ledger: read submissions of job %s", id)
+	rows, err := s.db.QueryContext(ctx, "SELECT attempt, fingerprint, request_id, started_at, outcome, cost_usd FROM submissions WHERE job_id = ? ORDER BY attempt", id)
 	if err != nil {
 		return nil, err
 	}

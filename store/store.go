@@ -7,7 +7,6 @@
 package store
 
 import (
-	"context"
 	"database/sql"
 	"embed"
 	"encoding/binary"
@@ -349,4 +348,10 @@ func (s *Store) stamp() string {
 	return s.now().UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
-func readContext() context.Context { return context.Background() }
+// wrapErr prefixes a failed read with what it was reading, so that an error
+// from deep in SQLite says which operation and which job it stopped.
+func wrapErr(err *error, format string, args ...any) {
+	if *err != nil {
+		*err = fmt.Errorf(format+": %w", append(args, *err)...)
+	}
+}

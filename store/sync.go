@@ -1,12 +1,15 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"iter"
 	"slices"
 	"strings"
+
+	"comfybatch/lifecycle"
 )
 
 // Spec is a job as the manifest defines it now.
@@ -20,24 +23,16 @@ type Spec struct {
 	Order int
 }
 
-// Change says how a manifest job relates to its ledger record.
-type Change string
-
-const (
-	New       Change = "new"       // not in the ledger
-	Unchanged Change = "unchanged" // same fingerprint
-	Changed   Change = "changed"   // fingerprint differs from what was recorded
-)
-
 // Known is what the ledger holds of a job, for planning.
 type Known struct {
-	State       State
+	State       lifecycle.State
 	Fingerprint string
 }
 
 // Known returns, for every job in the ledger, its state and fingerprint.
-func (s *Store) Known() (map[string]Known, error) {
-	rows, err := s.db.QueryContext(readContext(), "SELECT id, state, fingerprint FROM jobs")
+func (s *Store) Known(ctx context.Context) (_ map[string]Known, err error) {
+	defer wrapErr(&err, "ledger: read jobs")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, state, fingerprint FROM jobs")
 	if err != nil {
 		return nil, err
 	}
@@ -55,15 +50,15 @@ func (s *Store) Known() (map[string]Known, error) {
 }
 
 // Classify tells how spec relates to what the ledger knows.
-func Classify(spec Spec, known map[string]Known) Change {
+func Classify(spec Spec, known map[string]Known) lifecycle.Change {
 	k, ok := known[spec.ID]
 	switch {
 	case !ok:
-		return New
+		return lifecycle.New
 	case k.Fingerprint == spec.Fingerprint:
-		return Unchanged
+		return lifecycle.Unchanged
 	default:
-		return Changed
+		return lifecycle.Changed
 	}
 }
 
@@ -72,14 +67,10 @@ type SyncReport struct {
 	New, Changed, Unchanged int
 	ChangedIDs              []string
 	// Deferred counts changed jobs whose earlier request is still to be
-	// collected (State.Awaited): they keep their old input until it is, and
+	// collected (lifecycle.State.Awaited): they keep their old input until it is, and
 	// the next Sync after that sends them back to pending.
 	Deferred int
 }
-
-// replaceable are the states whose input a changed manifest may replace: not
-// those with a request still to collect (State.Awaited).
-var replaceable = slices.DeleteFunc(slices.Clone(States), State.Awaited)
 
 // Sync brings the ledger in line with the manifest in one transaction: new
 // jobs are added as pending; a job whose fingerprint changed goes back to
@@ -88,19 +79,20 @@ var replaceable = slices.DeleteFunc(slices.Clone(States), State.Awaited)
 // changed job whose request is still to be collected keeps its old input
 // until it is (SyncReport.Deferred): it was paid for, and the next Sync
 // resets it. Jobs no longer in the manifest are left untouched.
-func (s *Store) Sync(specs []Spec) (SyncReport, error) {
+func (s *Store) Sync(ctx context.Context, specs []Spec) (SyncReport, error) {
 	sorted := slices.Clone(specs)
 	for i := range sorted {
 		sorted[i].Order = i
 	}
 	slices.SortStableFunc(sorted, func(a, b Spec) int { return strings.Compare(a.ID, b.ID) })
-	return s.SyncSorted(slices.Values(sorted))
+	return s.SyncSorted(ctx, slices.Values(sorted))
 }
 
 // SyncSorted is Sync for specs given in increasing id order, each id once:
 // they are merged with the ledger's jobs read in the same order, so that
 // neither side is held in memory whole, only what changes.
-func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
+func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (_ SyncReport, err error) {
+	defer wrapErr(&err, "ledger: sync with the manifest")
 	type changed struct {
 		Spec
 		old string // the fingerprint it had
@@ -108,12 +100,12 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 	var rep SyncReport
 	var add []Spec
 	var change []changed
-	rows, err := s.db.QueryContext(readContext(), "SELECT id, fingerprint, state FROM jobs ORDER BY id")
+	rows, err := s.db.QueryContext(ctx, "SELECT id, fingerprint, state FROM jobs ORDER BY id")
 	if err != nil {
 		return rep, err
 	}
 	var id, fp string
-	var st State
+	var st lifecycle.State
 	more := rows.Next()
 	if more {
 		if err := rows.Scan(&id, &fp, &st); err != nil {
@@ -141,7 +133,7 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 			add = append(add, sp)
 		case fp == sp.Fingerprint:
 			rep.Unchanged++
-		case st.Awaited():
+		case !st.Replaceable():
 			rep.Deferred++
 		default:
 			change = append(change, changed{sp, fp})
@@ -157,7 +149,7 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 	if len(add) == 0 && len(change) == 0 {
 		return rep, nil
 	}
-	err = s.write(func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		now := s.stamp()
 		ins, err := tx.Prepare("INSERT INTO jobs (id, model, input, fingerprint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)")
 		if err != nil {
@@ -179,10 +171,12 @@ func (s *Store) SyncSorted(specs iter.Seq[Spec]) (SyncReport, error) {
 		}
 		for _, sp := range change {
 			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
-			if _, err := s.move(tx, sp.ID, replaceable, Pending, detail,
-				`model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL, request_id = NULL,
-				 cost_usd = NULL, error = '', outputs = '[]', submitted_at = NULL, finished_at = NULL`,
-				sp.Model, string(sp.Input), sp.Fingerprint); err != nil {
+			if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: lifecycle.Pending, Detail: detail}); err != nil {
+				return fmt.Errorf("job %s: %w", sp.ID, err)
+			}
+			if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL,
+				request_id = NULL, cost_usd = NULL, error = '', outputs = '[]', submitted_at = NULL, finished_at = NULL WHERE id = ?`,
+				sp.Model, string(sp.Input), sp.Fingerprint, sp.ID); err != nil {
 				return err
 			}
 			if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", sp.ID); err != nil {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -33,10 +34,13 @@ func (s *Store) WriterStats() WriterStats {
 var ErrClosed = errors.New("ledger is closed")
 
 // write runs fn in the writer goroutine, inside a group transaction, and
-// returns once the group is durably committed. It takes no context on
-// purpose: a write that was asked for must land even when the run is being
-// interrupted, or a request id could be lost.
-func (s *Store) write(fn func(tx *sql.Tx) error) error {
+// returns once the group is durably committed. ctx is checked only before
+// the write is queued: once asked for, a write lands even when the run is
+// being interrupted, or a request id could be lost.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if s.writes == nil {
 		return fmt.Errorf("ledger %s is open read-only", s.path)
 	}

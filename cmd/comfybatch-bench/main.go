@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
@@ -313,7 +314,7 @@ func queued(ledger string) int {
 	if err != nil {
 		return 0
 	}
-	return c[store.Queued] + c[store.Running]
+	return c[lifecycle.Queued] + c[lifecycle.Running]
 }
 
 // memory reads VmRSS and VmHWM (peak) of a process, in KB.

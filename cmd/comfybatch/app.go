@@ -68,6 +68,9 @@ func exitCode(err error) int {
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// work ends at a second signal; the command's own context (the intake)
+	// ends at the first. See stages.
+	work context.Context
 
 	// common flags
 	apiBase   string
@@ -81,14 +84,17 @@ type app struct {
 	jsonOut   bool
 }
 
-// Main runs the command line and returns the exit code.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+// Main runs the command line and returns the exit code. signals delivers
+// SIGINT, SIGTERM and SIGHUP (nil: never); see stages for what they do.
+func Main(signals <-chan os.Signal, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	intake, work, stop := stages(signals, stderr)
+	defer stop()
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, work: work}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	err := root.ExecuteContext(intake)
 	if err != nil {
 		var inc incompleteError
 		switch {
@@ -99,6 +105,40 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		}
 	}
 	return exitCode(err)
+}
+
+// stages turns signals into the two-stage stop every command shares. The
+// first signal ends the intake: a run submits nothing more, stops polling
+// and downloading, and lets each POST already on the wire finish and record
+// its request id. The second ends the work too: those POSTs are abandoned
+// (the next run reports them unknown) and the command returns at once. The
+// first says nothing here: the command that is stopping says so through its
+// logger, which a live display does not draw over.
+func stages(signals <-chan os.Signal, stderr io.Writer) (intake, work context.Context, stop func()) {
+	work, stopWork := context.WithCancel(context.Background())
+	intake, stopIntake := context.WithCancel(work)
+	done := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				return
+			case _, ok := <-signals:
+				if !ok {
+					return
+				}
+				if n++; n == 1 {
+					stopIntake()
+					continue
+				}
+				fmt.Fprintln(stderr, "second signal: stopping now; jobs mid-submission will be reported unknown by the next run")
+				stopWork()
+				return
+			}
+		}
+	}()
+	return intake, work, func() { close(done); stopIntake(); stopWork() }
 }
 
 func (a *app) rootCommand() *cobra.Command {

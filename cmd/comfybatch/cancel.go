@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,18 +11,15 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runner"
 	"comfybatch/store"
 )
 
-// Outcomes of `comfybatch cancel` per job, besides RunComfy's own
-// "cancelled" and "not_cancellable".
-const (
-	outcomeSkipped  = "skipped"   // the ledger says the job is not at RunComfy
-	outcomeNotFound = "not_found" // RunComfy no longer knows the request
-	outcomeError    = "error"     // the cancel request failed; try again
-)
+// outcomeSkipped is cancel's own outcome for a job the ledger says is not at
+// RunComfy; the others are lifecycle's.
+const outcomeSkipped = "skipped"
 
 func (a *app) cancelCommand() *cobra.Command {
 	var ids []string
@@ -67,7 +63,7 @@ type cancelJobJSON struct {
 	ID           string `json:"id"`
 	RequestID    string `json:"request_id"`
 	State        string `json:"state"`   // in the ledger, after the answer
-	Outcome      string `json:"outcome"` // cancelled, not_cancellable, skipped, not_found, error
+	Outcome      string `json:"outcome"` // cancelled, not_cancellable, requested, skipped, not_found, error
 	RemoteStatus string `json:"remote_status"`
 	Detail       string `json:"detail"`
 }
@@ -103,7 +99,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	}
 	defer st.Close()
 
-	targets, err := cancelTargets(st, ids, manifestPath)
+	targets, err := cancelTargets(ctx, st, ids, manifestPath)
 	if err != nil {
 		return err
 	}
@@ -120,7 +116,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 			continue
 		}
 		if ctx.Err() != nil {
-			res.Outcome, res.Detail = outcomeError, "not sent: interrupted"
+			res.Outcome, res.Detail = lifecycle.OutcomeError, "not sent: interrupted"
 			continue
 		}
 		g.Go(func() error {
@@ -136,7 +132,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	failed := 0
 	for _, r := range out.Jobs {
 		out.Counts[r.Outcome]++
-		if r.Outcome == outcomeError || r.Outcome == outcomeNotFound {
+		if r.Outcome == lifecycle.OutcomeError || r.Outcome == lifecycle.OutcomeNotFound {
 			failed++
 		}
 	}
@@ -164,13 +160,13 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 // cancelTargets picks the jobs to cancel: the named ones (every name must
 // be in the ledger), else every queued job. Running jobs are only tried
 // when named: RunComfy cannot cancel them, but the ledger may lag behind.
-func cancelTargets(st *store.Store, ids []string, manifestPath string) ([]store.Job, error) {
+func cancelTargets(ctx context.Context, st *store.Store, ids []string, manifestPath string) ([]store.Job, error) {
 	if len(ids) == 0 {
 		var jobs []store.Job
-		err := st.EachJob(func(j store.Job) error {
+		err := st.EachJob(ctx, func(j store.Job) error {
 			jobs = append(jobs, j)
 			return nil
-		}, store.Queued)
+		}, lifecycle.Queued)
 		return jobs, err
 	}
 	jobs := make([]store.Job, 0, len(ids))
@@ -181,7 +177,7 @@ func cancelTargets(st *store.Store, ids []string, manifestPath string) ([]store.
 			continue
 		}
 		seen[id] = true
-		j, err := st.Job(id)
+		j, err := st.Job(ctx, id)
 		if err != nil {
 			missing = append(missing, err)
 			continue
@@ -194,40 +190,25 @@ func cancelTargets(st *store.Store, ids []string, manifestPath string) ([]store.
 	return jobs, nil
 }
 
-// cancelledStatus accepts the statuses that say a job is cancelled, and no
-// status at all (the outcome then speaks alone).
-func cancelledStatus(s string) bool {
-	return s == "" || s == runcomfy.StatusCancelled || s == runcomfy.StatusCanceled
-}
-
-// cancelOne asks RunComfy to cancel one job and records the answer. It
-// returns an error only when the ledger could not record it.
+// cancelOne asks RunComfy to cancel one job and records what lifecycle.Cancel
+// makes of the answer. It returns an error only when the ledger could not
+// record it. The ledger write outlives a Ctrl-C: RunComfy has answered.
 func cancelOne(ctx context.Context, api *runcomfy.Client, st *store.Store, j store.Job, res *cancelJobJSON) error {
 	resp, err := api.Cancel(ctx, j.RequestID)
-	switch {
-	case runcomfy.IsNotFound(err):
-		res.Outcome, res.Detail = outcomeNotFound, "RunComfy does not know this request (expired?); the next run polls it and records what RunComfy says"
-		return nil
-	case err != nil:
-		res.Outcome, res.Detail = outcomeError, err.Error()
+	a := lifecycle.CancelAnswer{Status: resp.Status, Outcome: resp.Outcome}
+	if err != nil {
+		a = lifecycle.CancelAnswer{Call: runner.AnswerOf(err)}
+	}
+	d := lifecycle.Cancel(j.State, a)
+	res.Outcome, res.RemoteStatus, res.Detail = d.Outcome, resp.Status, d.Detail
+	if !d.Record {
 		return nil
 	}
-	res.Outcome, res.RemoteStatus = resp.Outcome, resp.Status
-	switch {
-	case resp.Outcome == "cancelled" && !cancelledStatus(resp.Status):
-		// Asked, not done: only the job's own status says it will not run
-		// (and be billed); marking it cancelled now would let
-		// --retry-failed pay for it a second time.
-		res.Detail = "RunComfy took the request but the job is still " + resp.Status + "; the next run polls it and records how it ends"
-	case resp.Outcome == "cancelled":
-		res.State, res.Detail = string(store.Cancelled), "cancelled; `run --retry-failed` submits it again"
-		return st.Cancelled(j.ID, cmp.Or(resp.Status, runcomfy.StatusCancelled), "cancelled by `comfybatch cancel`")
-	case resp.Outcome == "not_cancellable":
-		res.Detail = "already running at RunComfy: it will finish and be billed; the next run collects it"
-	default:
-		res.Detail = "RunComfy answered an outcome comfybatch does not know; the job is left as it is"
+	if err := st.Apply(context.WithoutCancel(ctx), j.ID, d.Step); err != nil {
+		return err
 	}
-	return st.CancelRefused(j.ID, resp.Status, cmp.Or(resp.Outcome, "no outcome"))
+	res.State = string(d.Step.To)
+	return nil
 }
 
 func (a *app) printCancel(out cancelJSON) error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
@@ -143,11 +144,11 @@ func TestCancelAskedNotDone(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		status string
-		want   store.State
+		want   lifecycle.State
 	}{
-		{"in_queue", store.Queued},
-		{"cancelled", store.Cancelled},
-		{"", store.Cancelled},
+		{"in_queue", lifecycle.Queued},
+		{"cancelled", lifecycle.Cancelled},
+		{"", lifecycle.Cancelled},
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"comfybatch/lifecycle"
 	"comfybatch/store"
 )
 
@@ -53,7 +54,7 @@ func completeManifest(_ *cobra.Command, args []string, _ string) ([]string, cobr
 
 // completeJobIDs offers the ids in the manifest's ledger for --job. It
 // reads the ledger like status does: read-only, beside a run.
-func (a *app) completeJobIDs(_ *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+func (a *app) completeJobIDs(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
 	if len(args) == 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -63,7 +64,7 @@ func (a *app) completeJobIDs(_ *cobra.Command, args []string, prefix string) ([]
 	}
 	defer st.Close()
 	var ids []string
-	st.EachJobState(func(id string, _ store.State) error {
+	st.EachJobState(cmd.Context(), func(id string, _ lifecycle.State) error {
 		if strings.HasPrefix(id, prefix) {
 			ids = append(ids, id)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ type mainResult struct {
 func runMain(t *testing.T, env map[string]string, args ...string) mainResult {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, &out, &errb, func(k string) string { return env[k] })
+	code := Main(nil, args, &out, &errb, func(k string) string { return env[k] })
 	return mainResult{code: code, stdout: out.String(), stderr: errb.String()}
 }
 

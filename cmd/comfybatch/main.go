@@ -1,43 +1,35 @@
 // Command comfybatch runs many RunComfy generation jobs from one YAML
 // manifest, with a ledger that makes every run resumable. This package holds
 // the command line only: flags, wiring and exit codes; the work is in
-// runner, manifest, store and runcomfy.
+// runner, manifest, store, runcomfy and lifecycle.
 package main
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
-func main() {
-	ctx, stop := interruptContext(os.Stderr)
-	defer stop()
-	os.Exit(Main(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
-}
+// hardStop is how long the process waits, after a second signal, for the
+// command to return before it exits regardless: a stuck disk must not make
+// a user's second Ctrl-C a no-op.
+const hardStop = 5 * time.Second
 
-// interruptContext is cancelled by the first SIGINT or SIGTERM, which asks
-// the run to stop gracefully; a second signal exits at once. The first says
-// nothing here: the command that is stopping says so through its logger,
-// which a live display does not draw over.
-func interruptContext(stderr io.Writer) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+func main() {
+	sigs := make(chan os.Signal, 3)
+	// SIGHUP too: a closed terminal, ssh session or tmux pane stops a run
+	// the graceful way, not at once.
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	relay := make(chan os.Signal, 3)
 	go func() {
 		n := 0
-		for range sigs {
-			n++
-			if n == 1 {
-				cancel()
-				continue
+		for s := range sigs {
+			relay <- s
+			if n++; n == 2 {
+				time.AfterFunc(hardStop, func() { os.Exit(exitInterrupted) })
 			}
-			fmt.Fprintln(stderr, "second signal: exiting now; jobs mid-submission will be reported unknown by the next run")
-			os.Exit(exitInterrupted)
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	os.Exit(Main(relay, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }

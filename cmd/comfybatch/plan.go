@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runner"
 	"comfybatch/store"
@@ -127,7 +128,7 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 		return err
 	}
 	ledger := a.ledgerPath(path)
-	known, exists, err := readKnown(ledger)
+	known, highest, exists, err := readKnown(ctx, ledger)
 	if err != nil {
 		return err
 	}
@@ -144,10 +145,10 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 	jobsOf := map[string]int{} // jobs to submit per model
 	for _, pj := range p.Jobs {
 		out.Counts[pj.Group()]++
-		if pj.Change == store.Unchanged {
+		if pj.Change == lifecycle.Unchanged {
 			out.Counts["unchanged"]++
 		}
-		if pj.Action == runner.ActionSubmit {
+		if pj.Action == lifecycle.ActionSubmit {
 			out.ToSubmit++
 			jobsOf[pj.Job.Model]++
 		}
@@ -158,7 +159,7 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 	if ctx.Err() != nil {
 		return runner.ErrInterrupted
 	}
-	out.Cost = estimate(p, models, jobsOf, prices, reason, a.verbose, &out)
+	out.Cost = estimate(p, models, jobsOf, prices, highest, reason, a.verbose, &out)
 
 	if a.jsonOut {
 		enc := json.NewEncoder(a.stdout)
@@ -171,26 +172,36 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 
 // readKnown reads what the ledger knows of each job, read-only and without
 // the lock, so that a plan never creates a ledger and works beside a run.
-func readKnown(path string) (map[string]store.Known, bool, error) {
+// It also reads the highest cost RunComfy reported per model, which prices
+// a job as a run's budget does (lifecycle.Charge).
+func readKnown(ctx context.Context, path string) (map[string]store.Known, map[string]float64, bool, error) {
 	st, err := store.Open(path, store.Options{ReadOnly: true})
 	if errors.Is(err, store.ErrNoLedger) {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	defer st.Close()
-	known, err := st.Known()
+	known, err := st.Known(ctx)
 	if err != nil {
-		return nil, true, fmt.Errorf("read ledger %s: %w", path, err)
+		return nil, nil, true, fmt.Errorf("read ledger %s: %w", path, err)
 	}
-	return known, true, nil
+	highest, err := st.HighestCosts(ctx)
+	if err != nil {
+		return nil, nil, true, fmt.Errorf("read ledger %s: %w", path, err)
+	}
+	return known, highest, true, nil
 }
 
 // modelPrice is a model's price, or why it is unknown.
 type modelPrice struct {
 	info runcomfy.ModelInfo
 	err  string
+}
+
+func (m modelPrice) price() lifecycle.Price {
+	return lifecycle.Price{BaseUSD: m.info.BasePriceUSD, Unit: m.info.PriceUnit}
 }
 
 // prices asks the API for each model's price, once per model. It never
@@ -230,13 +241,16 @@ func (a *app) prices(ctx context.Context, log *slog.Logger, models []string) (ma
 
 // estimate adds up the cost of the jobs to submit, per model; with verbose
 // it also fills out.Jobs, each with its own estimate.
-func estimate(p runner.Plan, models []string, jobsOf map[string]int, prices map[string]modelPrice, reason string, verbose bool, out *planJSON) costJSON {
+func estimate(p runner.Plan, models []string, jobsOf map[string]int, prices map[string]modelPrice, highest map[string]float64, reason string, verbose bool, out *planJSON) costJSON {
 	c := costJSON{Reason: reason, Models: []modelCostJSON{}}
 	byModel := map[string]*modelCostJSON{}
 	for _, model := range models {
 		mc := modelCostJSON{Model: model, Jobs: jobsOf[model]}
 		if pr, ok := prices[model]; ok {
-			mc.BasePriceUSD, mc.PriceUnit, mc.Reason = pr.info.BasePriceUSD, pr.info.PriceUnit, pr.err
+			if base, ok := pr.price().Base(); ok {
+				mc.BasePriceUSD = &base
+			}
+			mc.PriceUnit, mc.Reason = pr.info.PriceUnit, pr.err
 		} else {
 			mc.Reason = reason
 		}
@@ -251,10 +265,11 @@ func estimate(p runner.Plan, models []string, jobsOf map[string]int, prices map[
 	}
 	for _, pj := range p.Jobs {
 		var est *float64
-		if pj.Action == runner.ActionSubmit {
+		if pj.Action == lifecycle.ActionSubmit {
 			mc := byModel[pj.Job.Model]
 			pr, ok := prices[pj.Job.Model]
 			var usd float64
+			var priced bool
 			var why string
 			switch {
 			case !ok:
@@ -262,10 +277,10 @@ func estimate(p runner.Plan, models []string, jobsOf map[string]int, prices map[
 			case pr.err != "":
 				why = pr.err
 			default:
-				var priced bool
-				if usd, priced, why = runner.EstimateCost(pj.Job.Input, pr.info); priced {
-					why = ""
-				}
+				usd, priced, why = lifecycle.Estimate(pj.Job.Input, pr.price())
+			}
+			if charge, ok := lifecycle.Charge(usd, priced, highest[pj.Job.Model]); ok {
+				usd, why = charge, ""
 			}
 			if why == "" {
 				mc.USD += usd
@@ -384,7 +399,7 @@ func printPlan(w io.Writer, p planJSON) {
 			est := "-"
 			if j.EstimatedUSD != nil {
 				est = usd(*j.EstimatedUSD)
-			} else if j.Action == string(runner.ActionSubmit) {
+			} else if j.Action == string(lifecycle.ActionSubmit) {
 				est = "unknown"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.ID, j.Change, orDash(j.State), j.Action, est)

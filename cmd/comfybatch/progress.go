@@ -14,8 +14,8 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runner"
-	"comfybatch/store"
 )
 
 // How often a live display on a terminal is refreshed from the ledger, and
@@ -99,10 +99,10 @@ func (a *app) newDisplay(sink *logSink, log *slog.Logger, plain time.Duration) *
 // progressAttrs is one plain progress line's fields.
 func progressAttrs(p runner.Progress) []any {
 	args := []any{"settled", fmt.Sprintf("%d/%d", p.Settled, p.Total)}
-	for _, st := range store.States {
+	for _, st := range lifecycle.States {
 		if n := p.Counts[st]; n > 0 {
 			args = append(args, string(st), n)
-			if st == store.Queued && p.DeepestQueue > 0 {
+			if st == lifecycle.Queued && p.DeepestQueue > 0 {
 				args = append(args, "deepest_queue", p.DeepestQueue)
 			}
 		}
@@ -191,19 +191,19 @@ func statesLine(p runner.Progress, color bool) string {
 		}
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
-	queued := fmt.Sprintf("queued %d", c[store.Queued]+c[store.Submitting])
+	queued := fmt.Sprintf("queued %d", c[lifecycle.Queued]+c[lifecycle.Submitting])
 	if p.DeepestQueue > 0 {
 		queued += fmt.Sprintf(" (deepest #%d)", p.DeepestQueue)
 	}
 	parts := []string{
 		queued,
-		fmt.Sprintf("running %d", c[store.Running]),
-		paint("32", c[store.Done], fmt.Sprintf("done %d", c[store.Done])),
-		paint("31", c[store.Failed]+c[store.Cancelled], fmt.Sprintf("failed %d", c[store.Failed]+c[store.Cancelled])),
-		paint("33", c[store.Unknown], fmt.Sprintf("unknown %d", c[store.Unknown])),
-		fmt.Sprintf("pending %d", c[store.Pending]),
+		fmt.Sprintf("running %d", c[lifecycle.Running]),
+		paint("32", c[lifecycle.Done], fmt.Sprintf("done %d", c[lifecycle.Done])),
+		paint("31", c[lifecycle.Failed]+c[lifecycle.Cancelled], fmt.Sprintf("failed %d", c[lifecycle.Failed]+c[lifecycle.Cancelled])),
+		paint("33", c[lifecycle.Unknown], fmt.Sprintf("unknown %d", c[lifecycle.Unknown])),
+		fmt.Sprintf("pending %d", c[lifecycle.Pending]),
 	}
-	if n := c[store.Completed]; n > 0 {
+	if n := c[lifecycle.Completed]; n > 0 {
 		parts = append(parts, fmt.Sprintf("downloading %d", n))
 	}
 	return "  " + strings.Join(parts, " · ")

@@ -15,8 +15,8 @@ import (
 
 	"github.com/creack/pty"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runner"
-	"comfybatch/store"
 )
 
 // copyExample copies examples/<name> (and prompts.csv) into a temp dir, so
@@ -177,7 +177,7 @@ func TestProgressPlain(t *testing.T) {
 
 func TestProgressLines(t *testing.T) {
 	p := runner.Progress{
-		Counts: map[store.State]int{store.Queued: 4, store.Running: 2, store.Done: 3, store.Failed: 1, store.Pending: 10},
+		Counts: map[lifecycle.State]int{lifecycle.Queued: 4, lifecycle.Running: 2, lifecycle.Done: 3, lifecycle.Failed: 1, lifecycle.Pending: 10},
 		Total:  20, Settled: 4, SettledAtStart: 0, DeepestQueue: 31, Submitted: 10,
 		Elapsed: 4 * time.Second, Priced: true, SpentUSD: 1, InFlightUSD: 1.5, RemainingUSD: 2.5, MaxCostUSD: 10,
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/store"
 )
@@ -31,7 +33,7 @@ lists (URLs, files, hashes) separated by spaces.`,
 		Example: "  comfybatch results jobs.yaml > results.jsonl\n  comfybatch results jobs.yaml --format csv > results.csv\n  comfybatch results jobs.yaml | jq -r 'select(.state == \"done\") | .files[].local_path'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.results(args[0], format)
+			return a.results(cmd.Context(), args[0], format)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
@@ -45,7 +47,7 @@ lists (URLs, files, hashes) separated by spaces.`,
 type resultJSON struct {
 	ID           string          `json:"id"`
 	Model        string          `json:"model"`
-	State        store.State     `json:"state"`
+	State        lifecycle.State `json:"state"`
 	Input        json.RawMessage `json:"input"`
 	RequestID    string          `json:"request_id"`
 	RemoteStatus string          `json:"remote_status"`
@@ -69,9 +71,17 @@ var csvHeader = []string{"id", "model", "state", "request_id", "remote_status", 
 	"submitted_at", "finished_at", "input", "outputs", "files", "bytes", "sha256"}
 
 // settledStates are the states results exports: the job needs nothing more.
-var settledStates = []store.State{store.Done, store.Failed, store.Cancelled, store.Unknown}
+func settledStates() []lifecycle.State {
+	var out []lifecycle.State
+	for _, st := range lifecycle.States {
+		if st.Settled() {
+			out = append(out, st)
+		}
+	}
+	return out
+}
 
-func (a *app) results(manifestPath, format string) error {
+func (a *app) results(ctx context.Context, manifestPath, format string) error {
 	if format != "jsonl" && format != "csv" {
 		return usagef("--format %q: want jsonl or csv", format)
 	}
@@ -102,8 +112,8 @@ func (a *app) results(manifestPath, format string) error {
 		return err
 	}
 	defer st.Close()
-	err = st.EachJob(func(j store.Job) error {
-		files, err := st.Files(j.ID)
+	err = st.EachJob(ctx, func(j store.Job) error {
+		files, err := st.Files(ctx, j.ID)
 		if err != nil {
 			return err
 		}
@@ -114,7 +124,7 @@ func (a *app) results(manifestPath, format string) error {
 			r.Files = append(r.Files, resultFile{Path: f.Path, LocalPath: filepath.Join(out, f.Path), Bytes: f.Bytes, SHA256: f.SHA256})
 		}
 		return write(r)
-	}, settledStates...)
+	}, settledStates()...)
 	if err != nil {
 		return fmt.Errorf("read ledger %s: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/runner"
@@ -123,7 +124,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		case <-running:
 		}
 	}()
-	sum, err := runner.Run(ctx, runner.Config{
+	sum, err := runner.Run(ctx, a.work, runner.Config{
 		Manifest:        m,
 		Store:           st,
 		API:             api,
@@ -158,7 +159,7 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 	c := sum.Counts
 	if c != nil && !a.quiet {
 		var parts []string
-		for _, st := range store.States {
+		for _, st := range lifecycle.States {
 			if c[st] > 0 {
 				parts = append(parts, fmt.Sprintf("%s %d", st, c[st]))
 			}
@@ -173,13 +174,13 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		return err
 	}
 	var todo []string
-	if n := c[store.Failed] + c[store.Cancelled]; n > 0 {
+	if n := c[lifecycle.Failed] + c[lifecycle.Cancelled]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d failed or cancelled (see `comfybatch status -v`; rerun with --retry-failed to resubmit them)", n))
 	}
-	if n := c[store.Unknown]; n > 0 {
+	if n := c[lifecycle.Unknown]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d unknown: their submission was cut off and they may be running and billed; check your RunComfy dashboard, then rerun with --resubmit-unknown to submit them again", n))
 	}
-	if n := c[store.Pending]; n > 0 {
+	if n := c[lifecycle.Pending]; n > 0 {
 		switch {
 		case sum.CostCapped > 0:
 			todo = append(todo, fmt.Sprintf("%d pending, held back by --max-cost (%s spent or in flight; the next job would add %s): raise --max-cost and run again to continue",
@@ -193,10 +194,10 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 	if n := sum.Sync.Deferred; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d changed while at RunComfy: their earlier request was collected first; run again to submit the new input", n))
 	}
-	if n := c[store.Completed]; n > 0 {
+	if n := c[lifecycle.Completed]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
 	}
-	if n := c[store.Queued] + c[store.Running]; n > 0 && !submitOnly {
+	if n := c[lifecycle.Queued] + c[lifecycle.Running]; n > 0 && !submitOnly {
 		todo = append(todo, fmt.Sprintf("%d still running at RunComfy; run again to collect them", n))
 	}
 	if len(todo) == 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"comfybatch/lifecycle"
 	"comfybatch/store"
 )
 
@@ -33,7 +35,7 @@ renamed.`,
 		Example: "  comfybatch status jobs.yaml\n  comfybatch status jobs.yaml -v --job tub-001\n  comfybatch status jobs.yaml -v --json | jq '.jobs[] | select(.state == \"failed\")'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.status(args[0], only)
+			return a.status(cmd.Context(), args[0], only)
 		},
 	}
 	cmd.Flags().StringArrayVar(&only, "job", nil, "show only this job, with its history (repeatable; implies -v)")
@@ -69,7 +71,7 @@ type statusJSON struct {
 type jobJSON struct {
 	ID            string             `json:"id"`
 	Model         string             `json:"model"`
-	State         store.State        `json:"state"`
+	State         lifecycle.State    `json:"state"`
 	RemoteStatus  string             `json:"remote_status"`
 	RequestID     string             `json:"request_id"`
 	Attempts      int                `json:"attempts"`
@@ -86,10 +88,10 @@ type jobJSON struct {
 	Fingerprint   string             `json:"fingerprint"` // of model + input; a change means a new submission
 }
 
-func (a *app) status(manifestPath string, only []string) error {
+func (a *app) status(ctx context.Context, manifestPath string, only []string) error {
 	path := a.ledgerPath(manifestPath)
 	out := statusJSON{Ledger: path, Counts: map[string]int{}}
-	for _, st := range store.States {
+	for _, st := range lifecycle.States {
 		out.Counts[string(st)] = 0
 	}
 	st, err := store.Open(path, store.Options{ReadOnly: true})
@@ -101,7 +103,7 @@ func (a *app) status(manifestPath string, only []string) error {
 		return err
 	}
 	defer st.Close()
-	if err := summarize(st, &out); err != nil {
+	if err := summarize(ctx, st, &out); err != nil {
 		return fmt.Errorf("read ledger %s: %w", path, err)
 	}
 	if !a.verbose && len(only) == 0 {
@@ -112,7 +114,7 @@ func (a *app) status(manifestPath string, only []string) error {
 		// Check every id before printing anything.
 		picked := make([]store.Job, 0, len(only))
 		for _, id := range only {
-			j, err := st.Job(id)
+			j, err := st.Job(ctx, id)
 			if err != nil {
 				return usagef("%v; `comfybatch status %s -v` lists every job", err, manifestPath)
 			}
@@ -120,7 +122,7 @@ func (a *app) status(manifestPath string, only []string) error {
 		}
 		jobs = func(fn func(jobJSON) error) error {
 			for _, j := range picked {
-				jj, err := jobDetail(st, j)
+				jj, err := jobDetail(ctx, st, j)
 				if err != nil {
 					return err
 				}
@@ -133,8 +135,8 @@ func (a *app) status(manifestPath string, only []string) error {
 	} else {
 		// Streamed: a ledger of 100,000 jobs is never held in memory.
 		jobs = func(fn func(jobJSON) error) error {
-			return st.EachJob(func(j store.Job) error {
-				jj, err := jobDetail(st, j)
+			return st.EachJob(ctx, func(j store.Job) error {
+				jj, err := jobDetail(ctx, st, j)
 				if err != nil {
 					return err
 				}
@@ -146,8 +148,8 @@ func (a *app) status(manifestPath string, only []string) error {
 }
 
 // summarize fills in the counts and the money.
-func summarize(st *store.Store, out *statusJSON) error {
-	counts, err := st.Counts()
+func summarize(ctx context.Context, st *store.Store, out *statusJSON) error {
+	counts, err := st.Counts(ctx)
 	if err != nil {
 		return err
 	}
@@ -155,16 +157,16 @@ func summarize(st *store.Store, out *statusJSON) error {
 		out.Counts[string(s)] = n
 		out.Total += n
 	}
-	out.InFlight = counts[store.Submitting] + counts[store.Queued] + counts[store.Running]
-	out.Remaining = counts[store.Pending]
-	if out.SpentUSD, err = st.Spent(); err != nil {
+	out.InFlight = counts[lifecycle.Submitting] + counts[lifecycle.Queued] + counts[lifecycle.Running]
+	out.Remaining = counts[lifecycle.Pending]
+	if out.SpentUSD, err = st.Spent(ctx); err != nil {
 		return err
 	}
 	out.SpentUSD = round(out.SpentUSD)
-	if out.DeepestQueue, err = st.DeepestQueue(); err != nil {
+	if out.DeepestQueue, err = st.DeepestQueue(ctx); err != nil {
 		return err
 	}
-	n, sum, err := st.Reported()
+	n, sum, err := st.Reported(ctx)
 	if err != nil || n == 0 {
 		return err
 	}
@@ -176,18 +178,18 @@ func summarize(st *store.Store, out *statusJSON) error {
 }
 
 // jobDetail reads everything the ledger holds about one job.
-func jobDetail(st *store.Store, j store.Job) (jobJSON, error) {
+func jobDetail(ctx context.Context, st *store.Store, j store.Job) (jobJSON, error) {
 	jj := jobJSON{ID: j.ID, Model: j.Model, State: j.State, RemoteStatus: j.RemoteStatus, RequestID: j.RequestID,
 		Attempts: j.Attempts, CostUSD: j.CostUSD, Error: j.Error, QueuePosition: j.QueuePosition, Input: j.Input,
 		Outputs: j.Outputs, SubmittedAt: j.SubmittedAt, FinishedAt: j.FinishedAt, Fingerprint: j.Fingerprint}
 	var err error
-	if jj.Files, err = st.Files(j.ID); err != nil {
+	if jj.Files, err = st.Files(ctx, j.ID); err != nil {
 		return jj, err
 	}
-	if jj.Events, err = st.Events(j.ID); err != nil {
+	if jj.Events, err = st.Events(ctx, j.ID); err != nil {
 		return jj, err
 	}
-	if jj.Submissions, err = st.Submissions(j.ID); err != nil {
+	if jj.Submissions, err = st.Submissions(ctx, j.ID); err != nil {
 		return jj, err
 	}
 	// Empty lists print as [], never null: a reader need not check both.
@@ -269,13 +271,13 @@ func writeStatusJSON(w io.Writer, s statusJSON, jobs func(func(jobJSON) error) e
 func printSummary(w io.Writer, s statusJSON) {
 	tw, flush := newTable(w)
 	fmt.Fprintf(tw, "ledger\t%s\n", s.Ledger)
-	for _, st := range store.States {
+	for _, st := range lifecycle.States {
 		n := s.Counts[string(st)]
-		if n == 0 && st != store.Done {
+		if n == 0 && st != lifecycle.Done {
 			continue
 		}
 		note := ""
-		if st == store.Queued && s.DeepestQueue > 0 {
+		if st == lifecycle.Queued && s.DeepestQueue > 0 {
 			note = fmt.Sprintf("deepest queue position %d", s.DeepestQueue)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", st, n, note)
@@ -297,10 +299,10 @@ func printSummary(w io.Writer, s statusJSON) {
 	flush()
 	// What to do next, for the states that need a person.
 	c := s.Counts
-	if n := c[string(store.Failed)] + c[string(store.Cancelled)]; n > 0 {
+	if n := c[string(lifecycle.Failed)] + c[string(lifecycle.Cancelled)]; n > 0 {
 		fmt.Fprintf(w, "%s failed or cancelled: `status -v` shows why; `run --retry-failed` submits them again\n", jobs(n))
 	}
-	if n := c[string(store.Unknown)]; n > 0 {
+	if n := c[string(lifecycle.Unknown)]; n > 0 {
 		fmt.Fprintf(w, "%s unknown: the submission was cut off and may be running and billed; check your RunComfy dashboard, then `run --resubmit-unknown`\n", jobs(n))
 	}
 }
@@ -341,7 +343,7 @@ func printJob(w io.Writer, j jobJSON) {
 			outcome := sb.Outcome
 			if outcome == "" {
 				outcome = "in flight"
-				if sb.Attempt != j.Attempts || j.State == store.Pending {
+				if sb.Attempt != j.Attempts || j.State == lifecycle.Pending {
 					// Sync moved the job on when its input changed.
 					outcome = "no longer followed: the input changed"
 				}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
 )
@@ -77,7 +78,7 @@ func statusFixture(t *testing.T) string {
 	pos := func(p int) *int { return &p }
 
 	submit("done")
-	must(st.Observe("done", store.Running, "in_progress", nil))
+	must(st.Observe("done", lifecycle.Running, "in_progress", nil))
 	finish("done")
 
 	submit("retried")
@@ -92,16 +93,16 @@ func statusFixture(t *testing.T) string {
 	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // then submitted with the new input
 	must(err)
 	submit("changed")
-	must(st.Observe("changed", store.Queued, "in_queue", pos(7)))
+	must(st.Observe("changed", lifecycle.Queued, "in_queue", pos(7)))
 
 	submit("running")
-	must(st.Observe("running", store.Running, "in_progress", nil))
+	must(st.Observe("running", lifecycle.Running, "in_progress", nil))
 
 	submit("cancelled")
 	must(st.Cancelled("cancelled", "cancelled", "cancelled by `comfybatch cancel`"))
 
 	submit("refused")
-	must(st.Observe("refused", store.Running, "in_progress", nil))
+	must(st.Observe("refused", lifecycle.Running, "in_progress", nil))
 	must(st.CancelRefused("refused", "in_progress", "not_cancellable"))
 
 	_, err = st.BeginSubmit("unknown")
@@ -160,7 +161,7 @@ func TestStatusJSONSchema(t *testing.T) {
 		}
 	}
 	counts := out["counts"].(map[string]any)
-	for _, st := range store.States {
+	for _, st := range lifecycle.States {
 		if _, ok := counts[string(st)]; !ok {
 			t.Errorf("counts has no %q", st)
 		}

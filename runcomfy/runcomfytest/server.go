@@ -53,6 +53,8 @@ type Config struct {
 	Token string // if set, API calls need "Authorization: Bearer <Token>"
 	Seed  int64
 	Now   func() time.Time // default time.Now
+
+	Answers Answers // the shape of the answers; the zero value is the documented API's
 }
 
 // Stats counts what the server saw. Each API counter counts every request
@@ -69,7 +71,10 @@ type Stats struct {
 	Dropped       int64 // submits whose job was created but got no answer
 	Truncated     int64 // downloads cut short
 	Expired       int64 // file requests answered 410
-	NotFound      int64 // requests for unknown request ids or files
+	NotFound      int64 // requests for unknown request ids or files, or hidden by Answers.NotFoundFor
+
+	Refused           int64 // submits refused by Answers.SubmitRefuse, with no job created
+	CreatedUnanswered int64 // submits whose job was created but answered with no id (Answers.SubmitCreated*, SubmitEmptyBody)
 }
 
 // JobInfo describes one created job, for assertions.
@@ -77,7 +82,7 @@ type JobInfo struct {
 	RequestID string
 	Model     string
 	Input     json.RawMessage // canonical JSON of the submitted body
-	Status    string          // current status
+	Status    string          // current status, canonical: lower case and never renamed by Answers
 }
 
 // outcome is how a job ends, drawn when it is created.
@@ -101,6 +106,7 @@ type job struct {
 	cost      float64 // reported in the result once finished
 	expires   bool    // first output URL answers 410 until a later result fetch
 	cancelled bool
+	kind      string // Answers.OutputKind when created: its URLs and files must agree
 
 	extraShown bool // Config.ExtraStatus was reported
 	// resultFetches counts result answers after the end: it is the
@@ -113,7 +119,7 @@ type counters struct {
 	submits, created, status, result, cancel, model atomic.Int64
 	files, filesWithAuth, rejected429, errors5xx    atomic.Int64
 	unauthorized, noBalance, dropped, truncated     atomic.Int64
-	expired, notFound                               atomic.Int64
+	expired, notFound, refused, createdUnanswered   atomic.Int64
 }
 
 // Server is the simulated API. It is safe for concurrent use; every request
@@ -130,6 +136,7 @@ type Server struct {
 	duplicates  int
 	seq         int64
 	dequeuedSeq int64 // highest seq seen out of the queue: positions derive from it
+	emptyBodies int   // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
 	ts          *httptest.Server
 }
 
@@ -223,6 +230,7 @@ func (s *Server) Stats() Stats {
 		Unauthorized: n.unauthorized.Load(), NoBalance: n.noBalance.Load(),
 		Dropped: n.dropped.Load(), Truncated: n.truncated.Load(),
 		Expired: n.expired.Load(), NotFound: n.notFound.Load(),
+		Refused: n.refused.Load(), CreatedUnanswered: n.createdUnanswered.Load(),
 	}
 }
 
@@ -273,7 +281,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, count *atomic.Int6
 	count.Add(1)
 	if token := s.config().Token; token != "" && r.Header.Get("Authorization") != "Bearer "+token {
 		s.n.unauthorized.Add(1)
-		writeError(w, http.StatusUnauthorized, runcomfy.CodeBadToken, "invalid or expired token")
+		s.writeError(w, r, http.StatusUnauthorized, runcomfy.CodeBadToken, "invalid or expired token")
 		return false
 	}
 	s.mu.Lock()
@@ -290,18 +298,18 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, count *atomic.Int6
 		if retryAfter {
 			w.Header().Set("Retry-After", "1")
 		}
-		writeError(w, http.StatusTooManyRequests, 0, "rate limited")
+		s.writeError(w, r, http.StatusTooManyRequests, 0, "rate limited")
 		return false
 	case fail == http.StatusBadGateway:
 		// What a proxy in front of the API answers: not JSON.
 		s.n.errors5xx.Add(1)
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(fail)
-		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>\n")
+		io.WriteString(w, "<html><body><h1>"+s.echo(r, "502 Bad Gateway")+"</h1></body></html>\n")
 		return false
 	case fail != 0:
 		s.n.errors5xx.Add(1)
-		writeError(w, fail, 0, http.StatusText(fail))
+		s.writeError(w, r, fail, 0, http.StatusText(fail))
 		return false
 	}
 	return true
@@ -311,6 +319,11 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.submits, false) {
 		return
 	}
+	if status := s.config().Answers.SubmitRefuse; status != 0 {
+		s.n.refused.Add(1)
+		s.refuse(w, r, status)
+		return
+	}
 	model := r.PathValue("model")
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	if err != nil {
@@ -318,7 +331,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	canonical, err := canonicalObject(body)
 	if err != nil {
-		writeError(w, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
+		s.writeError(w, r, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
 		return
 	}
 
@@ -326,11 +339,23 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.BalanceJobs > 0 && s.seq >= int64(s.cfg.BalanceJobs) {
 		s.mu.Unlock()
 		s.n.noBalance.Add(1)
-		writeError(w, http.StatusBadRequest, runcomfy.CodeNoBalance, "insufficient balance")
+		s.writeError(w, r, http.StatusBadRequest, runcomfy.CodeNoBalance, "insufficient balance")
 		return
 	}
 	j := s.createLocked(model, canonical)
 	drop := s.chanceLocked(s.cfg.DropSubmitRate)
+	answer := submitOK
+	if !drop && s.cfg.Answers.submitFaulty() {
+		answer = s.cfg.Answers.pickSubmitAnswer(s.rng.Float64())
+	}
+	empty := "{}"
+	if answer == submitEmpty {
+		if s.emptyBodies%2 == 1 {
+			empty = "[]"
+		}
+		s.emptyBodies++
+	}
+	numeric := s.cfg.Answers.NumericRequestIDs
 	delay := s.cfg.SubmitDelay
 	s.mu.Unlock()
 	s.n.created.Add(1)
@@ -340,19 +365,52 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(delay)
 	}
 
-	if drop {
-		// The job exists and will run; the client never learns its id.
+	// In every case below the job exists and will run, but the client
+	// never learns its id.
+	switch {
+	case drop:
 		s.n.dropped.Add(1)
 		cutConnection(w)
 		return
+	case answer != submitOK:
+		s.n.createdUnanswered.Add(1)
+		s.writeUnanswered(w, r, answer, empty)
+		return
 	}
 	base := baseURL(r, r.Host)
-	writeJSON(w, http.StatusOK, runcomfy.SubmitResponse{
-		RequestID: j.id,
+	var id any = j.id
+	if numeric {
+		id = json.Number(j.id)
+	}
+	writeJSON(w, http.StatusOK, submitBody{
+		RequestID: id,
 		StatusURL: base + "/v1/requests/" + j.id + "/status",
 		ResultURL: base + "/v1/requests/" + j.id + "/result",
 		CancelURL: base + "/v1/requests/" + j.id + "/cancel",
 	})
+}
+
+// refuse answers a submit refused by Answers.SubmitRefuse.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int) {
+	if status == http.StatusUnprocessableEntity {
+		writeJSON(w, status, validationDetail(func(msg string) string { return s.echo(r, msg) }))
+		return
+	}
+	s.writeError(w, r, status, 0, refusalMessage(status))
+}
+
+// writeUnanswered answers a created job's submit without its id; empty is
+// the body of a submitEmpty answer.
+func (s *Server) writeUnanswered(w http.ResponseWriter, r *http.Request, answer submitAnswer, empty string) {
+	switch answer {
+	case submit503:
+		// A gateway that gave up after the API created the job.
+		s.writeError(w, r, http.StatusServiceUnavailable, 0, http.StatusText(http.StatusServiceUnavailable))
+	case submitErrorCode:
+		s.writeError(w, r, http.StatusOK, 500001, "internal error")
+	case submitEmpty:
+		writeJSON(w, http.StatusOK, json.RawMessage(empty))
+	}
 }
 
 // createLocked records a new job with its fate drawn from the RNG.
@@ -366,8 +424,9 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		seq:     s.seq,
 		created: now,
 		expires: s.chanceLocked(s.cfg.ExpireRate),
-		outputs: s.cfg.OutputsPerJob,
+		outputs: outputCount(s.cfg.Answers.OutputKind, s.cfg.OutputsPerJob),
 		cost:    s.cfg.CostUSD,
+		kind:    s.cfg.Answers.OutputKind,
 	}
 	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime))
 	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime))
@@ -394,8 +453,13 @@ func (s *Server) jitterLocked(d time.Duration) time.Duration {
 	return time.Duration(max(0, float64(d)*f))
 }
 
-// newIDLocked makes a UUID-shaped id from the seeded RNG, unique among jobs.
+// newIDLocked makes a UUID-shaped id from the seeded RNG, unique among
+// jobs, or under Answers.NumericRequestIDs a decimal one from the creation
+// order (never UUID-shaped, so the two kinds cannot collide).
 func (s *Server) newIDLocked() string {
+	if s.cfg.Answers.NumericRequestIDs {
+		return strconv.FormatInt(1_000_000+s.seq, 10)
+	}
 	for {
 		a, b := s.rng.Uint64(), s.rng.Uint64()
 		id := fmt.Sprintf("%08x-%04x-%04x-%04x-%012x",
@@ -436,30 +500,39 @@ func (s *Server) stateLocked(j *job, now time.Time, observe bool) (status string
 	return runcomfy.StatusCompleted, 0
 }
 
-// lookup finds the job named in the path, answering 404001 when unknown.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*job, bool) {
+// lookup finds the job named in the path, answering 404001 when unknown
+// or, for polls (hideYoung), while Answers.NotFoundFor hides it.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, hideYoung bool) (*job, bool) {
 	s.mu.Lock()
 	j, ok := s.jobs[r.PathValue("id")]
+	young := ok && hideYoung && s.cfg.Now().Before(j.created.Add(s.cfg.Answers.NotFoundFor))
 	s.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		s.n.notFound.Add(1)
-		writeError(w, http.StatusNotFound, runcomfy.CodeNotFound, "request not found or expired")
+		s.writeError(w, r, http.StatusNotFound, runcomfy.CodeNotFound, "request not found or expired")
+		return nil, false
+	case young:
+		s.n.notFound.Add(1)
+		s.writeError(w, r, http.StatusNotFound, runcomfy.CodeNotFound, "request not found")
+		return nil, false
 	}
-	return j, ok
+	return j, true
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.status, true) {
 		return
 	}
-	j, ok := s.lookup(w, r)
+	j, ok := s.lookup(w, r, true)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	st, pos := s.stateLocked(j, s.cfg.Now(), true)
+	answers := s.cfg.Answers
 	s.mu.Unlock()
-	out := runcomfy.StatusResponse{RequestID: j.id, Status: st}
+	out := statusBody{RequestID: j.id, Status: answers.wireStatus(st)}
 	if st == runcomfy.StatusInQueue {
 		out.QueuePosition = &pos
 	}
@@ -470,33 +543,39 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.result, true) {
 		return
 	}
-	j, ok := s.lookup(w, r)
+	j, ok := s.lookup(w, r, true)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
-	st, _ := s.stateLocked(j, s.cfg.Now(), true)
+	st, pos := s.stateLocked(j, s.cfg.Now(), true)
 	ended := !j.cancelled && runcomfy.Terminal(st)
 	if ended {
 		j.resultFetches++
 	}
 	gen := j.resultFetches
+	answers := s.cfg.Answers
 	s.mu.Unlock()
 
 	out := map[string]any{
 		"request_id": j.id,
-		"status":     st,
+		"status":     answers.wireStatus(st),
 		"model_id":   j.model,
 		"created_at": j.created.UTC().Format(time.RFC3339Nano),
+	}
+	if st == runcomfy.StatusInQueue && answers.ResultQueuePosition {
+		out["queue_position"] = pos
 	}
 	if ended {
 		out["finished_at"] = j.runEnd.UTC().Format(time.RFC3339Nano)
 		if r.URL.Query().Get("include_cost") == "true" {
-			out["cost"] = j.cost
+			if cost, ok := answers.costField(j.cost); ok {
+				out["cost"] = cost
+			}
 		}
 		switch j.outcome {
 		case succeed:
-			out["output"] = output(r, j, gen)
+			out["output"] = outputAnswer(j.kind, baseURL(r, filesHost(r.Host)), j.id, j.outputs, gen)
 			out["error"] = nil
 		case emptyOutput:
 			out["output"] = map[string]any{}
@@ -508,37 +587,24 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// output lists the job's file URLs on the files host, tagged with the
-// generation so that a refreshed result hands out a fresh URL.
-func output(r *http.Request, j *job, gen int) map[string]any {
-	base := baseURL(r, filesHost(r.Host))
-	urls := make([]string, j.outputs)
-	for i := range urls {
-		urls[i] = fmt.Sprintf("%s/files/%s/%d.mp4?v=%d", base, j.id, i, gen)
-	}
-	if len(urls) == 1 {
-		return map[string]any{"video": urls[0]}
-	}
-	return map[string]any{"videos": urls}
-}
-
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.cancel, false) {
 		return
 	}
-	j, ok := s.lookup(w, r)
+	j, ok := s.lookup(w, r, false)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	st, _ := s.stateLocked(j, s.cfg.Now(), true)
-	outcome := "not_cancellable" // running and finished jobs cannot be cancelled
-	if st == runcomfy.StatusInQueue {
+	cancelled := st == runcomfy.StatusInQueue // running and finished jobs cannot be cancelled
+	if cancelled {
 		j.cancelled = true
-		st, outcome = runcomfy.StatusCancelled, "cancelled"
+		st = runcomfy.StatusCancelled
 	}
+	answers := s.cfg.Answers
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, runcomfy.CancelResponse{RequestID: j.id, Status: st, Outcome: outcome})
+	writeJSON(w, http.StatusOK, answers.cancelAnswer(j.id, st, cancelled))
 }
 
 func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
@@ -546,15 +612,16 @@ func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := s.config()
-	writeJSON(w, http.StatusOK, runcomfy.ModelInfo{
+	writeJSON(w, http.StatusOK, modelBody{
 		ModelID:      r.PathValue("model"),
 		DisplayName:  r.PathValue("model"),
-		BasePriceUSD: &cfg.PriceUSD,
+		BasePriceUSD: cfg.Answers.priceField(cfg.PriceUSD),
 		PriceUnit:    cfg.PriceUnit,
 	})
 }
 
-// file serves /files/{id}/{n}.mp4 (n from 0) with Content-Length and single-range
+// file serves /files/{id}/{n}.{ext} (n from 0; .mp4, or .png or .mp3 as
+// the job's OutputKind says) with Content-Length and single-range
 // ("bytes=N-" or "bytes=N-M") support.
 func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	s.n.files.Add(1)
@@ -562,14 +629,20 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		s.n.filesWithAuth.Add(1)
 	}
 	id := r.PathValue("id")
-	n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("name"), ".mp4"))
 	gen, _ := strconv.Atoi(r.URL.Query().Get("v"))
 
 	s.mu.Lock()
 	j, ok := s.jobs[id]
-	var st string
+	var (
+		st  string
+		med medium
+		n   int
+		err error
+	)
 	if ok {
 		st, _ = s.stateLocked(j, s.cfg.Now(), false)
+		med, ok = mediumOf(j.kind)
+		n, err = strconv.Atoi(strings.TrimSuffix(r.PathValue("name"), med.ext))
 	}
 	ok = ok && err == nil && n >= 0 && n < j.outputs &&
 		st == runcomfy.StatusCompleted && j.outcome == succeed
@@ -580,18 +653,18 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok:
 		s.n.notFound.Add(1)
-		http.NotFound(w, r)
+		http.Error(w, s.echo(r, "404 page not found"), http.StatusNotFound)
 		return
 	case expired:
 		s.n.expired.Add(1)
-		http.Error(w, "link expired", http.StatusGone)
+		http.Error(w, s.echo(r, "link expired"), http.StatusGone)
 		return
 	}
 
-	data := OutputBytes(id, n)
+	data := med.content(id, n)
 	start, end, status := parseRange(r.Header.Get("Range"), len(data))
 	h := w.Header()
-	h.Set("Content-Type", "video/mp4")
+	h.Set("Content-Type", med.contentType)
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", fmt.Sprintf(`"%s-%d"`, id, n))
 	switch status {
@@ -718,10 +791,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(b)
 }
 
-func writeError(w http.ResponseWriter, status, code int, msg string) {
-	body := map[string]any{"error_message": msg}
+// writeError writes the API's error body; under Answers.EchoToken the
+// message carries the request's Authorization header.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, status, code int, msg string) {
+	body := map[string]any{"error_message": s.echo(r, msg)}
 	if code != 0 {
 		body["error_code"] = code
 	}
 	writeJSON(w, status, body)
+}
+
+// echo is msg, with the request's Authorization header appended under
+// Answers.EchoToken.
+func (s *Server) echo(r *http.Request, msg string) string {
+	if !s.config().Answers.EchoToken {
+		return msg
+	}
+	return echoAuth(msg, r)
 }

@@ -1,0 +1,136 @@
+// Package lifecycle owns a job's life: its states, the transitions allowed
+// between them (the README's state diagram, as data), and the pure decisions
+// of what an answer from RunComfy means for a job — a submit answer, a poll
+// answer, a cancel answer — and of what a run does next with a job in a
+// given state. It imports nothing else of comfybatch, so every rule that
+// keeps a job from being paid twice or lost is here, in one place, and
+// table-tested against the answer shapes RunComfy's own clients know.
+package lifecycle
+
+import "strings"
+
+// State is a job's place in its life.
+type State string
+
+const (
+	Pending    State = "pending"    // not at RunComfy; a run submits it
+	Submitting State = "submitting" // its POST is leaving; committed before it does
+	Queued     State = "queued"     // at RunComfy with a saved request id, waiting
+	Running    State = "running"    // at RunComfy, being generated
+	Completed  State = "completed"  // finished at RunComfy, outputs not all saved yet
+	Done       State = "done"       // every output saved and verified
+	Failed     State = "failed"     // RunComfy rejected it or it ended without output
+	Cancelled  State = "cancelled"  // RunComfy cancelled it
+	Unknown    State = "unknown"    // a POST whose outcome nobody can know: maybe billed
+)
+
+// States lists every state in the order a person reads a run's progress.
+var States = []State{Pending, Submitting, Queued, Running, Completed, Done, Failed, Cancelled, Unknown}
+
+// Valid reports whether st is one of States.
+func (st State) Valid() bool {
+	for _, s := range States {
+		if s == st {
+			return true
+		}
+	}
+	return false
+}
+
+// InFlight reports a job with a request at RunComfy that has not finished.
+func (st State) InFlight() bool { return st == Queued || st == Running }
+
+// Awaited reports a job with a request at RunComfy whose result is still to
+// be collected: in flight, or completed and not yet downloaded. It has been
+// paid for, so a change of its input waits until it is collected.
+func (st State) Awaited() bool { return st.InFlight() || st == Completed }
+
+// Settled reports a job that needs nothing more from a run without flags.
+func (st State) Settled() bool {
+	return st == Done || st == Failed || st == Cancelled || st == Unknown
+}
+
+// Replaceable reports whether a changed manifest may replace the job's input
+// now: not while a paid request is still to be collected, and not in the
+// middle of a POST (a run turns those into unknown before it syncs).
+func (st State) Replaceable() bool { return !st.Awaited() && st != Submitting }
+
+// Edge is one allowed transition and what it means.
+type Edge struct {
+	From, To State
+	Means    string
+}
+
+// Edges is the state diagram. No state changes anywhere in comfybatch
+// except along one of these; the ledger refuses any other.
+var Edges = []Edge{
+	{Pending, Submitting, "the POST is about to leave: committed before it does"},
+	{Failed, Submitting, "--retry-failed submits it again"},
+	{Cancelled, Submitting, "--retry-failed submits it again"},
+	{Unknown, Submitting, "--resubmit-unknown submits it again"},
+
+	{Submitting, Queued, "RunComfy answered with a request id, saved at once"},
+	{Submitting, Pending, "the answer proves no job was created (not sent, 429, account refused)"},
+	{Submitting, Failed, "RunComfy rejected the input (4xx)"},
+	{Submitting, Unknown, "the outcome cannot be known (5xx, timeout, no request id, cut off by a crash)"},
+
+	{Queued, Queued, "polled: still queued (position or remote status changed, or a cancel was refused)"},
+	{Queued, Running, "polled: started"},
+	{Running, Queued, "polled: back in the queue"},
+	{Running, Running, "polled: still running (remote status changed, or a cancel was refused)"},
+	{Queued, Completed, "finished with outputs; result saved"},
+	{Running, Completed, "finished with outputs; result saved"},
+	{Queued, Failed, "failed at RunComfy, finished without output, or its request is gone"},
+	{Running, Failed, "failed at RunComfy, finished without output, or its request is gone"},
+	{Queued, Cancelled, "cancelled at RunComfy"},
+	{Running, Cancelled, "cancelled at RunComfy"},
+
+	{Completed, Completed, "output URLs refreshed after a saved one expired"},
+	{Completed, Done, "every output saved and verified"},
+	{Done, Completed, "a saved output went missing on disk: download it again"},
+
+	{Pending, Pending, "input changed before it was submitted"},
+	{Done, Pending, "input changed: the new input is submitted, the old result kept in history"},
+	{Failed, Pending, "input changed"},
+	{Cancelled, Pending, "input changed"},
+	{Unknown, Pending, "input changed"},
+}
+
+// Allowed reports whether a job may move from one state to another.
+func Allowed(from, to State) bool {
+	for _, e := range Edges {
+		if e.From == from && e.To == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Into lists the states a job may enter to from.
+func Into(to State) []State {
+	var from []State
+	for _, e := range Edges {
+		if e.To == to {
+			from = append(from, e.From)
+		}
+	}
+	return from
+}
+
+// Step is a decided transition: the state a job goes to and what the ledger
+// records with it. Fields that do not apply to the transition are ignored.
+type Step struct {
+	To     State
+	Detail string // the event's text, for the job's history
+
+	Remote        string   // the server's status, verbatim ("" keeps the recorded one)
+	QueuePosition *int     // while queued
+	RequestID     string   // Submitting → Queued
+	Outputs       []string // → Completed: what to save (URLs, data: URLs, text)
+	Cost          *float64 // the cost RunComfy reported; nil = unknown
+	Error         string   // → Failed, Pending, Unknown: the reason
+}
+
+// normStatus is how every client of RunComfy compares statuses: trimmed and
+// lower-cased.
+func normStatus(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

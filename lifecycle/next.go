@@ -1,0 +1,90 @@
+package lifecycle
+
+// Action is what a run does with a job.
+type Action string
+
+const (
+	ActionSubmit   Action = "submit"   // POST it: new, changed, or never accepted
+	ActionPoll     Action = "poll"     // it is at RunComfy: collect it
+	ActionDownload Action = "download" // finished: save its outputs
+	ActionNone     Action = "none"     // settled, or left alone without a flag
+)
+
+// Flags are the run flags that change what a run does with a job.
+type Flags struct {
+	RetryFailed     bool // --retry-failed: failed and cancelled jobs are submitted again
+	ResubmitUnknown bool // --resubmit-unknown: unknown jobs are submitted again
+	SubmitOnly      bool // --submit-only: jobs in flight are left to a later run
+}
+
+// Change says how a manifest job relates to its ledger record.
+type Change string
+
+const (
+	New       Change = "new"       // not in the ledger
+	Unchanged Change = "unchanged" // same fingerprint
+	Changed   Change = "changed"   // fingerprint differs from what was recorded
+)
+
+// Next is what a run does with a job in state st ("" for a job the ledger
+// does not have yet) whose manifest entry relates to the record as ch.
+// `run` acts on it and `plan` reports it, so the two agree by construction.
+//
+// A changed job whose earlier request is still to be collected is collected
+// first: it was paid for. The run after that submits the new input.
+func Next(st State, ch Change, f Flags) Action {
+	if st == Submitting {
+		st = Recover().To // what a run makes of it before anything else
+	}
+	if ch == New || (ch == Changed && st.Replaceable()) {
+		return ActionSubmit
+	}
+	switch st {
+	case Pending:
+		return ActionSubmit
+	case Queued, Running:
+		if f.SubmitOnly {
+			return ActionNone
+		}
+		return ActionPoll
+	case Completed:
+		return ActionDownload
+	case Failed, Cancelled:
+		if f.RetryFailed {
+			return ActionSubmit
+		}
+	case Unknown:
+		if f.ResubmitUnknown {
+			return ActionSubmit
+		}
+	}
+	return ActionNone
+}
+
+// SubmitFrom lists the states whose unchanged jobs a run submits under f:
+// the ledger query behind "the jobs to submit" and their budget.
+func SubmitFrom(f Flags) []State { return statesFor(ActionSubmit, f) }
+
+// CollectFrom lists the states a run collects under f, most urgent first:
+// completed jobs (their output URLs expire), then jobs in flight.
+func CollectFrom(f Flags) []State {
+	return append(statesFor(ActionDownload, f), statesFor(ActionPoll, f)...)
+}
+
+func statesFor(a Action, f Flags) []State {
+	var out []State
+	for _, st := range States {
+		if st != Submitting && Next(st, Unchanged, f) == a {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// Recover is what becomes of a job found in submitting when a run starts: its
+// process died mid-POST, so it may be running and billed at RunComfy, and its
+// request id was never saved.
+func Recover() Step {
+	const why = "submission was cut off before its request id was saved; it may be running and billed"
+	return Step{To: Unknown, Error: why, Detail: why}
+}
