@@ -2,7 +2,7 @@ package lifecycle
 
 // CancelAnswer is the answer to a cancel request.
 type CancelAnswer struct {
-	Call    Answer // the failure when the call failed; zero for a usable answer
+	Failure *Answer // describes the call when it failed; nil for a usable answer
 	Status  string // verbatim
 	Outcome string // verbatim; may be absent
 }
@@ -31,14 +31,14 @@ type CancelDecision struct {
 // leaves it in flight for the next run to poll: marking a job cancelled that
 // still runs would let --retry-failed pay for it twice.
 func Cancel(cur State, a CancelAnswer) CancelDecision {
-	if a.Call.Failed() {
-		if a.Call.Code == CodeNotFound || a.Call.HTTPStatus == 404 {
+	if c := a.Failure; c != nil {
+		if c.Code == CodeNotFound || c.HTTPStatus == 404 {
 			return CancelDecision{Outcome: OutcomeNotFound,
 				Detail: "RunComfy does not know this request (expired?); the next run polls it and records what RunComfy says"}
 		}
-		msg := a.Call.Message
+		msg := c.Message
 		if msg == "" {
-			msg = describe(a.Call)
+			msg = describe(*c)
 		}
 		return CancelDecision{Outcome: OutcomeError, Detail: msg}
 	}

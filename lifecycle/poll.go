@@ -8,8 +8,8 @@ import (
 
 // PollAnswer is one answer to a poll of a job's result (or status).
 type PollAnswer struct {
-	// Call is the failure when the call failed; zero for a usable answer.
-	Call Answer
+	// Failure describes the call when it failed; nil for a usable answer.
+	Failure *Answer
 	// Transient: the call failed in a way that goes away by itself (no
 	// answer, a cut body, 408, 429, 5xx); the poller asks again later.
 	Transient bool
@@ -88,7 +88,7 @@ func oneOf(s string, list ...string) bool {
 // running) submitted age ago, given what the poller remembered of it. It
 // returns the decision and what to remember next.
 func Poll(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecision, Watch) {
-	if a.Call.Failed() {
+	if a.Failure != nil {
 		return pollFailed(cur, w, a, age)
 	}
 	w.Errors, w.Missing = 0, 0
@@ -141,7 +141,7 @@ func Poll(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecision, Wa
 }
 
 func pollFailed(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecision, Watch) {
-	c := a.Call
+	c := *a.Failure
 	switch {
 	case c.Account():
 		return PollDecision{Verdict: StopAccount, Why: "the account was refused"}, w

@@ -114,6 +114,7 @@ func TestErrorClassification(t *testing.T) {
 		transient  bool
 		notCreated bool
 		notFound   bool
+		malformed  bool
 	}{
 		{name: "400 bad model", status: 400, body: `{"error_code":400001,"error_message":"bad model id"}`, code: 400001, msg: "bad model id"},
 		{name: "400 no balance", status: 400, body: `{"error_code":400002,"message":"insufficient balance"}`, code: 400002, msg: "insufficient", account: true},
@@ -125,16 +126,20 @@ func TestErrorClassification(t *testing.T) {
 		{name: "404", status: 404, notFound: true},
 		{name: "404001", status: 404, body: `{"error_code":404001,"error_message":"expired"}`, code: 404001, notFound: true},
 		{name: "408", status: 408, transient: true},
-		{name: "422 detail list", status: 422, body: `{"detail":[{"loc":["body","prompt"],"msg":"too long"}]}`, msg: `[{"loc":["body","prompt"],"msg":"too long"}]`},
+		{name: "422 detail list", status: 422, body: `{"detail":[{"loc":["body","prompt"],"msg":"too long"}]}`, msg: "prompt: too long"},
 		{name: "429", status: 429, header: "1", transient: true, notCreated: true},
 		{name: "500", status: 500, body: `{"message":"boom"}`, msg: "boom", transient: true},
 		{name: "502 html", status: 502, body: "<html>\n <h1>502   Bad Gateway</h1></html>", msg: "<h1>502 Bad Gateway</h1>", transient: true},
-		{name: "503", status: 503, transient: true, notCreated: true},
+		// A gateway may answer 503 after the API created the job.
+		{name: "503", status: 503, transient: true},
 		{name: "504", status: 504, transient: true},
 		{name: "200 with error_code", status: 200, body: `{"error_code":400002,"error_message":"no balance"}`, code: 400002, msg: "no balance", account: true},
 		{name: "202 with 404001", status: 202, body: `{"error_code":"404001"}`, code: 404001, notFound: true},
-		{name: "200 not JSON", status: 200, body: `<html>`},
-		{name: "200 without request_id", status: 200, body: `{"status":"in_queue"}`},
+		{name: "200 not JSON", status: 200, body: `<html>`, malformed: true},
+		{name: "200 without request_id", status: 200, body: `{"status":"in_queue"}`, malformed: true},
+		{name: "200 request_id null", status: 200, body: `{"request_id":null}`, malformed: true},
+		{name: "200 request_id object", status: 200, body: `{"request_id":{"id":"r1"}}`, malformed: true},
+		{name: "201 JSON array", status: 201, body: `["r1"]`, malformed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,7 +152,7 @@ func TestErrorClassification(t *testing.T) {
 			}))
 			defer srv.Close()
 			c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 1})
-			_, err := c.Submit(context.Background(), "m/x", map[string]any{"prompt": "p"})
+			_, err := c.Submit(context.Background(), "m/x", map[string]any{"prompt": "p"}, SubmitOptions{})
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v (%T), want *Error", err, err)
@@ -170,6 +175,9 @@ func TestErrorClassification(t *testing.T) {
 			if got := IsNotFound(err); got != tt.notFound {
 				t.Errorf("IsNotFound = %v, want %v", got, tt.notFound)
 			}
+			if got := IsMalformed(err); got != tt.malformed {
+				t.Errorf("IsMalformed = %v, want %v", got, tt.malformed)
+			}
 			if tt.header != "" && e.RetryAfter != time.Second {
 				t.Errorf("RetryAfter = %v, want 1s", e.RetryAfter)
 			} else if tt.header == "" && e.RetryAfter != RetryAfterUnset {
@@ -184,14 +192,18 @@ func TestErrorClassification(t *testing.T) {
 
 func TestClassifiersOnOtherErrors(t *testing.T) {
 	for _, err := range []error{nil, errors.New("x"), context.Canceled, fmt.Errorf("w: %w", context.DeadlineExceeded)} {
-		if IsAccountError(err) || IsTransient(err) || SubmitNotCreated(err) || IsNotFound(err) {
+		if IsAccountError(err) || IsTransient(err) || SubmitNotCreated(err) || IsNotFound(err) || IsMalformed(err) {
 			t.Errorf("%v: a classifier said yes to a non-*Error", err)
 		}
 	}
 	// A wrapped *Error is still classified.
-	wrapped := fmt.Errorf("job x: %w", &Error{Op: "status", HTTPStatus: 503, RetryAfter: RetryAfterUnset})
+	wrapped := fmt.Errorf("job x: %w", &Error{Op: "submit", HTTPStatus: 429, RetryAfter: RetryAfterUnset})
 	if !IsTransient(wrapped) || !SubmitNotCreated(wrapped) {
-		t.Error("wrapped 503 not classified")
+		t.Error("wrapped 429 not classified")
+	}
+	wrapped = fmt.Errorf("job x: %w", &Error{Op: "submit", HTTPStatus: 503, RetryAfter: RetryAfterUnset})
+	if !IsTransient(wrapped) || SubmitNotCreated(wrapped) {
+		t.Error("wrapped 503: want transient, outcome open")
 	}
 }
 
@@ -204,7 +216,7 @@ func TestNotSentWhenConnectionRefused(t *testing.T) {
 	ln.Close() // nothing listens there now: connection refused
 
 	c := newTestClient(t, Options{BaseURL: "http://" + addr, MaxAttempts: 1})
-	_, err = c.Submit(context.Background(), "m/x", map[string]int{"seed": 1})
+	_, err = c.Submit(context.Background(), "m/x", map[string]int{"seed": 1}, SubmitOptions{})
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("err = %v, want *Error", err)
@@ -230,7 +242,7 @@ func TestNotSentFalseWhenCutAfterWrite(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 1})
-	_, err := c.Submit(context.Background(), "m/x", map[string]int{"seed": 1})
+	_, err := c.Submit(context.Background(), "m/x", map[string]int{"seed": 1}, SubmitOptions{})
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("err = %v, want *Error", err)
@@ -315,12 +327,14 @@ func TestRateLimitBackoff(t *testing.T) {
 // cannot use may still name a created, billed job; its body goes into the
 // error (which the ledger and the log keep), token redacted.
 func TestSubmitUnusableAnswerKeepsTheBody(t *testing.T) {
+	// A request_id nested in an object is not a scalar this client reads
+	// (a bare number is: TestSubmitRequestIDScalar).
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `{"request_id": 123456789, "note": "tok-secret"}`)
+		io.WriteString(w, `{"request_id": {"id": 123456789}, "note": "tok-secret"}`)
 	}))
 	defer srv.Close()
 	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-secret", MaxAttempts: 1})
-	_, err := c.Submit(context.Background(), "m/x", map[string]any{"prompt": "p"})
+	_, err := c.Submit(context.Background(), "m/x", map[string]any{"prompt": "p"}, SubmitOptions{})
 	if err == nil || !strings.Contains(err.Error(), "123456789") {
 		t.Fatalf("err = %v; want the answer's request id in it", err)
 	}
@@ -329,5 +343,8 @@ func TestSubmitUnusableAnswerKeepsTheBody(t *testing.T) {
 	}
 	if SubmitNotCreated(err) {
 		t.Fatal("an unusable 2xx answer must leave the submission open (unknown), not not-created")
+	}
+	if !IsMalformed(err) || IsTransient(err) {
+		t.Errorf("IsMalformed = %v, IsTransient = %v; want true, false", IsMalformed(err), IsTransient(err))
 	}
 }

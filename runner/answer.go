@@ -30,10 +30,10 @@ func AnswerOf(err error) lifecycle.Answer {
 // pollAnswer describes a result call for lifecycle.Poll.
 func pollAnswer(res runcomfy.Result, err error) lifecycle.PollAnswer {
 	if err != nil {
-		return lifecycle.PollAnswer{Call: AnswerOf(err), Transient: runcomfy.IsTransient(err)}
+		a := AnswerOf(err)
+		return lifecycle.PollAnswer{Failure: &a, Transient: runcomfy.IsTransient(err)}
 	}
 	return lifecycle.PollAnswer{
-		Call:          AnswerOf(nil),
 		Status:        res.Status,
 		QueuePosition: res.QueuePosition,
 		Output:        res.Output,

@@ -185,7 +185,7 @@ func prepareFinished(dir, format string, n int) error {
 	for i, j := range m.Jobs {
 		specs[i] = store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint()}
 	}
-	if _, err := st.Sync(specs); err != nil {
+	if _, err := st.Sync(context.Background(), specs); err != nil {
 		return err
 	}
 	work := make(chan int)
@@ -221,23 +221,26 @@ func prepareFinished(dir, format string, n int) error {
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 func finishJob(st *store.Store, out, id string, i int) error {
-	if _, err := st.BeginSubmit(id); err != nil {
+	ctx := context.Background()
+	if err := st.Apply(ctx, id, lifecycle.Step{To: lifecycle.Submitting}); err != nil {
 		return err
 	}
 	req := fmt.Sprintf("req-%06d", i)
-	if err := st.Submitted(id, req); err != nil {
+	if err := st.Apply(ctx, id, lifecycle.Step{To: lifecycle.Queued, RequestID: req, Detail: "request " + req}); err != nil {
 		return err
 	}
 	url := "http://localhost:1/files/" + req + "/0.mp4"
 	cost := 0.25
-	if err := st.Completed(id, "completed", []string{url}, &cost); err != nil {
+	if err := st.Apply(ctx, id, lifecycle.Step{To: lifecycle.Completed, Remote: "completed", Outputs: []string{url}, Cost: &cost,
+		Detail: "1 output(s)"}); err != nil {
 		return err
 	}
 	data := []byte("not a real video " + id)
 	if err := os.WriteFile(filepath.Join(out, id+".mp4"), data, 0o644); err != nil {
 		return err
 	}
-	return st.LastFileSaved(id, store.File{N: 0, URL: url, Path: id + ".mp4", Bytes: int64(len(data)), SHA256: "0"})
+	return st.Apply(ctx, id, lifecycle.Step{To: lifecycle.Done},
+		store.File{N: 0, URL: url, Path: id + ".mp4", Bytes: int64(len(data)), SHA256: "0"})
 }
 
 // inflight runs n jobs at -j n against the simulated API in another process,
@@ -310,7 +313,7 @@ func queued(ledger string) int {
 		return 0
 	}
 	defer st.Close()
-	c, err := st.Counts()
+	c, err := st.Counts(context.Background())
 	if err != nil {
 		return 0
 	}

@@ -197,7 +197,8 @@ func cancelOne(ctx context.Context, api *runcomfy.Client, st *store.Store, j sto
 	resp, err := api.Cancel(ctx, j.RequestID)
 	a := lifecycle.CancelAnswer{Status: resp.Status, Outcome: resp.Outcome}
 	if err != nil {
-		a = lifecycle.CancelAnswer{Call: runner.AnswerOf(err)}
+		f := runner.AnswerOf(err)
+		a = lifecycle.CancelAnswer{Failure: &f}
 	}
 	d := lifecycle.Cancel(j.State, a)
 	res.Outcome, res.RemoteStatus, res.Detail = d.Outcome, resp.Status, d.Detail

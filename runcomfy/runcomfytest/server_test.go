@@ -84,21 +84,21 @@ func TestLifecycleOverTime(t *testing.T) {
 	}, runcomfy.Options{Token: "tok"})
 	ctx := context.Background()
 
-	sub, err := c.Submit(ctx, model, input(1))
+	sub, err := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(sub.StatusURL, "/v1/requests/"+sub.RequestID+"/status") {
+	if !strings.HasSuffix(sub.StatusURL, "/v1/requests/"+string(sub.RequestID)+"/status") {
 		t.Errorf("status_url %q", sub.StatusURL)
 	}
-	for _, c := range sub.RequestID {
+	for _, c := range string(sub.RequestID) {
 		if !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", c) {
-			t.Fatalf("request id %q has %q", sub.RequestID, c)
+			t.Fatalf("request id %q has %q", string(sub.RequestID), c)
 		}
 	}
 	status := func() runcomfy.StatusResponse {
 		t.Helper()
-		st, err := c.Status(ctx, sub.RequestID)
+		st, err := c.Status(ctx, string(sub.RequestID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,8 +108,8 @@ func TestLifecycleOverTime(t *testing.T) {
 	if st := status(); st.Status != runcomfy.StatusInQueue || st.QueuePosition == nil || *st.QueuePosition != 1 {
 		t.Errorf("at 0s: %+v, want in_queue at position 1", st)
 	}
-	res, err := c.Result(ctx, sub.RequestID)
-	if err != nil || res.Status != runcomfy.StatusInQueue || len(res.Output) != 0 || res.Cost != nil {
+	res, err := c.Result(ctx, string(sub.RequestID))
+	if err != nil || res.Status != runcomfy.StatusInQueue || len(res.Output) != 0 || len(res.Cost) != 0 {
 		t.Errorf("early result: %+v, %v; want the status and no output", res, err)
 	}
 	clk.Advance(10 * time.Second)
@@ -124,15 +124,15 @@ func TestLifecycleOverTime(t *testing.T) {
 		t.Errorf("at 30s: %q, want completed", st.Status)
 	}
 
-	res, err = c.Result(ctx, sub.RequestID)
+	res, err = c.Result(ctx, string(sub.RequestID))
 	if err != nil {
 		t.Fatal(err)
 	}
 	urls := runcomfy.OutputURLs(res.Output)
-	if len(urls) != 1 || res.Cost == nil || *res.Cost != 0.25 || res.ModelID != model || res.FinishedAt == "" {
+	if len(urls) != 1 || string(res.Cost) != "0.25" || res.ModelID != model || res.FinishedAt == "" {
 		t.Fatalf("result %+v, urls %v", res, urls)
 	}
-	if !strings.HasPrefix(urls[0], "http://localhost:") || !strings.Contains(urls[0], "/files/"+sub.RequestID+"/0.mp4") {
+	if !strings.HasPrefix(urls[0], "http://localhost:") || !strings.Contains(urls[0], "/files/"+string(sub.RequestID)+"/0.mp4") {
 		t.Errorf("output URL %q: want localhost (the API is 127.0.0.1) and /files/<id>/0.mp4", urls[0])
 	}
 
@@ -144,7 +144,7 @@ func TestLifecycleOverTime(t *testing.T) {
 	if resp.Header.Get("Content-Type") != "video/mp4" || resp.ContentLength != int64(len(body)) {
 		t.Errorf("download headers %v", resp.Header)
 	}
-	if !bytes.Equal(body, OutputBytes(sub.RequestID, 0)) {
+	if !bytes.Equal(body, OutputBytes(string(sub.RequestID), 0)) {
 		t.Error("downloaded bytes differ from OutputBytes")
 	}
 	st := s.Stats()
@@ -152,7 +152,7 @@ func TestLifecycleOverTime(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	jobs := s.Jobs()
-	if len(jobs) != 1 || jobs[0].RequestID != sub.RequestID || jobs[0].Status != runcomfy.StatusCompleted || jobs[0].Model != model {
+	if len(jobs) != 1 || jobs[0].RequestID != string(sub.RequestID) || jobs[0].Status != runcomfy.StatusCompleted || jobs[0].Model != model {
 		t.Errorf("Jobs() = %+v", jobs)
 	}
 }
@@ -179,31 +179,31 @@ func TestOutcomes(t *testing.T) {
 	ctx := context.Background()
 	t.Run("completed without output", func(t *testing.T) {
 		_, c := start(t, Config{FailureRate: 1}, runcomfy.Options{})
-		sub, _ := c.Submit(ctx, model, input(1))
-		res, err := c.Result(ctx, sub.RequestID)
+		sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+		res, err := c.Result(ctx, string(sub.RequestID))
 		if err != nil || res.Status != runcomfy.StatusCompleted || runcomfy.OutputURLs(res.Output) != nil || runcomfy.ErrorText(res.Error) == "" {
 			t.Errorf("result %+v, %v; want completed, no URL, an error", res, err)
 		}
 	})
 	t.Run("failed", func(t *testing.T) {
 		_, c := start(t, Config{FailedStatusRate: 1}, runcomfy.Options{})
-		sub, _ := c.Submit(ctx, model, input(1))
-		st, _ := c.Status(ctx, sub.RequestID)
-		res, err := c.Result(ctx, sub.RequestID)
+		sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+		st, _ := c.Status(ctx, string(sub.RequestID))
+		res, err := c.Result(ctx, string(sub.RequestID))
 		if err != nil || st.Status != runcomfy.StatusFailed || res.Status != runcomfy.StatusFailed || runcomfy.ErrorText(res.Error) == "" {
 			t.Errorf("status %+v, result %+v, %v", st, res, err)
 		}
 	})
 	t.Run("several outputs", func(t *testing.T) {
 		_, c := start(t, Config{OutputsPerJob: 3}, runcomfy.Options{})
-		sub, _ := c.Submit(ctx, model, input(1))
-		res, _ := c.Result(ctx, sub.RequestID)
+		sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+		res, _ := c.Result(ctx, string(sub.RequestID))
 		urls := runcomfy.OutputURLs(res.Output)
 		if len(urls) != 3 || !bytes.Contains(res.Output, []byte(`"videos"`)) {
 			t.Fatalf("output %s", res.Output)
 		}
 		_, body, err := download(t, c.HTTPClient(), urls[2])
-		if err != nil || !bytes.Equal(body, OutputBytes(sub.RequestID, 2)) {
+		if err != nil || !bytes.Equal(body, OutputBytes(string(sub.RequestID), 2)) {
 			t.Errorf("third file: %v", err)
 		}
 	})
@@ -211,7 +211,7 @@ func TestOutcomes(t *testing.T) {
 
 func TestDroppedSubmitCreatesTheJob(t *testing.T) {
 	s, c := start(t, Config{DropSubmitRate: 1}, runcomfy.Options{})
-	_, err := c.Submit(context.Background(), model, input(1))
+	_, err := c.Submit(context.Background(), model, input(1), runcomfy.SubmitOptions{})
 	if err == nil {
 		t.Fatal("submit succeeded")
 	}
@@ -232,14 +232,14 @@ func TestDroppedSubmitCreatesTheJob(t *testing.T) {
 func TestTruncatedDownload(t *testing.T) {
 	s, c := start(t, Config{TruncateRate: 1}, runcomfy.Options{})
 	ctx := context.Background()
-	sub, _ := c.Submit(ctx, model, input(1))
-	res, _ := c.Result(ctx, sub.RequestID)
+	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+	res, _ := c.Result(ctx, string(sub.RequestID))
 	url := runcomfy.OutputURLs(res.Output)[0]
 	resp, body, err := download(t, c.HTTPClient(), url)
 	if err == nil {
 		t.Fatalf("read %d bytes without error, want a cut body", len(body))
 	}
-	full := len(OutputBytes(sub.RequestID, 0))
+	full := len(OutputBytes(string(sub.RequestID), 0))
 	if !errors.Is(err, io.ErrUnexpectedEOF) || resp.ContentLength != int64(full) || len(body) >= full {
 		t.Errorf("err %v, Content-Length %d, got %d of %d bytes", err, resp.ContentLength, len(body), full)
 	}
@@ -251,10 +251,10 @@ func TestTruncatedDownload(t *testing.T) {
 func TestRangeRequests(t *testing.T) {
 	_, c := start(t, Config{}, runcomfy.Options{})
 	ctx := context.Background()
-	sub, _ := c.Submit(ctx, model, input(1))
-	res, _ := c.Result(ctx, sub.RequestID)
+	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+	res, _ := c.Result(ctx, string(sub.RequestID))
 	url := runcomfy.OutputURLs(res.Output)[0]
-	data := OutputBytes(sub.RequestID, 0)
+	data := OutputBytes(string(sub.RequestID), 0)
 	size := len(data)
 	tests := []struct {
 		rangeHdr     string
@@ -285,16 +285,16 @@ func TestRangeRequests(t *testing.T) {
 func TestExpiredURLIsRefreshedByResult(t *testing.T) {
 	s, c := start(t, Config{ExpireRate: 1}, runcomfy.Options{})
 	ctx := context.Background()
-	sub, _ := c.Submit(ctx, model, input(1))
-	res, _ := c.Result(ctx, sub.RequestID)
+	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+	res, _ := c.Result(ctx, string(sub.RequestID))
 	first := runcomfy.OutputURLs(res.Output)[0]
 	if resp, _, _ := download(t, c.HTTPClient(), first); resp.StatusCode != http.StatusGone {
 		t.Fatalf("first URL answered %d, want 410", resp.StatusCode)
 	}
-	res, _ = c.Result(ctx, sub.RequestID)
+	res, _ = c.Result(ctx, string(sub.RequestID))
 	fresh := runcomfy.OutputURLs(res.Output)[0]
 	resp, body, err := download(t, c.HTTPClient(), fresh)
-	if err != nil || fresh == first || resp.StatusCode != 200 || !bytes.Equal(body, OutputBytes(sub.RequestID, 0)) {
+	if err != nil || fresh == first || resp.StatusCode != 200 || !bytes.Equal(body, OutputBytes(string(sub.RequestID), 0)) {
 		t.Errorf("fresh URL %q (first %q): %v %v", fresh, first, resp.Status, err)
 	}
 	if s.Stats().Expired != 1 {
@@ -306,28 +306,28 @@ func TestCancel(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(0, 0)}
 	s, c := start(t, Config{QueueTime: time.Minute, RunTime: time.Minute, Now: clk.Now}, runcomfy.Options{})
 	ctx := context.Background()
-	queued, _ := c.Submit(ctx, model, input(1))
-	running, _ := c.Submit(ctx, model, input(2))
+	queued, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
+	running, _ := c.Submit(ctx, model, input(2), runcomfy.SubmitOptions{})
 	clk.Advance(30 * time.Second)
-	third, _ := c.Submit(ctx, model, input(3)) // queued until 1m30s
+	third, _ := c.Submit(ctx, model, input(3), runcomfy.SubmitOptions{}) // queued until 1m30s
 	clk.Advance(40 * time.Second)              // the first two are running now
 
-	res, err := c.Cancel(ctx, third.RequestID)
+	res, err := c.Cancel(ctx, string(third.RequestID))
 	if err != nil || res.Outcome != "cancelled" || res.Status != runcomfy.StatusCancelled {
 		t.Errorf("cancel queued: %+v, %v", res, err)
 	}
-	res, err = c.Cancel(ctx, running.RequestID)
+	res, err = c.Cancel(ctx, string(running.RequestID))
 	if err != nil || res.Outcome != "not_cancellable" {
 		t.Errorf("cancel running: %+v, %v", res, err)
 	}
 	clk.Advance(10 * time.Minute)
-	if st, _ := c.Status(ctx, third.RequestID); st.Status != runcomfy.StatusCancelled {
+	if st, _ := c.Status(ctx, string(third.RequestID)); st.Status != runcomfy.StatusCancelled {
 		t.Errorf("cancelled job later reports %q", st.Status)
 	}
-	if st, _ := c.Status(ctx, queued.RequestID); st.Status != runcomfy.StatusCompleted {
+	if st, _ := c.Status(ctx, string(queued.RequestID)); st.Status != runcomfy.StatusCompleted {
 		t.Errorf("running job reports %q, want completed", st.Status)
 	}
-	if res, _ := c.Cancel(ctx, queued.RequestID); res.Outcome != "not_cancellable" {
+	if res, _ := c.Cancel(ctx, string(queued.RequestID)); res.Outcome != "not_cancellable" {
 		t.Errorf("cancel finished: %+v", res)
 	}
 	if s.Stats().Cancel != 3 {
@@ -356,7 +356,7 @@ func TestAccountErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("bad token", func(t *testing.T) {
 		s, c := start(t, Config{Token: "right"}, runcomfy.Options{Token: "wrong"})
-		_, err := c.Submit(ctx, model, input(1))
+		_, err := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 		var e *runcomfy.Error
 		if !errors.As(err, &e) || e.HTTPStatus != 401 || e.Code != runcomfy.CodeBadToken || !runcomfy.IsAccountError(err) {
 			t.Errorf("err = %v", err)
@@ -368,11 +368,11 @@ func TestAccountErrors(t *testing.T) {
 	t.Run("balance", func(t *testing.T) {
 		s, c := start(t, Config{BalanceJobs: 2}, runcomfy.Options{})
 		for i := range 2 {
-			if _, err := c.Submit(ctx, model, input(i)); err != nil {
+			if _, err := c.Submit(ctx, model, input(i), runcomfy.SubmitOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		_, err := c.Submit(ctx, model, input(3))
+		_, err := c.Submit(ctx, model, input(3), runcomfy.SubmitOptions{})
 		var e *runcomfy.Error
 		if !errors.As(err, &e) || e.Code != runcomfy.CodeNoBalance || !runcomfy.IsAccountError(err) {
 			t.Errorf("err = %v, want 400002", err)
@@ -386,7 +386,7 @@ func TestAccountErrors(t *testing.T) {
 func TestModelPrice(t *testing.T) {
 	_, c := start(t, Config{PriceUSD: 0.08}, runcomfy.Options{})
 	m, err := c.Model(context.Background(), model)
-	if err != nil || m.ModelID != model || *m.BasePriceUSD != 0.08 || m.PriceUnit != "second" {
+	if err != nil || m.ModelID != model || string(m.BasePriceUSD) != "0.08" || m.PriceUnit != "second" {
 		t.Errorf("Model = %+v, %v", m, err)
 	}
 }
@@ -394,7 +394,7 @@ func TestModelPrice(t *testing.T) {
 func TestBadInputRejected(t *testing.T) {
 	s, c := start(t, Config{}, runcomfy.Options{})
 	for _, in := range []any{[]int{1}, "x", nil} {
-		if _, err := c.Submit(context.Background(), model, in); err == nil {
+		if _, err := c.Submit(context.Background(), model, in, runcomfy.SubmitOptions{}); err == nil {
 			t.Errorf("input %v accepted", in)
 		}
 	}
@@ -408,11 +408,11 @@ func TestSubmissionsByInputAndDuplicates(t *testing.T) {
 	ctx := context.Background()
 	bodies := []string{`{"b":2,"a":[1.50,{"y":1,"x":0}]}`, `{"a":[1.50,{"x":0,"y":1}],"b":2}`, `{"b":2,"a":[1.5,{"y":1,"x":0}]}`}
 	for _, b := range bodies {
-		if _, err := c.Submit(ctx, model, json.RawMessage(b)); err != nil {
+		if _, err := c.Submit(ctx, model, json.RawMessage(b), runcomfy.SubmitOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Submit(ctx, "other/model", json.RawMessage(bodies[0])); err != nil {
+	if _, err := c.Submit(ctx, "other/model", json.RawMessage(bodies[0]), runcomfy.SubmitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got := s.SubmissionsByInput()
@@ -435,14 +435,14 @@ func TestMisbehaviourIsSurvivable(t *testing.T) {
 	s, c := start(t, Config{Rate429: 0.25, Rate5xx: 0.25, Seed: 7}, runcomfy.Options{MaxAttempts: 50})
 	ctx := context.Background()
 	for i := range 40 {
-		sub, err := c.Submit(ctx, model, input(i))
+		sub, err := c.Submit(ctx, model, input(i), runcomfy.SubmitOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Status(ctx, sub.RequestID); err != nil {
+		if _, err := c.Status(ctx, string(sub.RequestID)); err != nil {
 			t.Fatal(err)
 		}
-		res, err := c.Result(ctx, sub.RequestID)
+		res, err := c.Result(ctx, string(sub.RequestID))
 		if err != nil || len(runcomfy.OutputURLs(res.Output)) != 1 {
 			t.Fatalf("result %+v, %v", res, err)
 		}
@@ -465,13 +465,13 @@ func TestConcurrentLoad(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sub, err := c.Submit(ctx, model, input(i))
+			sub, err := c.Submit(ctx, model, input(i), runcomfy.SubmitOptions{})
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			ids[i] = sub.RequestID
-			if _, err := c.Status(ctx, sub.RequestID); err != nil {
+			ids[i] = string(sub.RequestID)
+			if _, err := c.Status(ctx, string(sub.RequestID)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -557,7 +557,7 @@ func BenchmarkHandler(b *testing.B) {
 		rec := call("POST", "/v1/models/"+model, fmt.Sprintf(`{"prompt":"p","seed":%d}`, i))
 		var sub runcomfy.SubmitResponse
 		json.Unmarshal(rec.Body.Bytes(), &sub)
-		ids = append(ids, sub.RequestID)
+		ids = append(ids, string(sub.RequestID))
 		// Poll the 10,000 most recent jobs round-robin.
 		window := ids[max(0, len(ids)-10000):]
 		if rec := call("GET", "/v1/requests/"+window[i%len(window)]+"/status", ""); rec.Code != 200 {
@@ -569,20 +569,20 @@ func BenchmarkHandler(b *testing.B) {
 func TestUpdate(t *testing.T) {
 	s, c := start(t, Config{FailedStatusRate: 1, Rate429: 1}, runcomfy.Options{MaxAttempts: 1})
 	ctx := context.Background()
-	if _, err := c.Submit(ctx, model, input(1)); err == nil {
+	if _, err := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{}); err == nil {
 		t.Fatal("want a 429")
 	}
 	s.Update(func(cfg *Config) { cfg.Rate429 = 0 })
-	failed, err := c.Submit(ctx, model, input(1))
+	failed, err := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Update(func(cfg *Config) { cfg.FailedStatusRate = 0 })
-	ok, _ := c.Submit(ctx, model, input(2))
-	if st, _ := c.Status(ctx, failed.RequestID); st.Status != runcomfy.StatusFailed {
+	ok, _ := c.Submit(ctx, model, input(2), runcomfy.SubmitOptions{})
+	if st, _ := c.Status(ctx, string(failed.RequestID)); st.Status != runcomfy.StatusFailed {
 		t.Errorf("job created before the update: %q, want it to keep its fate", st.Status)
 	}
-	if st, _ := c.Status(ctx, ok.RequestID); st.Status != runcomfy.StatusCompleted {
+	if st, _ := c.Status(ctx, string(ok.RequestID)); st.Status != runcomfy.StatusCompleted {
 		t.Errorf("job created after the update: %q, want completed", st.Status)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,28 @@ import (
 // These tests speak to the server with a plain http.Client and compare the
 // bytes on the wire, so that they hold whatever comfybatch's client makes
 // of them.
+
+// wireModel is the model every test submits to.
+const wireModel = "wan-ai/wan-2-6/flash/image-to-video"
+
+// wireClock is a server clock moved by hand. (The tests here depend on no
+// other test file, so that they keep building while those change.)
+type wireClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *wireClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *wireClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
 
 // wireAPI is a started server and what to send it.
 type wireAPI struct {
@@ -75,7 +98,7 @@ func (a *wireAPI) doResp(method, path, body string) *http.Response {
 
 func (a *wireAPI) submit(input string) (int, string) {
 	a.t.Helper()
-	return a.do("POST", "/v1/models/"+model, input)
+	return a.do("POST", "/v1/models/"+wireModel, input)
 }
 
 // submitID submits input, which must succeed, and returns the request id
@@ -92,7 +115,7 @@ func (a *wireAPI) submitID(input string) string {
 
 // expand fills {id}, {api}, {files} and {model} into a wanted body.
 func (a *wireAPI) expand(want, id string) string {
-	return strings.NewReplacer("{id}", id, "{api}", a.base, "{files}", a.files, "{model}", model).Replace(want)
+	return strings.NewReplacer("{id}", id, "{api}", a.base, "{files}", a.files, "{model}", wireModel).Replace(want)
 }
 
 // field returns one top-level field of a JSON object, as raw text; "" when
@@ -109,7 +132,7 @@ func field(t *testing.T, body, name string) string {
 var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func TestZeroAnswersAreToday(t *testing.T) {
-	clk := &fakeClock{t: epoch}
+	clk := &wireClock{t: epoch}
 	a := newWireAPI(t, Config{QueueTime: 10 * time.Second, CostUSD: 0.25, Now: clk.Now})
 	id := a.submitID(`{"prompt":"a"}`)
 	other := a.submitID(`{"prompt":"b"}`)
@@ -355,7 +378,7 @@ func TestStatusNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{t: epoch}
+			clk := &wireClock{t: epoch}
 			a := newWireAPI(t, Config{QueueTime: 10 * time.Second, RunTime: 10 * time.Second, Now: clk.Now, Answers: tt.answers})
 			job, gone := a.submitID(`{"prompt":"a"}`), a.submitID(`{"prompt":"b"}`)
 			status := func(id, path string) string {
@@ -393,7 +416,7 @@ func TestStatusNames(t *testing.T) {
 }
 
 func TestNotFoundFor(t *testing.T) {
-	clk := &fakeClock{t: epoch}
+	clk := &wireClock{t: epoch}
 	a := newWireAPI(t, Config{Now: clk.Now, Answers: Answers{NotFoundFor: 5 * time.Second}})
 	id := a.submitID(`{"prompt":"a"}`)
 	const hidden = `{"error_code":404001,"error_message":"request not found"}`
@@ -551,7 +574,7 @@ func TestPriceAs(t *testing.T) {
 	for _, tt := range tests {
 		a := newWireAPI(t, Config{PriceUnit: "image", Answers: Answers{PriceAs: tt.as}})
 		want := a.expand(`{"model_id":"{model}","display_name":"{model}",`+tt.want+`"price_unit":"image"}`, "")
-		if code, got := a.do("GET", "/v1/models/"+model, ""); code != 200 || got != want {
+		if code, got := a.do("GET", "/v1/models/"+wireModel, ""); code != 200 || got != want {
 			t.Errorf("PriceAs %q: %d %s\nwant %s", tt.as, code, got, want)
 		}
 	}
@@ -577,7 +600,7 @@ func TestCancelShapes(t *testing.T) {
 			`{"request_id":"{id}","status":"In_progress","outcome":"not_cancellable"}`},
 	}
 	for _, tt := range tests {
-		clk := &fakeClock{t: epoch}
+		clk := &wireClock{t: epoch}
 		a := newWireAPI(t, Config{QueueTime: 10 * time.Second, RunTime: time.Minute, Now: clk.Now,
 			Answers: Answers{CancelShape: tt.shape, StatusCase: tt.statusCase}})
 		running := a.submitID(`{"prompt":"a"}`)
