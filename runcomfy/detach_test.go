@@ -28,7 +28,7 @@ func TestSubmitIntakeCancelledOnLimiter(t *testing.T) {
 	defer srv.Close()
 	// One request every ~17 minutes, and its single token spent: the
 	// submit below waits on the limiter until the intake ends.
-	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "t", RPS: 0.001})
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-detach-1", RPS: 0.001})
 	if !c.limiter.Allow() {
 		t.Fatal("the limiter's first token was not there")
 	}
@@ -129,7 +129,7 @@ func TestSubmitOnTheWireSurvivesIntakeCancel(t *testing.T) {
 		io.WriteString(w, `{"request_id":"req-1"}`)
 	}))
 	defer srv.Close()
-	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "t"})
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-detach-1"})
 	intake, stopIntake := context.WithCancel(context.Background())
 	var before atomic.Int64
 	go func() {
@@ -172,7 +172,7 @@ func TestSubmitCtxCutsThePOST(t *testing.T) {
 		io.WriteString(w, `{"request_id":"req-1"}`)
 	}))
 	defer srv.Close()
-	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "t"})
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-detach-1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	intake, stopIntake := context.WithCancel(context.Background())
@@ -223,7 +223,7 @@ func TestSubmitNotStartedAfterCancel(t *testing.T) {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "t"})
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: "tok-detach-1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var before atomic.Int64

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
@@ -71,9 +72,9 @@ func BenchmarkRunZeroLatency(b *testing.B) {
 			var ws store.WriterStats
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				srv := runcomfytest.New(runcomfytest.Config{Token: "t"})
+				srv := runcomfytest.New(runcomfytest.Config{Token: "bench-token-t"})
 				base := srv.Start()
-				client := pooledClient(b, base, "t", conc, 0)
+				client := pooledClient(b, base, "bench-token-t", conc, 0)
 				dir := filepath.Join(root, fmt.Sprintf("%s-%d-%d", c.name, b.N, i))
 				if err := os.Mkdir(dir, 0o755); err != nil {
 					b.Fatal(err)
@@ -84,7 +85,7 @@ func BenchmarkRunZeroLatency(b *testing.B) {
 				}
 				b.StartTimer()
 				start := time.Now()
-				sum, err := Run(context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
+				sum, err := Run(context.Background(), context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
 					OutDir: filepath.Join(dir, "out"), Concurrency: conc, ProgressEvery: -1})
 				total += time.Since(start)
 				b.StopTimer()

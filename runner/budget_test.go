@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy/runcomfytest"
-	"comfybatch/store"
 )
 
 // pricedManifest is n jobs of the given duration: at the fake's default

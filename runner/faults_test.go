@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
@@ -67,7 +68,7 @@ func TestFaultsEveryJobDoneOnceAndIntact(t *testing.T) {
 	defer st.Close()
 	out := filepath.Join(dir, "out")
 	m := manifestOf(t, jobs, "faults")
-	sum, err := Run(context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
+	sum, err := Run(context.Background(), context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
 		OutDir: out, Concurrency: 16, PollMax: 50 * time.Millisecond, ProgressEvery: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +105,8 @@ func TestFaultsEveryJobDoneOnceAndIntact(t *testing.T) {
 	}
 	defer ro.Close()
 	files := 0
-	err = ro.EachJob(func(j store.Job) error {
-		fs, err := ro.Files(j.ID)
+	err = ro.EachJob(context.Background(), func(j store.Job) error {
+		fs, err := ro.Files(context.Background(), j.ID)
 		if err != nil {
 			return err
 		}
@@ -177,7 +178,7 @@ func TestRetryAfterPausesEveryWorker(t *testing.T) {
 		grace      = 100 * time.Millisecond
 		jobs       = 24
 	)
-	fake := runcomfytest.New(runcomfytest.Config{QueueTime: 500 * time.Millisecond, RunTime: 3 * time.Second, Token: "p"})
+	fake := runcomfytest.New(runcomfytest.Config{QueueTime: 500 * time.Millisecond, RunTime: 3 * time.Second, Token: "faults-test-token-p"})
 	var (
 		seen      arrivals
 		mu        sync.Mutex
@@ -207,8 +208,10 @@ func TestRetryAfterPausesEveryWorker(t *testing.T) {
 	}))
 	t.Cleanup(ts.Close)
 
-	e := envBehind(t, fake, ts.URL, "p")
-	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond })
+	e := envBehind(t, fake, ts.URL, "faults-test-token-p")
+	var logs logBuffer
+	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond; c.Log = logs.logger() })
+	defer func() { t.Log(logs.String()) }()
 	if err != nil || sum.Counts[lifecycle.Done] != jobs {
 		t.Fatalf("run: %v %v", err, sum.Counts)
 	}

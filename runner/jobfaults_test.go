@@ -18,6 +18,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // to plant a fault in the ledger
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
@@ -64,7 +65,7 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := runcomfytest.New(runcomfytest.Config{QueueTime: 20 * time.Millisecond, RunTime: 20 * time.Millisecond, Token: "pe"})
+			fake := runcomfytest.New(runcomfytest.Config{QueueTime: 20 * time.Millisecond, RunTime: 20 * time.Millisecond, Token: "jobfaults-token-pe"})
 			var deny atomic.Bool
 			var denied atomic.Int64
 			deny.Store(true)
@@ -79,7 +80,7 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 				fake.ServeHTTP(w, r)
 			}))
 			t.Cleanup(ts.Close)
-			e := envBehind(t, fake, ts.URL, "pe")
+			e := envBehind(t, fake, ts.URL, "jobfaults-token-pe")
 			m := manifestOf(t, 1, "pe")
 			const id = "job-000"
 
@@ -99,8 +100,8 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 			if n := fake.Stats().Submits; n != 1 {
 				t.Fatalf("run 1: %d submissions, want 1", n)
 			}
-			if n := denied.Load(); n != pollErrorTries {
-				t.Fatalf("run 1: %d refused polls, want %d", n, pollErrorTries)
+			if n := denied.Load(); n != lifecycle.ErrorTries {
+				t.Fatalf("run 1: %d refused polls, want %d", n, lifecycle.ErrorTries)
 			}
 			out := logs.String()
 			if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "job="+id) ||
@@ -120,8 +121,8 @@ func TestPollErrorLeavesJobInFlight(t *testing.T) {
 			if sum.Submitted != 0 || fake.Stats().Submits != 1 {
 				t.Fatalf("run 2 resubmitted: summary %+v, %d submissions at the server", sum, fake.Stats().Submits)
 			}
-			if n := denied.Load(); n != pollErrorTries {
-				t.Fatalf("run 2: %d refused polls, want %d", n, pollErrorTries)
+			if n := denied.Load(); n != lifecycle.ErrorTries {
+				t.Fatalf("run 2: %d refused polls, want %d", n, lifecycle.ErrorTries)
 			}
 
 			// Run 3, --retry-failed, the endpoint answers again: done, once.
@@ -173,8 +174,8 @@ type interruptAfterSubmit struct {
 	cancel context.CancelFunc
 }
 
-func (a interruptAfterSubmit) Submit(ctx context.Context, modelID string, input any) (runcomfy.SubmitResponse, error) {
-	resp, err := a.API.Submit(ctx, modelID, input)
+func (a interruptAfterSubmit) Submit(ctx context.Context, modelID string, input any, o runcomfy.SubmitOptions) (runcomfy.SubmitResponse, error) {
+	resp, err := a.API.Submit(ctx, modelID, input, o)
 	a.cancel()
 	return resp, err
 }
@@ -203,11 +204,11 @@ func runSubmitOnce(t *testing.T, sleep func(remove func()) func(context.Context,
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs logBuffer
-	sum, runErr := Run(ctx, Config{Manifest: manifestOf(t, 1, "save"), Store: st,
+	sum, runErr := Run(ctx, context.Background(), Config{Manifest: manifestOf(t, 1, "save"), Store: st,
 		API: interruptAfterSubmit{API: e.client, cancel: cancel}, HTTP: e.client.HTTPClient(),
 		OutDir: filepath.Join(e.dir, "out"), Concurrency: 1, SubmitOnly: true, ProgressEvery: -1,
 		Log: logs.logger(), Sleep: sleep(remove)})
-	j, err := st.Job("job-000")
+	j, err := st.Job(context.Background(), "job-000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,9 @@ func TestSubmitOutcome(t *testing.T) {
 		want lifecycle.State
 	}{
 		{&runcomfy.Error{HTTPStatus: 429}, lifecycle.Pending},
-		{&runcomfy.Error{HTTPStatus: 503}, lifecycle.Pending},
+		{&runcomfy.Error{HTTPStatus: 503}, lifecycle.Unknown}, // a gateway may answer 503 after creation
+		{&runcomfy.Error{HTTPStatus: 403}, lifecycle.Pending},  // account error: stops the run
+		{&runcomfy.Error{HTTPStatus: 200, Code: 500001}, lifecycle.Unknown},
 		{&runcomfy.Error{NotSent: true}, lifecycle.Pending},
 		{&runcomfy.Error{HTTPStatus: 401}, lifecycle.Pending}, // account error: stops the run
 		{&runcomfy.Error{HTTPStatus: 400, Code: 400001}, lifecycle.Failed},
@@ -381,8 +384,15 @@ func TestSubmitOutcome(t *testing.T) {
 		{&runcomfy.Error{}, lifecycle.Unknown}, // a cut after sending, a timeout
 		{errors.New("the API accepted the submission but returned no request id"), lifecycle.Unknown},
 	} {
-		if got, _ := submitOutcome(c.err); got != c.want {
+		a := AnswerOf(c.err)
+		if got := lifecycle.Submit(a, "").To; got != c.want {
 			t.Errorf("%#v: %s, want %s", c.err, got, c.want)
+		}
+		// The client retries a submit by its own copy of the rule; the two
+		// must agree, or the client would repeat a POST lifecycle calls
+		// unknown.
+		if runcomfy.SubmitNotCreated(c.err) != lifecycle.SubmitRetryable(a) {
+			t.Errorf("%#v: the client's SubmitNotCreated = %v, lifecycle.SubmitRetryable = %v", c.err, runcomfy.SubmitNotCreated(c.err), lifecycle.SubmitRetryable(a))
 		}
 	}
 }

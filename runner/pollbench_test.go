@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
@@ -119,20 +120,20 @@ func (m *pollMeter) report(tb testing.TB, jobs, warm int) (callsPerJob, warmCall
 // of a long run costs.
 func BenchmarkPolling(b *testing.B) {
 	const jobs, conc = 1200, 60
-	cfg := runcomfytest.Config{RunTime: 3 * time.Second, Jitter: 1.0 / 3, Token: "t"}
+	cfg := runcomfytest.Config{RunTime: 3 * time.Second, Jitter: 1.0 / 3, Token: "bench-token-t"}
 	m := bigManifest(b, jobs)
 
 	b.Run("adaptive", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			meter := newPollMeter(runcomfytest.New(cfg))
 			ts := httptest.NewServer(meter)
-			client := pooledClient(b, ts.URL, "t", conc, 0)
+			client := pooledClient(b, ts.URL, "bench-token-t", conc, 0)
 			dir := b.TempDir()
 			st, err := store.Open(filepath.Join(dir, "ledger.db"), store.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			sum, err := Run(context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
+			sum, err := Run(context.Background(), context.Background(), Config{Manifest: m, Store: st, API: client, HTTP: client.HTTPClient(),
 				OutDir: filepath.Join(dir, "out"), Concurrency: conc, ProgressEvery: -1})
 			st.Close()
 			ts.Close()
@@ -147,7 +148,7 @@ func BenchmarkPolling(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			meter := newPollMeter(runcomfytest.New(cfg))
 			ts := httptest.NewServer(meter)
-			client := pooledClient(b, ts.URL, "t", conc, 0)
+			client := pooledClient(b, ts.URL, "bench-token-t", conc, 0)
 			work := make(chan json.RawMessage)
 			var wg sync.WaitGroup
 			for w := 0; w < conc; w++ {
@@ -176,18 +177,18 @@ func BenchmarkPolling(b *testing.B) {
 // job ends, then one result call.
 func fixedPoll(c *runcomfy.Client, input json.RawMessage) error {
 	ctx := context.Background()
-	sub, err := c.Submit(ctx, model, input)
+	sub, err := c.Submit(ctx, model, input, runcomfy.SubmitOptions{})
 	if err != nil {
 		return err
 	}
 	for {
 		time.Sleep(2 * time.Second)
-		st, err := c.Status(ctx, sub.RequestID)
+		st, err := c.Status(ctx, string(sub.RequestID))
 		if err != nil {
 			return err
 		}
 		if runcomfy.Terminal(st.Status) {
-			_, err := c.Result(ctx, sub.RequestID)
+			_, err := c.Result(ctx, string(sub.RequestID))
 			return err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
@@ -85,7 +86,7 @@ func (e *env) run(m *manifest.Manifest, mod func(*Config)) (Summary, error) {
 	if mod != nil {
 		mod(&cfg)
 	}
-	return Run(context.Background(), cfg)
+	return Run(context.Background(), context.Background(), cfg)
 }
 
 func (e *env) jobs() map[string]store.Job {
@@ -96,7 +97,7 @@ func (e *env) jobs() map[string]store.Job {
 	}
 	defer st.Close()
 	m := map[string]store.Job{}
-	st.EachJob(func(j store.Job) error { m[j.ID] = j; return nil })
+	st.EachJob(context.Background(), func(j store.Job) error { m[j.ID] = j; return nil })
 	return m
 }
 
@@ -189,7 +190,7 @@ func TestChangedJobIsSubmittedAgainAndHistoryKept(t *testing.T) {
 	}
 	st, _ := store.Open(e.ledger, store.Options{ReadOnly: true})
 	defer st.Close()
-	subs, _ := st.Submissions("job-001")
+	subs, _ := st.Submissions(context.Background(), "job-001")
 	if len(subs) != 2 || subs[0].RequestID != old || subs[1].RequestID == old {
 		t.Fatalf("history %+v", subs)
 	}
@@ -258,7 +259,7 @@ func TestTruncatedAndExpiredDownloadsRecover(t *testing.T) {
 		if j.State != lifecycle.Done || j.RequestID == "" {
 			t.Fatalf("%s: %+v", id, j)
 		}
-		fs, err := ledger.Files(id)
+		fs, err := ledger.Files(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -372,7 +373,7 @@ func TestSubmitOnlyDoesNotWaitForJobsInFlight(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		sum, err := Run(ctx, cfg)
+		sum, err := Run(ctx, ctx, cfg)
 		done <- outcome{sum, err}
 	}()
 	select {

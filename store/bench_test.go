@@ -1,11 +1,14 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"comfybatch/lifecycle"
 )
 
 // BenchmarkTransitions measures acknowledged writes per second from many
@@ -25,7 +28,8 @@ func BenchmarkTransitions(b *testing.B) {
 			for i := range specs {
 				specs[i] = spec(fmt.Sprintf("b%04d", i), "fp")
 			}
-			if _, err := s.Sync(specs); err != nil {
+			ctx := context.Background()
+			if _, err := s.Sync(ctx, specs); err != nil {
 				b.Fatal(err)
 			}
 			var wg sync.WaitGroup
@@ -33,9 +37,9 @@ func BenchmarkTransitions(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if _, err := s.BeginSubmit(sp.ID); err != nil {
+					if err := s.Apply(ctx, sp.ID, lifecycle.Step{To: lifecycle.Submitting}); err != nil {
 						b.Error(err)
-					} else if err := s.Submitted(sp.ID, "req"); err != nil {
+					} else if err := s.Apply(ctx, sp.ID, lifecycle.Step{To: lifecycle.Queued, RequestID: "req", Detail: "request req"}); err != nil {
 						b.Error(err)
 					}
 				}()
@@ -48,11 +52,11 @@ func BenchmarkTransitions(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				id := specs[next.Add(1)-1].ID
 				for i := 0; pb.Next(); i++ {
-					st, remote := Running, "in_progress"
+					st, remote := lifecycle.Running, "in_progress"
 					if i%2 == 1 {
-						st, remote = Queued, "in_queue"
+						st, remote = lifecycle.Queued, "in_queue"
 					}
-					if err := s.Observe(id, st, remote, nil); err != nil {
+					if err := s.Apply(ctx, id, lifecycle.Step{To: st, Remote: remote}); err != nil {
 						b.Error(err)
 						return
 					}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"comfybatch/lifecycle"
 )
 
 // The test binary doubles as a helper process: with STORE_LOCK_HELPER set it
@@ -52,7 +55,7 @@ func runHelper(mode, path string) {
 			go func() {
 				for i := 0; ; i++ {
 					id := fmt.Sprintf("w%d-%06d", w, i)
-					if _, err := s.Sync([]Spec{spec(id, "fp")}); err != nil {
+					if _, err := s.Sync(context.Background(), []Spec{spec(id, "fp")}); err != nil {
 						say("error %v", err)
 						return
 					}
@@ -106,7 +109,7 @@ func must(t testing.TB, err error) {
 
 func job(t testing.TB, s *Store, id string) Job {
 	t.Helper()
-	j, err := s.Job(id)
+	j, err := s.Job(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Job(%s): %v", id, err)
 	}
@@ -115,7 +118,7 @@ func job(t testing.TB, s *Store, id string) Job {
 
 func events(t testing.TB, s *Store, id string) []Event {
 	t.Helper()
-	evs, err := s.Events(id)
+	evs, err := s.Events(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Events(%s): %v", id, err)
 	}
@@ -124,7 +127,7 @@ func events(t testing.TB, s *Store, id string) []Event {
 
 func submissions(t testing.TB, s *Store, id string) []Submission {
 	t.Helper()
-	subs, err := s.Submissions(id)
+	subs, err := s.Submissions(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Submissions(%s): %v", id, err)
 	}
@@ -133,7 +136,7 @@ func submissions(t testing.TB, s *Store, id string) []Submission {
 
 func files(t testing.TB, s *Store, id string) []File {
 	t.Helper()
-	fs, err := s.Files(id)
+	fs, err := s.Files(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Files(%s): %v", id, err)
 	}
@@ -142,7 +145,7 @@ func files(t testing.TB, s *Store, id string) []File {
 
 func spent(t testing.TB, s *Store) float64 {
 	t.Helper()
-	v, err := s.Spent()
+	v, err := s.Spent(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +153,7 @@ func spent(t testing.TB, s *Store) float64 {
 }
 
 // lastEvent checks the newest event of a job.
-func lastEvent(t testing.TB, s *Store, id string, from, to State, detail string) {
+func lastEvent(t testing.TB, s *Store, id string, from, to lifecycle.State, detail string) {
 	t.Helper()
 	evs := events(t, s, id)
 	if len(evs) == 0 {
@@ -202,12 +205,80 @@ func sameSnapshot(t testing.TB, before, after map[string]string) {
 	}
 }
 
+// The transitions a run makes, as the Steps it applies (lifecycle decides
+// them; these build the same Steps). Each returns Apply's error.
+
+// beginSubmit: the POST is about to leave.
+func beginSubmit(t testing.TB, s *Store, id string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Submitting})
+}
+
+// submitted: RunComfy answered with a request id. The detail is the one
+// lifecycle.Submit gives such an answer.
+func submitted(t testing.TB, s *Store, id, req string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Queued, RequestID: req, Detail: "request " + req})
+}
+
+// submitFailed: a submission without a request id ends in to.
+func submitFailed(t testing.TB, s *Store, id string, to lifecycle.State, msg string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: to, Error: msg, Detail: msg})
+}
+
+// observe: a poll answer that leaves the job in flight; st "" keeps the
+// job's current state (a status nobody documented).
+func observe(t testing.TB, s *Store, id string, st lifecycle.State, remote string, qp *int) error {
+	if st == "" {
+		j, err := s.Job(t.Context(), id)
+		if err != nil {
+			return err
+		}
+		st = j.State
+	}
+	return s.Apply(t.Context(), id, lifecycle.Step{To: st, Remote: remote, QueuePosition: qp})
+}
+
+// completed: finished with outputs.
+func completed(t testing.TB, s *Store, id, remote string, outputs []string, cost *float64) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Completed, Remote: remote, Outputs: outputs, Cost: cost,
+		Detail: fmt.Sprintf("%d output(s)", len(outputs))})
+}
+
+// failed: ended at RunComfy without output.
+func failed(t testing.TB, s *Store, id, remote, msg string, cost *float64) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Failed, Remote: remote, Error: msg, Detail: msg, Cost: cost})
+}
+
+// cancelled: cancelled at RunComfy.
+func cancelled(t testing.TB, s *Store, id, remote, msg string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Cancelled, Remote: remote, Error: msg, Detail: msg})
+}
+
+// setOutputs: a completed job's output URLs refreshed.
+func setOutputs(t testing.TB, s *Store, id string, outputs []string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Completed, Outputs: outputs, Detail: "output URLs refreshed"})
+}
+
+// lastFileSaved: the last output saved, and the job done, in one write.
+func lastFileSaved(t testing.TB, s *Store, id string, f File) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Done}, f)
+}
+
+// markDone: every output saved.
+func markDone(t testing.TB, s *Store, id string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Done})
+}
+
+// redownload: a done job's file went missing on disk.
+func redownload(t testing.TB, s *Store, id, why string) error {
+	return s.Apply(t.Context(), id, lifecycle.Step{To: lifecycle.Completed, Detail: why})
+}
+
 // toState walks a freshly added job along the happy path up to st.
-func toState(t testing.TB, s *Store, id string, st State) {
+func toState(t testing.TB, s *Store, id string, st lifecycle.State) {
 	t.Helper()
-	steps := []State{Pending, Submitting, Queued, Running, Completed, Done}
+	steps := []lifecycle.State{lifecycle.Pending, lifecycle.Submitting, lifecycle.Queued, lifecycle.Running, lifecycle.Completed, lifecycle.Done}
 	cur := job(t, s, id).State
-	from := 0 // failed, cancelled and unknown jobs start again from BeginSubmit
+	from := 0 // failed, cancelled and unknown jobs start again from submitting
 	for i, x := range steps {
 		if x == cur {
 			from = i
@@ -218,18 +289,17 @@ func toState(t testing.TB, s *Store, id string, st State) {
 			return
 		}
 		switch next {
-		case Submitting:
-			_, err := s.BeginSubmit(id)
-			must(t, err)
-		case Queued:
-			must(t, s.Submitted(id, "req-"+id))
-		case Running:
-			must(t, s.Observe(id, Running, "in_progress", nil))
-		case Completed:
-			must(t, s.Completed(id, "succeeded", []string{"https://x/" + id + "/0.png"}, ptr(0.25)))
-		case Done:
-			must(t, s.FileSaved(id, File{N: 0, URL: "https://x/" + id + "/0.png", Path: id + "/0.png", Bytes: 3, SHA256: "abc"}))
-			must(t, s.MarkDone(id))
+		case lifecycle.Submitting:
+			must(t, beginSubmit(t, s, id))
+		case lifecycle.Queued:
+			must(t, submitted(t, s, id, "req-"+id))
+		case lifecycle.Running:
+			must(t, observe(t, s, id, lifecycle.Running, "in_progress", nil))
+		case lifecycle.Completed:
+			must(t, completed(t, s, id, "succeeded", []string{"https://x/" + id + "/0.png"}, ptr(0.25)))
+		case lifecycle.Done:
+			must(t, s.FileSaved(t.Context(), id, File{N: 0, URL: "https://x/" + id + "/0.png", Path: id + "/0.png", Bytes: 3, SHA256: "abc"}))
+			must(t, markDone(t, s, id))
 		}
 	}
 	if got := job(t, s, id).State; got != st {

@@ -129,6 +129,8 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		if err := setSubmission(tx, id, "outcome = ?", string(st.To)); err != nil {
 			return cur, err
 		}
+	case st.To == lifecycle.Completed && len(st.Outputs) == 0 && cur != lifecycle.Done:
+		return cur, errors.New("a completed job needs its outputs")
 	case st.To == lifecycle.Completed && cur.InFlight():
 		out, err := json.Marshal(st.Outputs)
 		if err != nil {

@@ -6,74 +6,72 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"comfybatch/lifecycle"
 )
 
 func TestHappyPath(t *testing.T) {
 	s := newStore(t)
-	rep, err := s.Sync([]Spec{spec("a", "fp1")})
+	rep, err := s.Sync(t.Context(), []Spec{spec("a", "fp1")})
 	must(t, err)
 	if rep.New != 1 || rep.Changed != 0 || rep.Unchanged != 0 {
 		t.Fatalf("Sync report %+v", rep)
 	}
 	j := job(t, s, "a")
-	if j.State != Pending || j.Model != "model-a" || j.Fingerprint != "fp1" || string(j.Input) != string(spec("a", "fp1").Input) ||
+	if j.State != lifecycle.Pending || j.Model != "model-a" || j.Fingerprint != "fp1" || string(j.Input) != string(spec("a", "fp1").Input) ||
 		j.Attempts != 0 || j.RequestID != "" || j.CostUSD != nil || len(j.Outputs) != 0 || j.CreatedAt != fixedStamp || j.UpdatedAt != fixedStamp {
 		t.Fatalf("new job %+v", j)
 	}
-	lastEvent(t, s, "a", "", Pending, "added")
+	lastEvent(t, s, "a", "", lifecycle.Pending, "added")
 
-	attempt, err := s.BeginSubmit("a")
-	must(t, err)
-	if attempt != 1 {
-		t.Fatalf("attempt %d", attempt)
-	}
-	if j := job(t, s, "a"); j.State != Submitting || j.Attempts != 1 {
+	must(t, beginSubmit(t, s, "a"))
+	if j := job(t, s, "a"); j.State != lifecycle.Submitting || j.Attempts != 1 {
 		t.Fatalf("after BeginSubmit %+v", j)
 	}
-	lastEvent(t, s, "a", Pending, Submitting, "attempt 1")
+	lastEvent(t, s, "a", lifecycle.Pending, lifecycle.Submitting, "attempt 1")
 	if subs := submissions(t, s, "a"); len(subs) != 1 || subs[0].Attempt != 1 || subs[0].Fingerprint != "fp1" || subs[0].RequestID != "" || subs[0].Outcome != "" {
 		t.Fatalf("submissions %+v", subs)
 	}
 
-	must(t, s.Submitted("a", "req-1"))
-	if j := job(t, s, "a"); j.State != Queued || j.RequestID != "req-1" || j.SubmittedAt != fixedStamp {
+	must(t, submitted(t, s, "a", "req-1"))
+	if j := job(t, s, "a"); j.State != lifecycle.Queued || j.RequestID != "req-1" || j.SubmittedAt != fixedStamp {
 		t.Fatalf("after Submitted %+v", j)
 	}
-	lastEvent(t, s, "a", Submitting, Queued, "request req-1")
+	lastEvent(t, s, "a", lifecycle.Submitting, lifecycle.Queued, "request req-1")
 
-	must(t, s.Observe("a", Running, "in_progress", nil))
+	must(t, observe(t, s, "a", lifecycle.Running, "in_progress", nil))
 	n := len(events(t, s, "a"))
-	must(t, s.Observe("a", Running, "in_progress", nil))
+	must(t, observe(t, s, "a", lifecycle.Running, "in_progress", nil))
 	if got := len(events(t, s, "a")); got != n {
 		t.Fatalf("a repeated poll wrote %d event(s)", got-n)
 	}
-	if j := job(t, s, "a"); j.State != Running || j.RemoteStatus != "in_progress" {
+	if j := job(t, s, "a"); j.State != lifecycle.Running || j.RemoteStatus != "in_progress" {
 		t.Fatalf("after Observe %+v", j)
 	}
-	lastEvent(t, s, "a", Queued, Running, "remote status in_progress")
+	lastEvent(t, s, "a", lifecycle.Queued, lifecycle.Running, "remote status in_progress")
 
 	outs := []string{"https://cdn/a/0.png", "https://cdn/a/1.png"}
-	must(t, s.Completed("a", "succeeded", outs, ptr(0.75)))
+	must(t, completed(t, s, "a", "succeeded", outs, ptr(0.75)))
 	j = job(t, s, "a")
-	if j.State != Completed || !reflect.DeepEqual(j.Outputs, outs) || j.CostUSD == nil || *j.CostUSD != 0.75 ||
+	if j.State != lifecycle.Completed || !reflect.DeepEqual(j.Outputs, outs) || j.CostUSD == nil || *j.CostUSD != 0.75 ||
 		j.RemoteStatus != "succeeded" || j.FinishedAt != fixedStamp || j.QueuePosition != nil {
 		t.Fatalf("after Completed %+v", j)
 	}
-	lastEvent(t, s, "a", Running, Completed, "2 output(s)")
+	lastEvent(t, s, "a", lifecycle.Running, lifecycle.Completed, "2 output(s)")
 
 	f0 := File{N: 0, URL: outs[0], Path: "a/0.png", Bytes: 10, SHA256: "aa"}
 	f1 := File{N: 1, URL: outs[1], Path: "a/1.png", Bytes: 11, SHA256: "bb"}
-	must(t, s.FileSaved("a", f1))
-	must(t, s.FileSaved("a", f0))
-	must(t, s.FileSaved("a", f0)) // saving again replaces, not duplicates
+	must(t, s.FileSaved(t.Context(), "a", f1))
+	must(t, s.FileSaved(t.Context(), "a", f0))
+	must(t, s.FileSaved(t.Context(), "a", f0)) // saving again replaces, not duplicates
 	if fs := files(t, s, "a"); !reflect.DeepEqual(fs, []File{f0, f1}) {
 		t.Fatalf("files %+v", fs)
 	}
-	must(t, s.MarkDone("a"))
-	if j := job(t, s, "a"); j.State != Done {
+	must(t, markDone(t, s, "a"))
+	if j := job(t, s, "a"); j.State != lifecycle.Done {
 		t.Fatalf("after MarkDone %+v", j)
 	}
-	lastEvent(t, s, "a", Completed, Done, "")
+	lastEvent(t, s, "a", lifecycle.Completed, lifecycle.Done, "")
 
 	var want []Event
 	for _, e := range [][3]string{
@@ -84,7 +82,7 @@ func TestHappyPath(t *testing.T) {
 		{"running", "completed", "2 output(s)"},
 		{"completed", "done", ""},
 	} {
-		want = append(want, Event{JobID: "a", At: fixedStamp, From: State(e[0]), To: State(e[1]), Detail: e[2]})
+		want = append(want, Event{JobID: "a", At: fixedStamp, From: lifecycle.State(e[0]), To: lifecycle.State(e[1]), Detail: e[2]})
 	}
 	got := events(t, s, "a")
 	for i := range got {
@@ -105,50 +103,50 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("spent %v", v)
 	}
 	var outputs []Output
-	must(t, s.EachOutput(func(o Output) error { outputs = append(outputs, o); return nil }))
+	must(t, s.EachOutput(t.Context(), func(o Output) error { outputs = append(outputs, o); return nil }))
 	if len(outputs) != 2 || outputs[0].File != f0 || outputs[1].File != f1 || outputs[0].RequestID != "req-1" || outputs[0].Model != "model-a" {
 		t.Fatalf("outputs %+v", outputs)
 	}
-	counts, err := s.Counts()
+	counts, err := s.Counts(t.Context())
 	must(t, err)
-	if !reflect.DeepEqual(counts, map[State]int{Done: 1}) {
+	if !reflect.DeepEqual(counts, map[lifecycle.State]int{lifecycle.Done: 1}) {
 		t.Fatalf("counts %v", counts)
 	}
 }
 
 func TestObserve(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("q", "fp"), spec("r", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("q", "fp"), spec("r", "fp")})
 	must(t, err)
-	toState(t, s, "q", Queued)
-	toState(t, s, "r", Running)
+	toState(t, s, "q", lifecycle.Queued)
+	toState(t, s, "r", lifecycle.Running)
 
 	// Queue position is kept up to date without an event per poll.
-	must(t, s.Observe("q", Queued, "in_queue", ptr(3)))
-	lastEvent(t, s, "q", Queued, Queued, "remote status in_queue")
+	must(t, observe(t, s, "q", lifecycle.Queued, "in_queue", ptr(3)))
+	lastEvent(t, s, "q", lifecycle.Queued, lifecycle.Queued, "remote status in_queue")
 	n := len(events(t, s, "q"))
-	must(t, s.Observe("q", Queued, "in_queue", ptr(2)))
-	if j := job(t, s, "q"); j.QueuePosition == nil || *j.QueuePosition != 2 || j.State != Queued {
+	must(t, observe(t, s, "q", lifecycle.Queued, "in_queue", ptr(2)))
+	if j := job(t, s, "q"); j.QueuePosition == nil || *j.QueuePosition != 2 || j.State != lifecycle.Queued {
 		t.Fatalf("after second poll %+v", j)
 	}
 	if len(events(t, s, "q")) != n {
 		t.Fatal("a poll that changed only the queue position wrote an event")
 	}
 	// Running back to queued is allowed (queued ⇄ running).
-	must(t, s.Observe("r", Queued, "in_queue", nil))
-	lastEvent(t, s, "r", Running, Queued, "remote status in_queue")
+	must(t, observe(t, s, "r", lifecycle.Queued, "in_queue", nil))
+	lastEvent(t, s, "r", lifecycle.Running, lifecycle.Queued, "remote status in_queue")
 
 	// An undocumented status keeps the state and is stored verbatim.
 	for _, id := range []string{"q", "r"} {
 		before := job(t, s, id)
-		must(t, s.Observe(id, "", "Paused — by Operator ", nil))
+		must(t, observe(t, s, id, "", "Paused — by Operator ", nil))
 		j := job(t, s, id)
 		if j.State != before.State || j.RemoteStatus != "Paused — by Operator " {
 			t.Fatalf("after unknown status %+v", j)
 		}
 		lastEvent(t, s, id, before.State, before.State, "remote status Paused — by Operator ")
 		n := len(events(t, s, id))
-		must(t, s.Observe(id, "", "Paused — by Operator ", nil))
+		must(t, observe(t, s, id, "", "Paused — by Operator ", nil))
 		if len(events(t, s, id)) != n {
 			t.Fatal("the same unknown status twice wrote two events")
 		}
@@ -169,72 +167,117 @@ func recordOf(t *testing.T, s *Store, id string) record {
 	return record{job(t, s, id), events(t, s, id), submissions(t, s, id), files(t, s, id), spent(t, s)}
 }
 
+// TestTransitionFromWrongStateConflicts makes each transition a run makes,
+// with its payload, from every state. Every transition is now a Step, and
+// whether it is allowed depends only on the edge from the job's state to
+// the Step's To (lifecycle.Edges): the table below is written out by hand
+// and checked against lifecycle.Allowed, so that neither drifts unseen.
 func TestTransitionFromWrongStateConflicts(t *testing.T) {
 	type call struct {
 		name string
-		do   func(s *Store, id string) error
+		to   func(cur lifecycle.State) lifecycle.State // the Step's To
+		do   func(t testing.TB, s *Store, id string) error
+	}
+	to := func(st lifecycle.State) func(lifecycle.State) lifecycle.State {
+		return func(lifecycle.State) lifecycle.State { return st }
 	}
 	calls := []call{
-		{"BeginSubmit", func(s *Store, id string) error { _, err := s.BeginSubmit(id); return err }},
-		{"Submitted", func(s *Store, id string) error { return s.Submitted(id, "req-x") }},
-		{"SubmitFailed", func(s *Store, id string) error { return s.SubmitFailed(id, Failed, "bad input") }},
-		{"ObserveRunning", func(s *Store, id string) error { return s.Observe(id, Running, "in_progress", nil) }},
-		{"ObserveQueued", func(s *Store, id string) error { return s.Observe(id, Queued, "in_queue", ptr(1)) }},
-		{"ObserveKeep", func(s *Store, id string) error { return s.Observe(id, "", "succeeded", ptr(1)) }},
-		{"Completed", func(s *Store, id string) error { return s.Completed(id, "succeeded", []string{"u"}, ptr(9.0)) }},
-		{"Failed", func(s *Store, id string) error { return s.Failed(id, "failed", "boom", ptr(9.0)) }},
-		{"Cancelled", func(s *Store, id string) error { return s.Cancelled(id, "cancelled", "by user") }},
-		{"SetOutputs", func(s *Store, id string) error { return s.SetOutputs(id, []string{"v"}) }},
-		{"MarkDone", func(s *Store, id string) error { return s.MarkDone(id) }},
-		{"Redownload", func(s *Store, id string) error { return s.Redownload(id, "missing") }},
-		{"LastFileSaved", func(s *Store, id string) error {
-			return s.LastFileSaved(id, File{N: 0, URL: "w", Path: id + "/9.png", Bytes: 9, SHA256: "ff"})
+		{"BeginSubmit", to(lifecycle.Submitting), func(t testing.TB, s *Store, id string) error { return beginSubmit(t, s, id) }},
+		{"Submitted", to(lifecycle.Queued), func(t testing.TB, s *Store, id string) error { return submitted(t, s, id, "req-x") }},
+		{"SubmitFailed", to(lifecycle.Failed), func(t testing.TB, s *Store, id string) error {
+			return submitFailed(t, s, id, lifecycle.Failed, "bad input")
+		}},
+		{"ObserveRunning", to(lifecycle.Running), func(t testing.TB, s *Store, id string) error {
+			return observe(t, s, id, lifecycle.Running, "in_progress", nil)
+		}},
+		{"ObserveQueued", to(lifecycle.Queued), func(t testing.TB, s *Store, id string) error {
+			return observe(t, s, id, lifecycle.Queued, "in_queue", ptr(1))
+		}},
+		{"ObserveKeep", func(cur lifecycle.State) lifecycle.State { return cur }, func(t testing.TB, s *Store, id string) error {
+			return observe(t, s, id, "", "succeeded", ptr(1))
+		}},
+		{"Completed", to(lifecycle.Completed), func(t testing.TB, s *Store, id string) error {
+			return completed(t, s, id, "succeeded", []string{"u"}, ptr(9.0))
+		}},
+		{"Failed", to(lifecycle.Failed), func(t testing.TB, s *Store, id string) error {
+			return failed(t, s, id, "failed", "boom", ptr(9.0))
+		}},
+		{"Cancelled", to(lifecycle.Cancelled), func(t testing.TB, s *Store, id string) error {
+			return cancelled(t, s, id, "cancelled", "by user")
+		}},
+		{"SetOutputs", to(lifecycle.Completed), func(t testing.TB, s *Store, id string) error { return setOutputs(t, s, id, []string{"v"}) }},
+		{"MarkDone", to(lifecycle.Done), func(t testing.TB, s *Store, id string) error { return markDone(t, s, id) }},
+		{"Redownload", to(lifecycle.Completed), func(t testing.TB, s *Store, id string) error { return redownload(t, s, id, "missing") }},
+		{"LastFileSaved", to(lifecycle.Done), func(t testing.TB, s *Store, id string) error {
+			return lastFileSaved(t, s, id, File{N: 0, URL: "w", Path: id + "/9.png", Bytes: 9, SHA256: "ff"})
 		}},
 	}
-	// allowed[state] lists the calls that state may legitimately take.
-	allowed := map[State][]string{
-		Pending:    {"BeginSubmit"},
-		Submitting: {"Submitted", "SubmitFailed"},
-		Queued:     {"ObserveRunning", "ObserveQueued", "ObserveKeep", "Completed", "Failed", "Cancelled"},
-		Running:    {"ObserveRunning", "ObserveQueued", "ObserveKeep", "Completed", "Failed", "Cancelled"},
-		Completed:  {"Failed", "Cancelled", "SetOutputs", "MarkDone", "LastFileSaved"},
-		Done:       {"Redownload"},
+	// allowed[state] lists the calls whose edge that state may take.
+	allowed := map[lifecycle.State][]string{
+		lifecycle.Pending:    {"BeginSubmit", "ObserveKeep"}, // pending → pending: an input change
+		lifecycle.Submitting: {"Submitted", "SubmitFailed", "Failed"},
+		lifecycle.Queued: {"Submitted", "SubmitFailed", "ObserveRunning", "ObserveQueued", "ObserveKeep",
+			"Completed", "Failed", "Cancelled", "SetOutputs", "Redownload"},
+		lifecycle.Running: {"Submitted", "SubmitFailed", "ObserveRunning", "ObserveQueued", "ObserveKeep",
+			"Completed", "Failed", "Cancelled", "SetOutputs", "Redownload"},
+		// A completed result is paid for: it no longer fails or is
+		// cancelled; it is downloaded, or its URLs are refreshed.
+		lifecycle.Completed: {"ObserveKeep", "Completed", "SetOutputs", "MarkDone", "Redownload", "LastFileSaved"},
+		lifecycle.Done:      {"Completed", "SetOutputs", "Redownload"}, // done → completed: download again
 		// Settled without output: only a new submission may follow.
-		Failed:    {"BeginSubmit"},
-		Cancelled: {"BeginSubmit"},
-		Unknown:   {"BeginSubmit"},
+		lifecycle.Failed:    {"BeginSubmit"},
+		lifecycle.Cancelled: {"BeginSubmit"},
+		lifecycle.Unknown:   {"BeginSubmit"},
 	}
-	if len(allowed) != len(States) {
-		t.Fatalf("the table covers %d states of %d", len(allowed), len(States))
+	// invalid[state] lists the calls whose edge is allowed but whose Step
+	// the ledger refuses all the same: a job leaves submitting for queued
+	// only with its request id.
+	invalid := map[lifecycle.State][]string{
+		lifecycle.Submitting: {"ObserveQueued"},
 	}
-	for _, st := range States {
+	if len(allowed) != len(lifecycle.States) {
+		t.Fatalf("the table covers %d states of %d", len(allowed), len(lifecycle.States))
+	}
+	for _, st := range lifecycle.States {
 		for _, c := range calls {
-			if hasName(allowed[st], c.name) {
+			ok, bad := hasName(allowed[st], c.name), hasName(invalid[st], c.name)
+			if edge := lifecycle.Allowed(st, c.to(st)); edge != (ok || bad) {
+				t.Errorf("the table says %s from %s is allowed=%v, lifecycle.Allowed(%s, %s) = %v", c.name, st, ok || bad, st, c.to(st), edge)
+			}
+			if ok {
 				// The positive control: the same call from a state that
 				// allows it goes through, so a refusal below is the
 				// state rule and not a broken call.
 				t.Run(string(st)+"/"+c.name+"/allowed", func(t *testing.T) {
 					s := newStore(t)
-					_, err := s.Sync([]Spec{spec("a", "fp")})
+					_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 					must(t, err)
 					reachState(t, s, "a", st)
-					if err := c.do(s, "a"); err != nil {
+					if err := c.do(t, s, "a"); err != nil {
 						t.Fatalf("%s from %s = %v, want it allowed", c.name, st, err)
+					}
+					if got := job(t, s, "a").State; got != c.to(st) {
+						t.Fatalf("%s from %s left the job %s, want %s", c.name, st, got, c.to(st))
 					}
 				})
 				continue
 			}
 			t.Run(string(st)+"/"+c.name, func(t *testing.T) {
 				s := newStore(t)
-				_, err := s.Sync([]Spec{spec("a", "fp")})
+				_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 				must(t, err)
 				reachState(t, s, "a", st)
 				before := recordOf(t, s, "a")
 				if before.Job.State != st {
 					t.Fatalf("set up %s, got %s", st, before.Job.State)
 				}
-				err = c.do(s, "a")
-				if !errors.Is(err, ErrConflict) {
+				err = c.do(t, s, "a")
+				switch {
+				case bad:
+					if err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "request id") {
+						t.Fatalf("%s from %s = %v, want a refusal for the missing request id", c.name, st, err)
+					}
+				case !errors.Is(err, ErrConflict):
 					t.Fatalf("%s from %s = %v, want ErrConflict", c.name, st, err)
 				}
 				if after := recordOf(t, s, "a"); !reflect.DeepEqual(before, after) {
@@ -248,18 +291,18 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 // reachState brings a freshly added job to st: along the happy path, or
 // for the states off it (failed, cancelled, unknown) the way a run gets
 // there, so that the job also carries that path's error, cost and history.
-func reachState(t *testing.T, s *Store, id string, st State) {
+func reachState(t *testing.T, s *Store, id string, st lifecycle.State) {
 	t.Helper()
 	switch st {
-	case Failed:
-		toState(t, s, id, Queued)
-		must(t, s.Failed(id, "failed", "CUDA out of memory", ptr(0.1)))
-	case Cancelled:
-		toState(t, s, id, Running)
-		must(t, s.Cancelled(id, "cancelled", "cancelled at RunComfy"))
-	case Unknown:
-		toState(t, s, id, Submitting)
-		n, err := s.Recover()
+	case lifecycle.Failed:
+		toState(t, s, id, lifecycle.Queued)
+		must(t, failed(t, s, id, "failed", "CUDA out of memory", ptr(0.1)))
+	case lifecycle.Cancelled:
+		toState(t, s, id, lifecycle.Running)
+		must(t, cancelled(t, s, id, "cancelled", "cancelled at RunComfy"))
+	case lifecycle.Unknown:
+		toState(t, s, id, lifecycle.Submitting)
+		n, err := s.Recover(t.Context())
 		must(t, err)
 		if n != 1 {
 			t.Fatalf("Recover = %d, want 1", n)
@@ -283,42 +326,43 @@ func hasName(list []string, n string) bool {
 
 func TestTransitionOfUnknownJob(t *testing.T) {
 	s := newStore(t)
-	if _, err := s.BeginSubmit("nope"); err == nil {
+	if err := beginSubmit(t, s, "nope"); err == nil {
 		t.Fatal("BeginSubmit of a job not in the ledger succeeded")
 	}
-	if err := s.Observe("nope", Running, "x", nil); err == nil {
+	if err := observe(t, s, "nope", lifecycle.Running, "x", nil); err == nil {
 		t.Fatal("Observe of a job not in the ledger succeeded")
 	}
-	if err := s.MarkDone("nope"); err == nil || !strings.Contains(err.Error(), "not in the ledger") {
+	if err := markDone(t, s, "nope"); err == nil || !strings.Contains(err.Error(), "not in the ledger") {
 		t.Fatalf("MarkDone of a job not in the ledger = %v", err)
 	}
-	if err := s.FileSaved("nope", File{Path: "x"}); err == nil {
+	if err := s.FileSaved(t.Context(), "nope", File{Path: "x"}); err == nil {
 		t.Fatal("FileSaved of a job not in the ledger succeeded")
 	}
-	if _, err := s.Job("nope"); err == nil {
+	if _, err := s.Job(t.Context(), "nope"); err == nil {
 		t.Fatal("Job of a job not in the ledger succeeded")
 	}
 }
 
 func TestRecover(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "fp"), spec("b", "fp"), spec("c", "fp"), spec("d", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp"), spec("b", "fp"), spec("c", "fp"), spec("d", "fp")})
 	must(t, err)
-	toState(t, s, "a", Submitting)
-	toState(t, s, "b", Submitting)
-	toState(t, s, "c", Queued)
+	toState(t, s, "a", lifecycle.Submitting)
+	toState(t, s, "b", lifecycle.Submitting)
+	toState(t, s, "c", lifecycle.Queued)
 	before := recordOf(t, s, "c")
 
-	n, err := s.Recover()
+	n, err := s.Recover(t.Context())
 	must(t, err)
 	if n != 2 {
 		t.Fatalf("Recover = %d, want 2", n)
 	}
 	for _, id := range []string{"a", "b"} {
-		if j := job(t, s, id); j.State != Unknown {
+		const why = "submission was cut off before its request id was saved; it may be running and billed"
+		if j := job(t, s, id); j.State != lifecycle.Unknown || j.Error != why {
 			t.Fatalf("%s after Recover: %+v", id, j)
 		}
-		lastEvent(t, s, id, Submitting, Unknown, "submission was cut off before its request id was saved; it may be running and billed")
+		lastEvent(t, s, id, lifecycle.Submitting, lifecycle.Unknown, why)
 		if subs := submissions(t, s, id); len(subs) != 1 || subs[0].Outcome != "unknown" || subs[0].RequestID != "" {
 			t.Fatalf("%s submissions %+v", id, subs)
 		}
@@ -326,41 +370,39 @@ func TestRecover(t *testing.T) {
 	if after := recordOf(t, s, "c"); !reflect.DeepEqual(before, after) {
 		t.Fatal("Recover touched a queued job")
 	}
-	if j := job(t, s, "d"); j.State != Pending {
+	if j := job(t, s, "d"); j.State != lifecycle.Pending {
 		t.Fatalf("Recover touched a pending job: %+v", j)
 	}
-	if n, err := s.Recover(); err != nil || n != 0 {
+	if n, err := s.Recover(t.Context()); err != nil || n != 0 {
 		t.Fatalf("second Recover = %d, %v", n, err)
 	}
 	// An unknown job may be resubmitted when the user says so.
-	attempt, err := s.BeginSubmit("a")
-	must(t, err)
-	if attempt != 2 {
-		t.Fatalf("attempt %d", attempt)
+	must(t, beginSubmit(t, s, "a"))
+	if j := job(t, s, "a"); j.Attempts != 2 || j.State != lifecycle.Submitting || j.Error != "" {
+		t.Fatalf("resubmitted after Recover: %+v", j)
 	}
 }
 
 func TestSubmitFailed(t *testing.T) {
-	for _, to := range []State{Pending, Failed, Unknown} {
+	for _, to := range []lifecycle.State{lifecycle.Pending, lifecycle.Failed, lifecycle.Unknown} {
 		t.Run(string(to), func(t *testing.T) {
 			s := newStore(t)
-			_, err := s.Sync([]Spec{spec("a", "fp")})
+			_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 			must(t, err)
-			toState(t, s, "a", Submitting)
-			must(t, s.SubmitFailed("a", to, "HTTP 422: bad seed"))
+			toState(t, s, "a", lifecycle.Submitting)
+			must(t, submitFailed(t, s, "a", to, "HTTP 422: bad seed"))
 			j := job(t, s, "a")
 			if j.State != to || j.Error != "HTTP 422: bad seed" || j.RequestID != "" {
 				t.Fatalf("after SubmitFailed %+v", j)
 			}
-			lastEvent(t, s, "a", Submitting, to, "HTTP 422: bad seed")
+			lastEvent(t, s, "a", lifecycle.Submitting, to, "HTTP 422: bad seed")
 			if subs := submissions(t, s, "a"); len(subs) != 1 || subs[0].Outcome != string(to) {
 				t.Fatalf("submissions %+v", subs)
 			}
 			// Each of these may be submitted again, as a new attempt.
-			attempt, err := s.BeginSubmit("a")
-			must(t, err)
-			if j := job(t, s, "a"); attempt != 2 || j.Error != "" || j.State != Submitting {
-				t.Fatalf("resubmission: attempt %d, %+v", attempt, j)
+			must(t, beginSubmit(t, s, "a"))
+			if j := job(t, s, "a"); j.Attempts != 2 || j.Error != "" || j.State != lifecycle.Submitting {
+				t.Fatalf("resubmission: attempt %d, %+v", j.Attempts, j)
 			}
 			if subs := submissions(t, s, "a"); len(subs) != 2 || subs[1].Attempt != 2 || subs[1].Outcome != "" {
 				t.Fatalf("submissions %+v", subs)
@@ -371,30 +413,30 @@ func TestSubmitFailed(t *testing.T) {
 
 func TestFailedAndCancelled(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("f", "fp"), spec("c", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("f", "fp"), spec("c", "fp")})
 	must(t, err)
-	toState(t, s, "f", Queued)
-	toState(t, s, "c", Running)
+	toState(t, s, "f", lifecycle.Queued)
+	toState(t, s, "c", lifecycle.Running)
 
-	must(t, s.Failed("f", "failed", "CUDA out of memory", ptr(0.1)))
+	must(t, failed(t, s, "f", "failed", "CUDA out of memory", ptr(0.1)))
 	j := job(t, s, "f")
-	if j.State != Failed || j.Error != "CUDA out of memory" || j.RemoteStatus != "failed" || j.CostUSD == nil || *j.CostUSD != 0.1 || j.FinishedAt != fixedStamp {
+	if j.State != lifecycle.Failed || j.Error != "CUDA out of memory" || j.RemoteStatus != "failed" || j.CostUSD == nil || *j.CostUSD != 0.1 || j.FinishedAt != fixedStamp {
 		t.Fatalf("after Failed %+v", j)
 	}
-	lastEvent(t, s, "f", Queued, Failed, "CUDA out of memory")
+	lastEvent(t, s, "f", lifecycle.Queued, lifecycle.Failed, "CUDA out of memory")
 
-	must(t, s.Cancelled("c", "cancelled", "cancelled by user"))
+	must(t, cancelled(t, s, "c", "cancelled", "cancelled by user"))
 	j = job(t, s, "c")
-	if j.State != Cancelled || j.Error != "cancelled by user" || j.CostUSD != nil {
+	if j.State != lifecycle.Cancelled || j.Error != "cancelled by user" || j.CostUSD != nil {
 		t.Fatalf("after Cancelled %+v", j)
 	}
-	lastEvent(t, s, "c", Running, Cancelled, "cancelled by user")
+	lastEvent(t, s, "c", lifecycle.Running, lifecycle.Cancelled, "cancelled by user")
 	if subs := submissions(t, s, "c"); len(subs) != 1 || subs[0].Outcome != "cancelled" {
 		t.Fatalf("submissions %+v", subs)
 	}
 
 	// A failed job retried: the job's own cost is reset, the history keeps it.
-	toState(t, s, "f", Completed)
+	toState(t, s, "f", lifecycle.Completed)
 	if j := job(t, s, "f"); j.Attempts != 2 || *j.CostUSD != 0.25 {
 		t.Fatalf("retried %+v", j)
 	}
@@ -408,46 +450,59 @@ func TestFailedAndCancelled(t *testing.T) {
 }
 
 // A completed job whose download then fails for good must not forget what
-// the completed result cost.
-func TestFailedAfterCompletedKeepsCost(t *testing.T) {
+// the completed result cost. It is paid for and its outputs may still be
+// fetched, so the ledger no longer lets it fail or be cancelled at all
+// (completed → failed and completed → cancelled are not edges): it stays
+// completed, with its cost and outputs, for a later run to download.
+func TestCompletedCannotFailAndKeepsCost(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 	must(t, err)
-	toState(t, s, "a", Completed) // cost 0.25
-	must(t, s.Failed("a", "succeeded", "output URL expired and could not be refreshed", nil))
+	toState(t, s, "a", lifecycle.Completed) // cost 0.25
+	before := recordOf(t, s, "a")
+	err = failed(t, s, "a", "succeeded", "output URL expired and could not be refreshed", nil)
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("failing a completed job = %v, want ErrConflict", err)
+	}
+	if err := cancelled(t, s, "a", "cancelled", "cancelled by user"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("cancelling a completed job = %v, want ErrConflict", err)
+	}
 	j := job(t, s, "a")
-	if j.State != Failed || j.CostUSD == nil || *j.CostUSD != 0.25 {
-		t.Fatalf("after Failed %+v", j)
+	if j.State != lifecycle.Completed || j.CostUSD == nil || *j.CostUSD != 0.25 || len(j.Outputs) != 1 {
+		t.Fatalf("after the refused failure %+v", j)
 	}
 	if v := spent(t, s); v != 0.25 {
 		t.Fatalf("spent %v, want 0.25: a paid result was forgotten", v)
 	}
-	lastEvent(t, s, "a", Completed, Failed, "output URL expired and could not be refreshed")
+	if after := recordOf(t, s, "a"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("a refused failure changed the ledger:\nbefore %+v\nafter  %+v", before, after)
+	}
+	lastEvent(t, s, "a", lifecycle.Running, lifecycle.Completed, "1 output(s)")
 }
 
 func TestRedownloadAndSetOutputs(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 	must(t, err)
-	toState(t, s, "a", Done)
+	toState(t, s, "a", lifecycle.Done)
 	before := job(t, s, "a")
 
-	must(t, s.Redownload("a", "a/0.png is missing on disk"))
+	must(t, redownload(t, s, "a", "a/0.png is missing on disk"))
 	j := job(t, s, "a")
-	if j.State != Completed || !reflect.DeepEqual(j.Outputs, before.Outputs) || j.RequestID != before.RequestID || j.Attempts != 1 {
+	if j.State != lifecycle.Completed || !reflect.DeepEqual(j.Outputs, before.Outputs) || j.RequestID != before.RequestID || j.Attempts != 1 {
 		t.Fatalf("after Redownload %+v", j)
 	}
-	lastEvent(t, s, "a", Done, Completed, "a/0.png is missing on disk")
+	lastEvent(t, s, "a", lifecycle.Done, lifecycle.Completed, "a/0.png is missing on disk")
 
 	fresh := []string{"https://cdn/a/0.png?sig=new"}
-	must(t, s.SetOutputs("a", fresh))
-	if j := job(t, s, "a"); j.State != Completed || !reflect.DeepEqual(j.Outputs, fresh) {
+	must(t, setOutputs(t, s, "a", fresh))
+	if j := job(t, s, "a"); j.State != lifecycle.Completed || !reflect.DeepEqual(j.Outputs, fresh) {
 		t.Fatalf("after SetOutputs %+v", j)
 	}
-	lastEvent(t, s, "a", Completed, Completed, "output URLs refreshed")
+	lastEvent(t, s, "a", lifecycle.Completed, lifecycle.Completed, "output URLs refreshed")
 
-	must(t, s.FileSaved("a", File{N: 0, URL: fresh[0], Path: "a/0.png", Bytes: 5, SHA256: "new"}))
-	must(t, s.MarkDone("a"))
+	must(t, s.FileSaved(t.Context(), "a", File{N: 0, URL: fresh[0], Path: "a/0.png", Bytes: 5, SHA256: "new"}))
+	must(t, markDone(t, s, "a"))
 	if fs := files(t, s, "a"); len(fs) != 1 || fs[0].URL != fresh[0] || fs[0].SHA256 != "new" {
 		t.Fatalf("files %+v", fs)
 	}
@@ -466,45 +521,45 @@ func TestReads(t *testing.T) {
 	for _, id := range ids {
 		specs = append(specs, spec(id, "fp"))
 	}
-	_, err := s.Sync(specs)
+	_, err := s.Sync(t.Context(), specs)
 	must(t, err)
-	toState(t, s, "d", Running)
-	toState(t, s, "b", Done)
+	toState(t, s, "d", lifecycle.Running)
+	toState(t, s, "b", lifecycle.Done)
 
 	var order []string
-	must(t, s.EachJob(func(j Job) error { order = append(order, j.ID); return nil }))
+	must(t, s.EachJob(t.Context(), func(j Job) error { order = append(order, j.ID); return nil }))
 	if !reflect.DeepEqual(order, ids) {
 		t.Fatalf("EachJob order %v, want the order added %v", order, ids)
 	}
 	order = nil
-	must(t, s.EachJob(func(j Job) error { order = append(order, j.ID+":"+string(j.State)); return nil }, Running, Done))
+	must(t, s.EachJob(t.Context(), func(j Job) error { order = append(order, j.ID+":"+string(j.State)); return nil }, lifecycle.Running, lifecycle.Done))
 	if !reflect.DeepEqual(order, []string{"d:running", "b:done"}) {
 		t.Fatalf("EachJob(running, done) %v", order)
 	}
-	states := map[string]State{}
-	must(t, s.EachJobState(func(id string, st State) error { states[id] = st; return nil }))
-	if len(states) != 5 || states["d"] != Running || states["a"] != Pending {
+	states := map[string]lifecycle.State{}
+	must(t, s.EachJobState(t.Context(), func(id string, st lifecycle.State) error { states[id] = st; return nil }))
+	if len(states) != 5 || states["d"] != lifecycle.Running || states["a"] != lifecycle.Pending {
 		t.Fatalf("EachJobState %v", states)
 	}
 	var fileJobs []string
-	must(t, s.EachFile(func(id string, f File) error { fileJobs = append(fileJobs, id+"/"+f.Path); return nil }))
+	must(t, s.EachFile(t.Context(), func(id string, f File) error { fileJobs = append(fileJobs, id+"/"+f.Path); return nil }))
 	if !reflect.DeepEqual(fileJobs, []string{"b/b/0.png"}) {
 		t.Fatalf("EachFile %v", fileJobs)
 	}
 	stop := errors.New("stop")
-	if err := s.EachJob(func(Job) error { return stop }); !errors.Is(err, stop) {
+	if err := s.EachJob(t.Context(), func(Job) error { return stop }); !errors.Is(err, stop) {
 		t.Fatalf("EachJob did not pass the callback's error back: %v", err)
 	}
-	counts, err := s.Counts()
+	counts, err := s.Counts(t.Context())
 	must(t, err)
-	if !reflect.DeepEqual(counts, map[State]int{Pending: 3, Running: 1, Done: 1}) {
+	if !reflect.DeepEqual(counts, map[lifecycle.State]int{lifecycle.Pending: 3, lifecycle.Running: 1, lifecycle.Done: 1}) {
 		t.Fatalf("counts %v", counts)
 	}
-	for _, st := range States {
-		if st.InFlight() != (st == Queued || st == Running) {
+	for _, st := range lifecycle.States {
+		if st.InFlight() != (st == lifecycle.Queued || st == lifecycle.Running) {
 			t.Fatalf("%s.InFlight() = %v", st, st.InFlight())
 		}
-		if st.Settled() != (st == Done || st == Failed || st == Cancelled || st == Unknown) {
+		if st.Settled() != (st == lifecycle.Done || st == lifecycle.Failed || st == lifecycle.Cancelled || st == lifecycle.Unknown) {
 			t.Fatalf("%s.Settled() = %v", st, st.Settled())
 		}
 	}

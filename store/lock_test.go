@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"comfybatch/lifecycle"
 )
 
 func TestLockSecondOpen(t *testing.T) {
@@ -25,7 +27,7 @@ func TestLockSecondOpen(t *testing.T) {
 		}
 	}
 	// The refused Open must not have disturbed the holder.
-	if _, err := s.Sync([]Spec{spec("a", "fp")}); err != nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("a", "fp")}); err != nil {
 		t.Fatal(err)
 	}
 	must(t, s.Close())
@@ -85,7 +87,7 @@ func TestLockReleasedWhenHolderIsKilled(t *testing.T) {
 		t.Fatalf("helper ended with %v, want killed by SIGKILL", err)
 	}
 	s := openAt(t, path, Options{})
-	if _, err := s.Sync([]Spec{spec("after", "fp")}); err != nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("after", "fp")}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -117,10 +119,10 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 	}
 
 	s := openAt(t, path, Options{})
-	known, err := s.Known()
+	known, err := s.Known(t.Context())
 	must(t, err)
 	for _, id := range acked {
-		if k, ok := known[id]; !ok || k.State != Pending {
+		if k, ok := known[id]; !ok || k.State != lifecycle.Pending {
 			t.Fatalf("acknowledged job %s lost after kill (%d acked, %d in ledger)", id, len(acked), len(known))
 		}
 		if evs := events(t, s, id); len(evs) != 1 || evs[0].Detail != "added" {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"comfybatch/lifecycle"
 )
 
 func TestOpenCreatesAndReopens(t *testing.T) {
@@ -30,7 +32,7 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 	if syncMode != 2 {
 		t.Fatalf("durable ledger has synchronous=%d, want 2 (FULL)", syncMode)
 	}
-	if _, err := s.Sync([]Spec{spec("a", "fp1")}); err != nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("a", "fp1")}); err != nil {
 		t.Fatal(err)
 	}
 	must(t, s.Close())
@@ -46,7 +48,7 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 	}
 
 	s2 := openAt(t, path, Options{NoSync: true})
-	if j := job(t, s2, "a"); j.State != Pending || j.Fingerprint != "fp1" {
+	if j := job(t, s2, "a"); j.State != lifecycle.Pending || j.Fingerprint != "fp1" {
 		t.Fatalf("after reopen: %+v", j)
 	}
 	must(t, s2.wdb.QueryRow("PRAGMA synchronous").Scan(&syncMode))
@@ -59,7 +61,7 @@ func TestOpenOddFileName(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a?b#c%41 d.db")
 	s := openAt(t, path, Options{})
-	if _, err := s.Sync([]Spec{spec("a", "fp")}); err != nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("a", "fp")}); err != nil {
 		t.Fatal(err)
 	}
 	must(t, s.Close())
@@ -175,38 +177,38 @@ func TestReadOnlyMissingLedger(t *testing.T) {
 func TestReadOnlyBesideWriter(t *testing.T) {
 	path := ledgerPath(t)
 	w := openAt(t, path, Options{})
-	if _, err := w.Sync([]Spec{spec("a", "fp"), spec("b", "fp")}); err != nil {
+	if _, err := w.Sync(t.Context(), []Spec{spec("a", "fp"), spec("b", "fp")}); err != nil {
 		t.Fatal(err)
 	}
 	ro := openAt(t, path, Options{ReadOnly: true})
-	if j := job(t, ro, "a"); j.State != Pending {
+	if j := job(t, ro, "a"); j.State != lifecycle.Pending {
 		t.Fatalf("reader sees %+v", j)
 	}
-	toState(t, w, "a", Running)
-	if j := job(t, ro, "a"); j.State != Running || j.RequestID != "req-a" {
+	toState(t, w, "a", lifecycle.Running)
+	if j := job(t, ro, "a"); j.State != lifecycle.Running || j.RequestID != "req-a" {
 		t.Fatalf("reader sees %+v after the writer moved it", j)
 	}
 	// A read-only store refuses every write and changes nothing.
-	if _, err := ro.Sync([]Spec{spec("c", "fp")}); err == nil {
+	if _, err := ro.Sync(t.Context(), []Spec{spec("c", "fp")}); err == nil {
 		t.Fatal("read-only Sync succeeded")
 	}
-	if _, err := ro.BeginSubmit("b"); err == nil {
+	if err := beginSubmit(t, ro, "b"); err == nil {
 		t.Fatal("read-only BeginSubmit succeeded")
 	}
-	if _, err := ro.Recover(); err == nil {
+	if _, err := ro.Recover(t.Context()); err == nil {
 		t.Fatal("read-only Recover succeeded")
 	}
-	if j := job(t, w, "b"); j.State != Pending {
+	if j := job(t, w, "b"); j.State != lifecycle.Pending {
 		t.Fatalf("b changed: %+v", j)
 	}
-	if _, err := ro.Job("c"); err == nil {
+	if _, err := ro.Job(t.Context(), "c"); err == nil {
 		t.Fatal("read-only Sync added c")
 	}
 	must(t, ro.Close())
 	// The writer is unaffected by the reader coming and going.
-	toState(t, w, "a", Done)
+	toState(t, w, "a", lifecycle.Done)
 	ro2 := openAt(t, path, Options{ReadOnly: true})
-	if j := job(t, ro2, "a"); j.State != Done {
+	if j := job(t, ro2, "a"); j.State != lifecycle.Done {
 		t.Fatalf("second reader sees %+v", j)
 	}
 }

@@ -5,17 +5,19 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"comfybatch/lifecycle"
 )
 
 func TestClassify(t *testing.T) {
-	known := map[string]Known{"a": {State: Done, Fingerprint: "1"}}
+	known := map[string]Known{"a": {State: lifecycle.Done, Fingerprint: "1"}}
 	for _, c := range []struct {
 		sp   Spec
-		want Change
+		want lifecycle.Change
 	}{
-		{spec("a", "1"), Unchanged},
-		{spec("a", "2"), Changed},
-		{spec("b", "1"), New},
+		{spec("a", "1"), lifecycle.Unchanged},
+		{spec("a", "2"), lifecycle.Changed},
+		{spec("b", "1"), lifecycle.New},
 	} {
 		if got := Classify(c.sp, known); got != c.want {
 			t.Fatalf("Classify(%s, %s) = %s, want %s", c.sp.ID, c.sp.Fingerprint, got, c.want)
@@ -26,13 +28,13 @@ func TestClassify(t *testing.T) {
 func TestSyncAddsAndIsIdempotent(t *testing.T) {
 	s := newStore(t)
 	specs := []Spec{spec("a", "1"), spec("b", "1")}
-	rep, err := s.Sync(specs)
+	rep, err := s.Sync(t.Context(), specs)
 	must(t, err)
 	if rep.New != 2 || rep.Changed != 0 || rep.Unchanged != 0 || len(rep.ChangedIDs) != 0 {
 		t.Fatalf("first Sync %+v", rep)
 	}
 	before := map[string]record{"a": recordOf(t, s, "a"), "b": recordOf(t, s, "b")}
-	rep, err = s.Sync(append(specs, spec("c", "1")))
+	rep, err = s.Sync(t.Context(), append(specs, spec("c", "1")))
 	must(t, err)
 	if rep.New != 1 || rep.Unchanged != 2 || rep.Changed != 0 {
 		t.Fatalf("second Sync %+v", rep)
@@ -42,26 +44,26 @@ func TestSyncAddsAndIsIdempotent(t *testing.T) {
 			t.Fatalf("unchanged job %s was touched", id)
 		}
 	}
-	lastEvent(t, s, "c", "", Pending, "added")
-	known, err := s.Known()
+	lastEvent(t, s, "c", "", lifecycle.Pending, "added")
+	known, err := s.Known(t.Context())
 	must(t, err)
-	if len(known) != 3 || known["c"] != (Known{State: Pending, Fingerprint: "1"}) {
+	if len(known) != 3 || known["c"] != (Known{State: lifecycle.Pending, Fingerprint: "1"}) {
 		t.Fatalf("Known %v", known)
 	}
 }
 
 func TestSyncChangedInput(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("done", "old"), spec("flying", "old"), spec("same", "old"), spec("gone", "old")})
+	_, err := s.Sync(t.Context(), []Spec{spec("done", "old"), spec("flying", "old"), spec("same", "old"), spec("gone", "old")})
 	must(t, err)
-	toState(t, s, "done", Done)
-	toState(t, s, "flying", Queued)
-	toState(t, s, "same", Completed)
-	toState(t, s, "gone", Running)
+	toState(t, s, "done", lifecycle.Done)
+	toState(t, s, "flying", lifecycle.Queued)
+	toState(t, s, "same", lifecycle.Completed)
+	toState(t, s, "gone", lifecycle.Running)
 	same, gone, flying := recordOf(t, s, "same"), recordOf(t, s, "gone"), recordOf(t, s, "flying")
 	spentBefore := spent(t, s)
 
-	rep, err := s.Sync([]Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
+	rep, err := s.Sync(t.Context(), []Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
 	must(t, err)
 	if rep.New != 0 || rep.Changed != 1 || rep.Deferred != 1 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"done"}) {
 		t.Fatalf("Sync report %+v", rep)
@@ -70,19 +72,19 @@ func TestSyncChangedInput(t *testing.T) {
 	if after := recordOf(t, s, "flying"); !reflect.DeepEqual(flying, after) {
 		t.Fatalf("a changed job in flight was reset:\nbefore %+v\nafter  %+v", flying, after)
 	}
-	toState(t, s, "flying", Done)
+	toState(t, s, "flying", lifecycle.Done)
 	spentBefore = spent(t, s) // flying's cost, now reported
-	rep, err = s.Sync([]Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
+	rep, err = s.Sync(t.Context(), []Spec{spec("done", "new"), spec("flying", "new"), spec("same", "old")})
 	must(t, err)
 	if rep.Changed != 1 || rep.Deferred != 0 || !reflect.DeepEqual(rep.ChangedIDs, []string{"flying"}) {
 		t.Fatalf("Sync report once collected %+v", rep)
 	}
 	for _, c := range []struct {
 		id   string
-		from State
-	}{{"done", Done}, {"flying", Done}} {
+		from lifecycle.State
+	}{{"done", lifecycle.Done}, {"flying", lifecycle.Done}} {
 		j := job(t, s, c.id)
-		if j.State != Pending || j.Fingerprint != "new" || string(j.Input) != string(spec(c.id, "new").Input) ||
+		if j.State != lifecycle.Pending || j.Fingerprint != "new" || string(j.Input) != string(spec(c.id, "new").Input) ||
 			j.RequestID != "" || j.CostUSD != nil || len(j.Outputs) != 0 || j.RemoteStatus != "" || j.SubmittedAt != "" || j.FinishedAt != "" {
 			t.Fatalf("changed job %s: %+v", c.id, j)
 		}
@@ -91,7 +93,7 @@ func TestSyncChangedInput(t *testing.T) {
 		}
 		evs := events(t, s, c.id)
 		e := evs[len(evs)-1]
-		if e.From != c.from || e.To != Pending || !strings.Contains(e.Detail, "input changed") || !strings.Contains(e.Detail, "old") || !strings.Contains(e.Detail, "new") {
+		if e.From != c.from || e.To != lifecycle.Pending || !strings.Contains(e.Detail, "input changed") || !strings.Contains(e.Detail, "old") || !strings.Contains(e.Detail, "new") {
 			t.Fatalf("changed job %s: last event %+v", c.id, e)
 		}
 		// The paid-for submission is still on record.
@@ -114,7 +116,7 @@ func TestSyncChangedInput(t *testing.T) {
 	}
 
 	// The new input runs as a new attempt; both costs count.
-	toState(t, s, "done", Done)
+	toState(t, s, "done", lifecycle.Done)
 	subs := submissions(t, s, "done")
 	if len(subs) != 2 || subs[1].Attempt != 2 || subs[1].Fingerprint != "new" || subs[0].Fingerprint != "old" {
 		t.Fatalf("submissions %+v", subs)
@@ -127,35 +129,56 @@ func TestSyncChangedInput(t *testing.T) {
 	}
 }
 
+// TestSyncChangedWhileSubmittingKeepsHistory: a job caught mid-POST is not
+// replaced by a changed input (lifecycle.State.Replaceable): its POST may
+// have created a billed job. A run first recovers it to unknown; the Sync
+// after that replaces it, and attempts keep counting so no submission is
+// overwritten.
 func TestSyncChangedWhileSubmittingKeepsHistory(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "old")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "old")})
 	must(t, err)
-	toState(t, s, "a", Submitting)
-	_, err = s.Sync([]Spec{spec("a", "new")})
+	toState(t, s, "a", lifecycle.Submitting)
+	before := recordOf(t, s, "a")
+	rep, err := s.Sync(t.Context(), []Spec{spec("a", "new")})
 	must(t, err)
-	if j := job(t, s, "a"); j.State != Pending || j.Attempts != 1 {
+	if rep.Deferred != 1 || rep.Changed != 0 || len(rep.ChangedIDs) != 0 {
+		t.Fatalf("Sync of a submitting job %+v, want it deferred", rep)
+	}
+	if after := recordOf(t, s, "a"); !reflect.DeepEqual(before, after) {
+		t.Fatalf("Sync touched a submitting job:\nbefore %+v\nafter  %+v", before, after)
+	}
+	n, err := s.Recover(t.Context())
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("Recover = %d, want 1", n)
+	}
+	rep, err = s.Sync(t.Context(), []Spec{spec("a", "new")})
+	must(t, err)
+	if rep.Changed != 1 || rep.Deferred != 0 {
+		t.Fatalf("Sync once recovered %+v", rep)
+	}
+	if j := job(t, s, "a"); j.State != lifecycle.Pending || j.Attempts != 1 || j.Fingerprint != "new" {
 		t.Fatalf("%+v", j)
 	}
-	attempt, err := s.BeginSubmit("a")
-	must(t, err)
-	if attempt != 2 {
-		t.Fatalf("attempt %d: attempts must keep counting so no submission is overwritten", attempt)
+	must(t, beginSubmit(t, s, "a"))
+	if j := job(t, s, "a"); j.Attempts != 2 {
+		t.Fatalf("attempt %d: attempts must keep counting so no submission is overwritten", j.Attempts)
 	}
-	if subs := submissions(t, s, "a"); len(subs) != 2 {
+	if subs := submissions(t, s, "a"); len(subs) != 2 || subs[0].Fingerprint != "old" || subs[0].Outcome != "unknown" || subs[1].Fingerprint != "new" {
 		t.Fatalf("submissions %+v", subs)
 	}
 }
 
 func TestSyncIsAllOrNothing(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "1")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "1")})
 	must(t, err)
 	// A duplicate id fails the insert; nothing of the Sync may remain.
-	if _, err := s.Sync([]Spec{spec("b", "1"), spec("a", "2"), spec("c", "1"), spec("c", "1")}); err == nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("b", "1"), spec("a", "2"), spec("c", "1"), spec("c", "1")}); err == nil {
 		t.Fatal("Sync with a duplicate id succeeded")
 	}
-	known, err := s.Known()
+	known, err := s.Known(t.Context())
 	must(t, err)
 	if len(known) != 1 || known["a"].Fingerprint != "1" {
 		t.Fatalf("a failed Sync left %v", known)
@@ -167,15 +190,15 @@ func TestSyncIsAllOrNothing(t *testing.T) {
 // jobs added in manifest order whatever their ids.
 func TestSyncMergesInterleavedIDs(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("b", "1"), spec("d", "1"), spec("f", "1")})
+	_, err := s.Sync(t.Context(), []Spec{spec("b", "1"), spec("d", "1"), spec("f", "1")})
 	must(t, err)
-	rep, err := s.Sync([]Spec{spec("g", "1"), spec("a", "1"), spec("d", "2"), spec("c", "1"), spec("b", "1"), spec("e", "1")})
+	rep, err := s.Sync(t.Context(), []Spec{spec("g", "1"), spec("a", "1"), spec("d", "2"), spec("c", "1"), spec("b", "1"), spec("e", "1")})
 	must(t, err)
 	if rep.New != 4 || rep.Changed != 1 || rep.Unchanged != 1 || !reflect.DeepEqual(rep.ChangedIDs, []string{"d"}) {
 		t.Fatalf("Sync %+v, want 4 new (g a c e), d changed, b unchanged", rep)
 	}
 	var order []string
-	must(t, s.EachJobState(func(id string, _ State) error { order = append(order, id); return nil }))
+	must(t, s.EachJobState(t.Context(), func(id string, _ lifecycle.State) error { order = append(order, id); return nil }))
 	if want := []string{"b", "d", "f", "g", "a", "c", "e"}; !reflect.DeepEqual(order, want) {
 		t.Errorf("ledger order %v, want %v", order, want)
 	}
@@ -186,13 +209,13 @@ func TestSyncMergesInterleavedIDs(t *testing.T) {
 			}
 		}
 	}
-	if _, err := s.SyncSorted(seq); err == nil || !strings.Contains(err.Error(), "out of order") {
+	if _, err := s.SyncSorted(t.Context(), seq); err == nil || !strings.Contains(err.Error(), "out of order") {
 		t.Errorf("SyncSorted out of order: %v", err)
 	}
-	if _, err := s.Sync([]Spec{spec("z", "1"), spec("z", "2")}); err == nil {
+	if _, err := s.Sync(t.Context(), []Spec{spec("z", "1"), spec("z", "2")}); err == nil {
 		t.Error("Sync took one id twice")
 	}
-	if _, err := s.Job("x"); err == nil {
+	if _, err := s.Job(t.Context(), "x"); err == nil {
 		t.Error("a refused SyncSorted wrote to the ledger")
 	}
 }

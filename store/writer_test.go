@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"comfybatch/lifecycle"
 )
 
 func countRows(t testing.TB, s *Store, q string, args ...any) int {
@@ -26,10 +28,10 @@ func queuedJobs(t *testing.T, s *Store, prefix string, n int) []Spec {
 	for i := 0; i < n; i++ {
 		specs = append(specs, spec(fmt.Sprintf("%s%02d", prefix, i), "fp"))
 	}
-	_, err := s.Sync(specs)
+	_, err := s.Sync(t.Context(), specs)
 	must(t, err)
 	for _, sp := range specs {
-		toState(t, s, sp.ID, Queued)
+		toState(t, s, sp.ID, lifecycle.Queued)
 	}
 	return specs
 }
@@ -48,11 +50,11 @@ func TestGroupCommitManyWriters(t *testing.T) {
 			defer wg.Done()
 			id := fmt.Sprintf("g%02d", g)
 			for i := 0; i < writes; i++ {
-				st, remote := Running, "in_progress"
+				st, remote := lifecycle.Running, "in_progress"
 				if i%2 == 1 {
-					st, remote = Queued, "in_queue"
+					st, remote = lifecycle.Queued, "in_queue"
 				}
-				if err := s.Observe(id, st, remote, ptr(i)); err != nil {
+				if err := observe(t, s, id, st, remote, ptr(i)); err != nil {
 					errs <- fmt.Errorf("%s write %d: %w", id, i, err)
 				}
 			}
@@ -68,7 +70,7 @@ func TestGroupCommitManyWriters(t *testing.T) {
 	}
 	for _, sp := range specs {
 		j := job(t, s, sp.ID)
-		if j.State != Queued || j.QueuePosition == nil || *j.QueuePosition != writes-1 {
+		if j.State != lifecycle.Queued || j.QueuePosition == nil || *j.QueuePosition != writes-1 {
 			t.Fatalf("%s ended as %+v", sp.ID, j)
 		}
 		if n := len(events(t, s, sp.ID)); n != 3+writes {
@@ -84,7 +86,7 @@ func gate(t *testing.T, s *Store) (release func(), done <-chan error) {
 	entered, open := make(chan struct{}), make(chan struct{})
 	d := make(chan error, 1)
 	go func() {
-		d <- s.write(func(*sql.Tx) error {
+		d <- s.write(t.Context(), func(*sql.Tx) error {
 			close(entered)
 			<-open
 			return nil
@@ -124,18 +126,18 @@ func TestFailingWriteInGroupRollsBackAlone(t *testing.T) {
 		go func() {
 			switch i % 3 {
 			case 0: // good
-				results[i] <- s.Observe(id, Running, "in_progress", nil)
+				results[i] <- observe(t, s, id, lifecycle.Running, "in_progress", nil)
 			case 1: // refused: a queued job cannot be marked done
-				results[i] <- s.MarkDone(id)
+				results[i] <- markDone(t, s, id)
 			case 2: // fails after it has already written
-				results[i] <- s.write(func(tx *sql.Tx) error {
+				results[i] <- s.write(t.Context(), func(tx *sql.Tx) error {
 					if _, err := tx.Exec("UPDATE jobs SET error = 'half-way' WHERE id = ?", id); err != nil {
 						return err
 					}
 					if _, err := tx.Exec("INSERT INTO events (job_id, at, from_state, to_state) VALUES (?, 'x', 'queued', 'queued')", id); err != nil {
 						return err
 					}
-					_, err := s.move(tx, id, []State{Completed}, Done, "", "")
+					_, err := s.apply(tx, id, lifecycle.Step{To: lifecycle.Done})
 					return err
 				})
 			}
@@ -152,10 +154,10 @@ func TestFailingWriteInGroupRollsBackAlone(t *testing.T) {
 			if err != nil {
 				t.Fatalf("good write %s failed: %v", sp.ID, err)
 			}
-			if j := job(t, s, sp.ID); j.State != Running || j.RemoteStatus != "in_progress" {
+			if j := job(t, s, sp.ID); j.State != lifecycle.Running || j.RemoteStatus != "in_progress" {
 				t.Fatalf("good write %s lost: %+v", sp.ID, j)
 			}
-			lastEvent(t, s, sp.ID, Queued, Running, "remote status in_progress")
+			lastEvent(t, s, sp.ID, lifecycle.Queued, lifecycle.Running, "remote status in_progress")
 		default:
 			if !errors.Is(err, ErrConflict) {
 				t.Fatalf("bad write %s = %v, want ErrConflict", sp.ID, err)
@@ -181,17 +183,17 @@ func TestMixedWritesConcurrently(t *testing.T) {
 			defer wg.Done()
 			id := specs[g].ID
 			for i := 0; i < rounds; i++ {
-				st := Running
+				st := lifecycle.Running
 				if i%2 == 1 {
-					st = Queued
+					st = lifecycle.Queued
 				}
-				if err := s.Observe(id, st, string(st), nil); err != nil {
+				if err := observe(t, s, id, st, string(st), nil); err != nil {
 					t.Errorf("good write: %v", err)
 				}
-				if err := s.MarkDone(id); !errors.Is(err, ErrConflict) {
+				if err := markDone(t, s, id); !errors.Is(err, ErrConflict) {
 					t.Errorf("bad write = %v, want ErrConflict", err)
 				}
-				if _, err := s.BeginSubmit(id); !errors.Is(err, ErrConflict) {
+				if err := beginSubmit(t, s, id); !errors.Is(err, ErrConflict) {
 					t.Errorf("bad write = %v, want ErrConflict", err)
 				}
 				bad.Add(2)
@@ -215,11 +217,11 @@ func TestMixedWritesConcurrently(t *testing.T) {
 // A lone failing write is rolled back too (it is not wrapped in a savepoint).
 func TestFailingWriteAlone(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 	must(t, err)
 	before := recordOf(t, s, "a")
 	boom := errors.New("boom")
-	err = s.write(func(tx *sql.Tx) error {
+	err = s.write(t.Context(), func(tx *sql.Tx) error {
 		if _, err := tx.Exec("UPDATE jobs SET error = 'half-way' WHERE id = 'a'"); err != nil {
 			return err
 		}
@@ -232,7 +234,7 @@ func TestFailingWriteAlone(t *testing.T) {
 		t.Fatal("a failed lone write was committed")
 	}
 	// The writer carries on.
-	toState(t, s, "a", Done)
+	toState(t, s, "a", lifecycle.Done)
 }
 
 func withTimeout(t *testing.T, what string, f func()) {
@@ -248,20 +250,20 @@ func withTimeout(t *testing.T, what string, f func()) {
 
 func TestWriteAfterClose(t *testing.T) {
 	s := newStore(t)
-	_, err := s.Sync([]Spec{spec("a", "fp")})
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
 	must(t, err)
 	must(t, s.Close())
 	withTimeout(t, "writes after Close", func() {
-		if _, err := s.BeginSubmit("a"); !errors.Is(err, ErrClosed) {
+		if err := beginSubmit(t, s, "a"); !errors.Is(err, ErrClosed) {
 			t.Errorf("BeginSubmit after Close = %v, want ErrClosed", err)
 		}
-		if _, err := s.Sync([]Spec{spec("b", "fp")}); !errors.Is(err, ErrClosed) && err == nil {
+		if _, err := s.Sync(t.Context(), []Spec{spec("b", "fp")}); !errors.Is(err, ErrClosed) && err == nil {
 			t.Errorf("Sync after Close = %v", err)
 		}
-		if err := s.MarkDone("a"); !errors.Is(err, ErrClosed) {
+		if err := markDone(t, s, "a"); !errors.Is(err, ErrClosed) {
 			t.Errorf("MarkDone after Close = %v, want ErrClosed", err)
 		}
-		if _, err := s.Recover(); !errors.Is(err, ErrClosed) {
+		if _, err := s.Recover(t.Context()); !errors.Is(err, ErrClosed) {
 			t.Errorf("Recover after Close = %v, want ErrClosed", err)
 		}
 	})
@@ -284,11 +286,11 @@ func TestCloseWhileWriting(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				st := Running
+				st := lifecycle.Running
 				if i%2 == 1 {
-					st = Queued
+					st = lifecycle.Queued
 				}
-				err := s.Observe(specs[g].ID, st, string(st), nil)
+				err := observe(t, s, specs[g].ID, st, string(st), nil)
 				if errors.Is(err, ErrClosed) {
 					return
 				}
@@ -332,18 +334,18 @@ func TestAcknowledgedWriteIsVisibleToReader(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 25; i++ {
 				id := fmt.Sprintf("v%d-%02d", g, i)
-				if _, err := w.Sync([]Spec{spec(id, "fp")}); err != nil {
+				if _, err := w.Sync(t.Context(), []Spec{spec(id, "fp")}); err != nil {
 					t.Error(err)
 					return
 				}
-				if _, err := ro.Job(id); err != nil {
+				if _, err := ro.Job(t.Context(), id); err != nil {
 					t.Errorf("acknowledged %s not visible to a reader: %v", id, err)
 				}
-				if _, err := w.BeginSubmit(id); err != nil {
+				if err := beginSubmit(t, w, id); err != nil {
 					t.Error(err)
 					return
 				}
-				if j, err := ro.Job(id); err != nil || j.State != Submitting {
+				if j, err := ro.Job(t.Context(), id); err != nil || j.State != lifecycle.Submitting {
 					t.Errorf("acknowledged BeginSubmit of %s not visible: %+v %v", id, j, err)
 				}
 			}
@@ -367,7 +369,7 @@ func TestGroupCommitBatchesAcrossWorkers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Observe(sp.ID, Running, "in_progress", nil); err != nil {
+			if err := observe(t, s, sp.ID, lifecycle.Running, "in_progress", nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -404,13 +406,13 @@ func TestGroupFailsWholeWhenSQLiteDropsTheTransaction(t *testing.T) {
 	for i, sp := range specs {
 		if i == 3 {
 			write(func() error {
-				return s.write(func(tx *sql.Tx) error {
+				return s.write(t.Context(), func(tx *sql.Tx) error {
 					tx.Exec("ROLLBACK")
 					return errors.New("disk full")
 				})
 			})
 		}
-		write(func() error { return s.Observe(sp.ID, Running, "in_progress", nil) })
+		write(func() error { return observe(t, s, sp.ID, lifecycle.Running, "in_progress", nil) })
 	}
 	waitQueued(t, s, len(specs)+1)
 	release()
@@ -426,8 +428,8 @@ func TestGroupFailsWholeWhenSQLiteDropsTheTransaction(t *testing.T) {
 		}
 	}
 	// The writer goes on: the next write lands.
-	must(t, s.Observe(specs[0].ID, Running, "in_progress", nil))
-	if j := job(t, s, specs[0].ID); j.State != Running {
+	must(t, observe(t, s, specs[0].ID, lifecycle.Running, "in_progress", nil))
+	if j := job(t, s, specs[0].ID); j.State != lifecycle.Running {
 		t.Fatalf("after the failed group, job is %s, want running", j.State)
 	}
 }
@@ -437,7 +439,7 @@ func TestGroupFailsWholeWhenSQLiteDropsTheTransaction(t *testing.T) {
 // saved.
 func TestFailedCommitFailsTheWrite(t *testing.T) {
 	s := newStore(t)
-	err := s.write(func(tx *sql.Tx) error {
+	err := s.write(t.Context(), func(tx *sql.Tx) error {
 		_, err := tx.Exec("ROLLBACK")
 		return err
 	})

@@ -154,7 +154,7 @@ func TestCancelAskedNotDone(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"request_id": "req-1", "outcome": "cancelled", "status": %q}`, tc.status)
 		}))
-		api, err := runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "t"})
+		api, err := runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "cancel-test-token"})
 		if err != nil {
 			t.Fatal(err)
 		}
