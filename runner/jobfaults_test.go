@@ -316,7 +316,26 @@ func TestMissingRequestFails(t *testing.T) {
 	}
 	b := newEnv(t, runcomfytest.Config{}) // another server: it knows neither request
 	b.ledger = a.ledger
-	sum, err := b.run(m, nil)
+
+	// Moments after the submission, 404001 may be the API not having
+	// caught up with the POST: the jobs are polled on, not failed. (The
+	// run is stopped after a few seconds of that.)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := store.Open(b.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, err := Run(ctx, context.Background(), Config{Manifest: m, Store: st, API: b.client, HTTP: b.client.HTTPClient(),
+		OutDir: filepath.Join(b.dir, "out"), PollMax: 50 * time.Millisecond, ProgressEvery: -1})
+	st.Close()
+	if !errors.Is(err, ErrInterrupted) || early.Counts[lifecycle.Queued] != 2 || b.srv.Stats().Result < 4 {
+		t.Fatalf("inside the grace period: %v %+v after %d polls; want both still queued", err, early.Counts, b.srv.Stats().Result)
+	}
+
+	// Long past the submission, 404001 every time is the truth.
+	later := func() time.Time { return time.Now().Add(lifecycle.MissingGrace + time.Minute) }
+	sum, err := b.run(m, func(c *Config) { c.Now = later })
 	if err != nil {
 		t.Fatal(err)
 	}
