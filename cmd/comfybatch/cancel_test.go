@@ -162,17 +162,17 @@ func TestCancelAskedNotDone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = st.Sync([]store.Spec{{ID: "a", Model: "m", Input: json.RawMessage(`{}`), Fingerprint: "f"}})
+		_, err = st.Sync(context.Background(), []store.Spec{{ID: "a", Model: "m", Input: json.RawMessage(`{}`), Fingerprint: "f"}})
 		if err == nil {
-			_, err = st.BeginSubmit("a")
+			_, err = beginSubmit(st, "a")
 		}
 		if err == nil {
-			err = st.Submitted("a", "req-1")
+			err = submitted(st, "a", "req-1")
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		j, err := st.Job("a")
+		j, err := st.Job(context.Background(), "a")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestCancelAskedNotDone(t *testing.T) {
 		if err := cancelOne(context.Background(), api, st, j, &res); err != nil {
 			t.Fatal(err)
 		}
-		if j, _ = st.Job("a"); j.State != tc.want {
+		if j, _ = st.Job(context.Background(), "a"); j.State != tc.want {
 			t.Errorf("status %q: job %s, want %s (%s)", tc.status, j.State, tc.want, res.Detail)
 		}
 		st.Close()

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
@@ -48,7 +50,10 @@ func buildLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open("jobs.ledger.db", store.Options{})
+	// Built an hour ago: past lifecycle.MissingGrace, so the fake's "not
+	// found" for these made-up request ids is believed at once.
+	hourAgo := func() time.Time { return time.Now().Add(-time.Hour) }
+	st, err := store.Open("jobs.ledger.db", store.Options{Now: hourAgo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +71,7 @@ func buildLedger(t *testing.T) {
 		specs = append(specs, store.Spec{ID: j.ID, Model: j.Model, Input: in, Fingerprint: fp})
 	}
 	specs = append(specs, store.Spec{ID: "removed", Model: m.Jobs[0].Model, Input: json.RawMessage(`{}`), Fingerprint: "ffff"})
-	if _, err := st.Sync(specs); err != nil {
+	if _, err := st.Sync(context.Background(), specs); err != nil {
 		t.Fatal(err)
 	}
 	must := func(err error) {
@@ -77,27 +82,27 @@ func buildLedger(t *testing.T) {
 	}
 	submit := func(id string) {
 		t.Helper()
-		_, err := st.BeginSubmit(id)
+		_, err := beginSubmit(st, id)
 		must(err)
-		must(st.Submitted(id, "req-"+id))
+		must(submitted(st, id, "req-"+id))
 	}
 	cost := 0.25
 	for _, id := range []string{"changed-done", "changed-queued", "queued", "completed", "done", "failed", "cancelled", "removed"} {
 		submit(id)
 	}
 	for _, id := range []string{"changed-done", "completed", "done"} {
-		must(st.Completed(id, "completed", []string{"http://127.0.0.1:1/" + id + ".mp4"}, &cost))
+		must(completed(st, id, "completed", []string{"http://127.0.0.1:1/" + id + ".mp4"}, &cost))
 	}
 	for _, id := range []string{"changed-done", "done"} {
-		must(st.MarkDone(id))
+		must(markDone(st, id))
 	}
-	must(st.Failed("failed", "failed", "the model refused the image", &cost))
-	must(st.Cancelled("cancelled", "cancelled", "cancelled by the user"))
-	_, err = st.BeginSubmit("unknown")
+	must(failed(st, "failed", "failed", "the model refused the image", &cost))
+	must(cancelled(st, "cancelled", "cancelled", "cancelled by the user"))
+	_, err = beginSubmit(st, "unknown")
 	must(err)
-	_, err = st.Recover()
+	_, err = st.Recover(context.Background())
 	must(err)
-	_, err = st.BeginSubmit("submitting")
+	_, err = beginSubmit(st, "submitting")
 	must(err)
 }
 
@@ -172,7 +177,7 @@ func ledgerState(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	known, err := st.Known()
+	known, err := st.Known(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

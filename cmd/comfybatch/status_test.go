@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -57,57 +58,57 @@ func statusFixture(t *testing.T) string {
 	for _, id := range ids {
 		specs = append(specs, spec(id, "v1"))
 	}
-	_, err = st.Sync(specs)
+	_, err = st.Sync(context.Background(), specs)
 	must(err)
 	cost, zero := 0.25, 0.0
 	n := 0
 	submit := func(id string) {
 		t.Helper()
 		n++
-		_, err := st.BeginSubmit(id)
+		_, err := beginSubmit(st, id)
 		must(err)
-		must(st.Submitted(id, "req-"+id+"-"+string(rune('0'+n%10))))
+		must(submitted(st, id, "req-"+id+"-"+string(rune('0'+n%10))))
 	}
 	finish := func(id string) {
 		t.Helper()
 		url := "https://files.example.com/" + id + ".mp4"
-		must(st.Completed(id, "completed", []string{url}, &cost))
-		must(st.FileSaved(id, store.File{N: 0, URL: url, Path: id + ".mp4", Bytes: 2048, SHA256: strings.Repeat("ab", 32)}))
-		must(st.MarkDone(id))
+		must(completed(st, id, "completed", []string{url}, &cost))
+		must(st.FileSaved(context.Background(), id, store.File{N: 0, URL: url, Path: id + ".mp4", Bytes: 2048, SHA256: strings.Repeat("ab", 32)}))
+		must(markDone(st, id))
 	}
 	pos := func(p int) *int { return &p }
 
 	submit("done")
-	must(st.Observe("done", lifecycle.Running, "in_progress", nil))
+	must(observe(st, "done", lifecycle.Running, "in_progress", nil))
 	finish("done")
 
 	submit("retried")
-	must(st.Failed("retried", "failed", "the model refused the image", &zero))
+	must(failed(st, "retried", "failed", "the model refused the image", &zero))
 	submit("retried")
 	finish("retried")
 
 	submit("changed")
-	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // edited while at RunComfy: collected first
+	_, err = st.Sync(context.Background(), []store.Spec{spec("changed", "v2")}) // edited while at RunComfy: collected first
 	must(err)
 	finish("changed")
-	_, err = st.Sync([]store.Spec{spec("changed", "v2")}) // then submitted with the new input
+	_, err = st.Sync(context.Background(), []store.Spec{spec("changed", "v2")}) // then submitted with the new input
 	must(err)
 	submit("changed")
-	must(st.Observe("changed", lifecycle.Queued, "in_queue", pos(7)))
+	must(observe(st, "changed", lifecycle.Queued, "in_queue", pos(7)))
 
 	submit("running")
-	must(st.Observe("running", lifecycle.Running, "in_progress", nil))
+	must(observe(st, "running", lifecycle.Running, "in_progress", nil))
 
 	submit("cancelled")
-	must(st.Cancelled("cancelled", "cancelled", "cancelled by `comfybatch cancel`"))
+	must(cancelled(st, "cancelled", "cancelled", "cancelled by `comfybatch cancel`"))
 
 	submit("refused")
-	must(st.Observe("refused", lifecycle.Running, "in_progress", nil))
-	must(st.CancelRefused("refused", "in_progress", "not_cancellable"))
+	must(observe(st, "refused", lifecycle.Running, "in_progress", nil))
+	must(st.Apply(context.Background(), "refused", lifecycle.Cancel(lifecycle.Running, lifecycle.CancelAnswer{Status: "in_progress", Outcome: "not_cancellable"}).Step))
 
-	_, err = st.BeginSubmit("unknown")
+	_, err = beginSubmit(st, "unknown")
 	must(err)
-	_, err = st.Recover()
+	_, err = st.Recover(context.Background())
 	must(err)
 	return manifest
 }
