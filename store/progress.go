@@ -116,3 +116,12 @@ func (s *Store) HighestCosts(ctx context.Context) (_ map[string]float64, err err
 	}
 	return m, rows.Err()
 }
+
+// Unreported counts the submissions RunComfy finished (completed or failed)
+// without reporting their cost: their spend is unknown, not $0.
+func (s *Store) Unreported(ctx context.Context) (n int, err error) {
+	defer wrapErr(&err, "ledger: count unreported costs")
+	err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM submissions WHERE cost_usd IS NULL AND outcome IN (?, ?)",
+		string(lifecycle.Completed), string(lifecycle.Failed)).Scan(&n)
+	return n, err
+}

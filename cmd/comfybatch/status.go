@@ -53,6 +53,9 @@ type statusJSON struct {
 	// SpentUSD is the sum of the costs RunComfy reported, over every
 	// submission this ledger ever made.
 	SpentUSD float64 `json:"spent_usd"`
+	// UnreportedCost counts the finished submissions whose cost RunComfy
+	// did not report: SpentUSD leaves them out, and their cost is unknown.
+	UnreportedCost int `json:"unreported_cost_submissions"`
 	// InFlight counts the jobs submitting, queued or running; Remaining the
 	// pending ones (to submit).
 	InFlight     int `json:"in_flight"`
@@ -163,6 +166,9 @@ func summarize(ctx context.Context, st *store.Store, out *statusJSON) error {
 		return err
 	}
 	out.SpentUSD = round(out.SpentUSD)
+	if out.UnreportedCost, err = st.Unreported(ctx); err != nil {
+		return err
+	}
 	if out.DeepestQueue, err = st.DeepestQueue(ctx); err != nil {
 		return err
 	}
@@ -283,7 +289,12 @@ func printSummary(w io.Writer, s statusJSON) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", st, n, note)
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", s.Total)
-	fmt.Fprintf(tw, "spent\t%s\treported by RunComfy, every run of this ledger\n", usd(s.SpentUSD))
+	if s.UnreportedCost > 0 {
+		fmt.Fprintf(tw, "spent\t%s + unknown\treported by RunComfy, every run of this ledger; %s finished without a reported cost\n",
+			usd(s.SpentUSD), submissions(s.UnreportedCost))
+	} else {
+		fmt.Fprintf(tw, "spent\t%s\treported by RunComfy, every run of this ledger\n", usd(s.SpentUSD))
+	}
 	est := func(v *float64) string {
 		if v == nil {
 			return ""
@@ -322,8 +333,11 @@ func printJob(w io.Writer, j jobJSON) {
 		facts = append(facts, fmt.Sprintf("queue position %d", *j.QueuePosition))
 	}
 	facts = append(facts, fmt.Sprintf("attempts %d", j.Attempts))
-	if j.CostUSD != nil {
+	switch {
+	case j.CostUSD != nil:
 		facts = append(facts, "cost "+usd(*j.CostUSD))
+	case j.State == lifecycle.Done || j.State == lifecycle.Completed || j.State == lifecycle.Failed && j.RequestID != "":
+		facts = append(facts, "cost unknown (not reported)")
 	}
 	fmt.Fprintf(w, "  %s\n", strings.Join(facts, "  "))
 	if j.Error != "" {
@@ -337,8 +351,11 @@ func printJob(w io.Writer, j jobJSON) {
 		tw, flush := newTable(w)
 		for _, sb := range j.Submissions {
 			cost := "-"
-			if sb.CostUSD != nil {
+			switch {
+			case sb.CostUSD != nil:
 				cost = usd(*sb.CostUSD)
+			case sb.Outcome == string(lifecycle.Completed) || sb.Outcome == string(lifecycle.Failed):
+				cost = "unknown"
 			}
 			outcome := sb.Outcome
 			if outcome == "" {
@@ -381,4 +398,11 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func submissions(n int) string {
+	if n == 1 {
+		return "1 submission"
+	}
+	return fmt.Sprintf("%d submissions", n)
 }
