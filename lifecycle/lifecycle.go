@@ -45,6 +45,21 @@ func (st State) InFlight() bool { return st == Queued || st == Running }
 // paid for, so a change of its input waits until it is collected.
 func (st State) Awaited() bool { return st.InFlight() || st == Completed }
 
+// Outstanding reports a job whose request is, or may be, at RunComfy and
+// unfinished: in flight, or in the middle of its POST.
+func (st State) Outstanding() bool { return st.InFlight() || st == Submitting }
+
+// Count adds up the jobs of counts whose state satisfies is.
+func Count(counts map[State]int, is func(State) bool) int {
+	n := 0
+	for st, k := range counts {
+		if is(st) {
+			n += k
+		}
+	}
+	return n
+}
+
 // Settled reports a job that needs nothing more from a run without flags.
 func (st State) Settled() bool {
 	return st == Done || st == Failed || st == Cancelled || st == Unknown

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"comfybatch/lifecycle"
 )
 
 // newTestClient builds a client whose retries do not wait, unless o says
@@ -493,7 +495,7 @@ func TestLenientDecoding(t *testing.T) {
 	if err != nil || string(res.Cost) != "0.25" || !Finished(res.Status) {
 		t.Fatalf("Result = %+v, %v", res, err)
 	}
-	if urls := OutputURLs(res.Output); len(urls) != 1 || urls[0] != "https://cdn.runcomfy.net/a.mp4" {
+	if urls := lifecycle.Outputs(res.Output); len(urls) != 1 || urls[0] != "https://cdn.runcomfy.net/a.mp4" {
 		t.Errorf("OutputURLs = %v", urls)
 	}
 	if ErrorText(res.Error) != "" {
@@ -517,34 +519,6 @@ func TestNewRejectsBadBaseURL(t *testing.T) {
 	c, err := New(Options{RPS: 0.5})
 	if err != nil || c.base != DefaultBaseURL || c.limiter == nil {
 		t.Errorf("defaults: %+v, %v", c, err)
-	}
-}
-
-func TestOutputURLs(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-	}{
-		{``, nil},
-		{`null`, nil},
-		{`{}`, nil},
-		{`"https://a/x.mp4"`, []string{"https://a/x.mp4"}},
-		{`{"video":"https://a/v.mp4"}`, []string{"https://a/v.mp4"}},
-		{`{"videos":["https://a/1.mp4","https://a/2.mp4"]}`, []string{"https://a/1.mp4", "https://a/2.mp4"}},
-		{`{"preview":"https://a/p.png","images":["https://a/i.png"],"video":"https://a/v.mp4"}`,
-			[]string{"https://a/v.mp4", "https://a/i.png", "https://a/p.png"}},
-		{`{"image":{"url":"HTTPS://a/i.png","w":5},"meta":{"links":["ftp://x","not a url","http://b/m.json"]}}`,
-			[]string{"HTTPS://a/i.png", "http://b/m.json"}},
-		{`{"video":"https://a/v.mp4","videos":["https://a/v.mp4"],"other":"https://a/v.mp4"}`, []string{"https://a/v.mp4"}},
-		{`[{"k":"https://a/1"},"https://a/2"]`, []string{"https://a/1", "https://a/2"}},
-		{`{"https://key/not-a-value":"x","n":1,"b":true,"z":null}`, nil},
-		{`{"video":"https://a/v.mp4","broken":`, []string{"https://a/v.mp4"}},
-	}
-	for _, tt := range tests {
-		got := OutputURLs(json.RawMessage(tt.in))
-		if strings.Join(got, " ") != strings.Join(tt.want, " ") {
-			t.Errorf("OutputURLs(%s) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 

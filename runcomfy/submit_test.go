@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"comfybatch/lifecycle"
 )
 
 // TestBeforeSendOncePerAttempt: BeforeSend runs each time an attempt is let
@@ -258,7 +260,7 @@ func TestAnswersScrubbedOfToken(t *testing.T) {
 	if got, want := ErrorText(res.Error), `{"message":"bad auth [redacted]","echo":"[redacted]"}`; got != want {
 		t.Errorf("ErrorText(result error) = %s, want %s", got, want)
 	}
-	if urls := OutputURLs(res.Output); len(urls) != 1 || urls[0] != "https://cdn.example/v.mp4?k=[redacted]" {
+	if urls := lifecycle.Outputs(res.Output); len(urls) != 1 || urls[0] != "https://cdn.example/v.mp4?k=[redacted]" {
 		t.Errorf("OutputURLs = %q, want the URL with the token redacted", urls)
 	}
 

@@ -64,15 +64,7 @@ func (p Progress) ETA() (time.Duration, bool) {
 // everything: spent, plus in flight, plus still to submit.
 func (p Progress) EstimatedUSD() float64 { return p.SpentUSD + p.InFlightUSD + p.RemainingUSD }
 
-func settled(c map[lifecycle.State]int) int {
-	n := 0
-	for st, k := range c {
-		if st.Settled() {
-			n += k
-		}
-	}
-	return n
-}
+func settled(c map[lifecycle.State]int) int { return lifecycle.Count(c, lifecycle.State.Settled) }
 
 // snapshot reads the ledger into a Progress.
 func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {

@@ -202,7 +202,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	if sum.Counts, err = r.counts(); err != nil {
 		return sum, errors.Join(feedErr, err)
 	}
-	sum.InFlight = sum.Counts[lifecycle.Queued] + sum.Counts[lifecycle.Running] + sum.Counts[lifecycle.Submitting]
+	sum.InFlight = lifecycle.Count(sum.Counts, lifecycle.State.Outstanding)
 	if cfg.ProgressEvery >= 0 {
 		if p, err := r.snapshot(start, settledAtStart); err == nil {
 			p.Final = true

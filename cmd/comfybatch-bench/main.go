@@ -317,7 +317,7 @@ func queued(ledger string) int {
 	if err != nil {
 		return 0
 	}
-	return c[lifecycle.Queued] + c[lifecycle.Running]
+	return lifecycle.Count(c, lifecycle.State.InFlight)
 }
 
 // memory reads VmRSS and VmHWM (peak) of a process, in KB.

@@ -197,7 +197,7 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 	if n := c[lifecycle.Completed]; n > 0 {
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
 	}
-	if n := c[lifecycle.Queued] + c[lifecycle.Running]; n > 0 && !submitOnly {
+	if n := lifecycle.Count(c, lifecycle.State.InFlight); n > 0 && !submitOnly {
 		todo = append(todo, fmt.Sprintf("%d still running at RunComfy; run again to collect them", n))
 	}
 	if len(todo) == 0 {

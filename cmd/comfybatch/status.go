@@ -160,7 +160,7 @@ func summarize(ctx context.Context, st *store.Store, out *statusJSON) error {
 		out.Counts[string(s)] = n
 		out.Total += n
 	}
-	out.InFlight = counts[lifecycle.Submitting] + counts[lifecycle.Queued] + counts[lifecycle.Running]
+	out.InFlight = lifecycle.Count(counts, lifecycle.State.Outstanding)
 	out.Remaining = counts[lifecycle.Pending]
 	if out.SpentUSD, err = st.Spent(ctx); err != nil {
 		return err

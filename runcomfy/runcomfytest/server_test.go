@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 )
 
@@ -128,7 +129,7 @@ func TestLifecycleOverTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	urls := runcomfy.OutputURLs(res.Output)
+	urls := lifecycle.Outputs(res.Output)
 	if len(urls) != 1 || string(res.Cost) != "0.25" || res.ModelID != model || res.FinishedAt == "" {
 		t.Fatalf("result %+v, urls %v", res, urls)
 	}
@@ -181,7 +182,7 @@ func TestOutcomes(t *testing.T) {
 		_, c := start(t, Config{FailureRate: 1}, runcomfy.Options{})
 		sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 		res, err := c.Result(ctx, string(sub.RequestID))
-		if err != nil || res.Status != runcomfy.StatusCompleted || runcomfy.OutputURLs(res.Output) != nil || runcomfy.ErrorText(res.Error) == "" {
+		if err != nil || res.Status != runcomfy.StatusCompleted || lifecycle.Outputs(res.Output) != nil || runcomfy.ErrorText(res.Error) == "" {
 			t.Errorf("result %+v, %v; want completed, no URL, an error", res, err)
 		}
 	})
@@ -198,7 +199,7 @@ func TestOutcomes(t *testing.T) {
 		_, c := start(t, Config{OutputsPerJob: 3}, runcomfy.Options{})
 		sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 		res, _ := c.Result(ctx, string(sub.RequestID))
-		urls := runcomfy.OutputURLs(res.Output)
+		urls := lifecycle.Outputs(res.Output)
 		if len(urls) != 3 || !bytes.Contains(res.Output, []byte(`"videos"`)) {
 			t.Fatalf("output %s", res.Output)
 		}
@@ -234,7 +235,7 @@ func TestTruncatedDownload(t *testing.T) {
 	ctx := context.Background()
 	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 	res, _ := c.Result(ctx, string(sub.RequestID))
-	url := runcomfy.OutputURLs(res.Output)[0]
+	url := lifecycle.Outputs(res.Output)[0]
 	resp, body, err := download(t, c.HTTPClient(), url)
 	if err == nil {
 		t.Fatalf("read %d bytes without error, want a cut body", len(body))
@@ -253,7 +254,7 @@ func TestRangeRequests(t *testing.T) {
 	ctx := context.Background()
 	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 	res, _ := c.Result(ctx, string(sub.RequestID))
-	url := runcomfy.OutputURLs(res.Output)[0]
+	url := lifecycle.Outputs(res.Output)[0]
 	data := OutputBytes(string(sub.RequestID), 0)
 	size := len(data)
 	tests := []struct {
@@ -287,12 +288,12 @@ func TestExpiredURLIsRefreshedByResult(t *testing.T) {
 	ctx := context.Background()
 	sub, _ := c.Submit(ctx, model, input(1), runcomfy.SubmitOptions{})
 	res, _ := c.Result(ctx, string(sub.RequestID))
-	first := runcomfy.OutputURLs(res.Output)[0]
+	first := lifecycle.Outputs(res.Output)[0]
 	if resp, _, _ := download(t, c.HTTPClient(), first); resp.StatusCode != http.StatusGone {
 		t.Fatalf("first URL answered %d, want 410", resp.StatusCode)
 	}
 	res, _ = c.Result(ctx, string(sub.RequestID))
-	fresh := runcomfy.OutputURLs(res.Output)[0]
+	fresh := lifecycle.Outputs(res.Output)[0]
 	resp, body, err := download(t, c.HTTPClient(), fresh)
 	if err != nil || fresh == first || resp.StatusCode != 200 || !bytes.Equal(body, OutputBytes(string(sub.RequestID), 0)) {
 		t.Errorf("fresh URL %q (first %q): %v %v", fresh, first, resp.Status, err)
@@ -310,7 +311,7 @@ func TestCancel(t *testing.T) {
 	running, _ := c.Submit(ctx, model, input(2), runcomfy.SubmitOptions{})
 	clk.Advance(30 * time.Second)
 	third, _ := c.Submit(ctx, model, input(3), runcomfy.SubmitOptions{}) // queued until 1m30s
-	clk.Advance(40 * time.Second)              // the first two are running now
+	clk.Advance(40 * time.Second)                                        // the first two are running now
 
 	res, err := c.Cancel(ctx, string(third.RequestID))
 	if err != nil || res.Outcome != "cancelled" || res.Status != runcomfy.StatusCancelled {
@@ -443,7 +444,7 @@ func TestMisbehaviourIsSurvivable(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := c.Result(ctx, string(sub.RequestID))
-		if err != nil || len(runcomfy.OutputURLs(res.Output)) != 1 {
+		if err != nil || len(lifecycle.Outputs(res.Output)) != 1 {
 			t.Fatalf("result %+v, %v", res, err)
 		}
 	}
