@@ -190,13 +190,20 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	feedErr := r.feed()
 	close(done)
 	<-reported // one snapshot at a time: the final one comes after
+	if work.Err() != nil && errors.Is(feedErr, context.Canceled) {
+		feedErr = nil // stopped by a second signal, not failed
+	}
+	// The closing bookkeeping (metadata.jsonl, the counts) is local and
+	// quick, and runs even after a second signal, so that the folder and
+	// the summary match the ledger.
+	r.work = context.WithoutCancel(work)
 
 	sum.Submitted = int(r.submitted.Load())
 	sum.Capped = int(r.capped.Load())
 	if c := r.costs; c != nil && c.capped > 0 {
 		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
 	}
-	if err := writeMetadata(work, cfg.Store, cfg.OutDir); err != nil {
+	if err := writeMetadata(r.work, cfg.Store, cfg.OutDir); err != nil {
 		feedErr = errors.Join(feedErr, err)
 	}
 	if sum.Counts, err = r.counts(); err != nil {
