@@ -3,8 +3,8 @@ package lifecycle
 // CancelAnswer is the answer to a cancel request.
 type CancelAnswer struct {
 	Failure *Answer // describes the call when it failed; nil for a usable answer
-	Status  string // verbatim
-	Outcome string // verbatim; may be absent
+	Status  string  // verbatim
+	Outcome string  // verbatim; may be absent
 }
 
 // Cancel outcomes as `comfybatch cancel` reports them.

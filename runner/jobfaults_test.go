@@ -389,7 +389,7 @@ func TestSubmitOutcome(t *testing.T) {
 	}{
 		{&runcomfy.Error{HTTPStatus: 429}, lifecycle.Pending},
 		{&runcomfy.Error{HTTPStatus: 503}, lifecycle.Unknown}, // a gateway may answer 503 after creation
-		{&runcomfy.Error{HTTPStatus: 403}, lifecycle.Pending},  // account error: stops the run
+		{&runcomfy.Error{HTTPStatus: 403}, lifecycle.Pending}, // account error: stops the run
 		{&runcomfy.Error{HTTPStatus: 200, Code: 500001}, lifecycle.Unknown},
 		{&runcomfy.Error{NotSent: true}, lifecycle.Pending},
 		{&runcomfy.Error{HTTPStatus: 401}, lifecycle.Pending}, // account error: stops the run

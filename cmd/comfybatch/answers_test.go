@@ -8,10 +8,10 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,7 +140,6 @@ func TestAnswersSubmit(t *testing.T) {
 		})
 	}
 }
-
 
 // Class 2: a job is committed as submitting only when its POST leaves, so
 // a kill while jobs wait on --rps leaves them pending, never unknown.
