@@ -217,12 +217,12 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 		lifecycle.Pending:    {"BeginSubmit", "ObserveKeep"}, // pending → pending: an input change
 		lifecycle.Submitting: {"Submitted", "SubmitFailed", "Failed"},
 		lifecycle.Queued: {"Submitted", "SubmitFailed", "ObserveRunning", "ObserveQueued", "ObserveKeep",
-			"Completed", "Failed", "Cancelled", "SetOutputs", "Redownload"},
+			"Completed", "Failed", "Cancelled", "SetOutputs"},
 		lifecycle.Running: {"Submitted", "SubmitFailed", "ObserveRunning", "ObserveQueued", "ObserveKeep",
-			"Completed", "Failed", "Cancelled", "SetOutputs", "Redownload"},
+			"Completed", "Failed", "Cancelled", "SetOutputs"},
 		// A completed result is paid for: it no longer fails or is
 		// cancelled; it is downloaded, or its URLs are refreshed.
-		lifecycle.Completed: {"ObserveKeep", "Completed", "SetOutputs", "MarkDone", "Redownload", "LastFileSaved"},
+		lifecycle.Completed: {"Completed", "SetOutputs", "MarkDone", "LastFileSaved"},
 		lifecycle.Done:      {"Completed", "SetOutputs", "Redownload"}, // done → completed: download again
 		// Settled without output: only a new submission may follow.
 		lifecycle.Failed:    {"BeginSubmit"},
@@ -231,9 +231,13 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 	}
 	// invalid[state] lists the calls whose edge is allowed but whose Step
 	// the ledger refuses all the same: a job leaves submitting for queued
-	// only with its request id.
+	// only with its request id, and is completed only with its outputs (a
+	// done job going back to completed keeps the ones it has).
 	invalid := map[lifecycle.State][]string{
 		lifecycle.Submitting: {"ObserveQueued"},
+		lifecycle.Queued:     {"Redownload"},
+		lifecycle.Running:    {"Redownload"},
+		lifecycle.Completed:  {"ObserveKeep", "Redownload"},
 	}
 	if len(allowed) != len(lifecycle.States) {
 		t.Fatalf("the table covers %d states of %d", len(allowed), len(lifecycle.States))
@@ -274,8 +278,8 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 				err = c.do(t, s, "a")
 				switch {
 				case bad:
-					if err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "request id") {
-						t.Fatalf("%s from %s = %v, want a refusal for the missing request id", c.name, st, err)
+					if err == nil || errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "request id") && !strings.Contains(err.Error(), "needs its outputs") {
+						t.Fatalf("%s from %s = %v, want a refusal for the missing request id or outputs", c.name, st, err)
 					}
 				case !errors.Is(err, ErrConflict):
 					t.Fatalf("%s from %s = %v, want ErrConflict", c.name, st, err)
