@@ -8,15 +8,23 @@ import (
 	"strings"
 )
 
-// maxIDLen bounds ids so that "<id>_<n>.<ext>" stays a legal file name everywhere.
+// maxIDLen bounds ids so that "<id>+<n>.<ext>" stays a legal file name everywhere.
 const maxIDLen = 128
+
+// reservedID is the stem of a file comfybatch writes in the output folder
+// itself (metadata.jsonl): a job of that name could be given its name.
+const reservedID = "metadata"
+
+// Reserved reports an id that names a file comfybatch writes itself
+// (compared without regard to case, as some file systems do).
+func Reserved(id string) bool { return strings.EqualFold(id, reservedID) }
 
 // ValidID reports whether id matches [A-Za-z0-9][A-Za-z0-9._-]{0,127}. Ids
 // become file names in the output folder: the leading letter or digit rules
 // out ".", ".." and hidden files, and the character set rules out path
 // separators, so an id can never point outside that folder.
 func ValidID(id string) bool {
-	if id == "" || len(id) > maxIDLen || !isAlnum(id[0]) {
+	if id == "" || len(id) > maxIDLen || !isAlnum(id[0]) || Reserved(id) {
 		return false
 	}
 	return idChars(id)

@@ -784,6 +784,9 @@ func (p *parser) claim(id string, at Pos, fp *[32]byte, derived bool) bool {
 }
 
 func badID(id string) string {
+	if Reserved(id) {
+		return fmt.Sprintf("invalid id %q: reserved, as comfybatch writes %s.jsonl in the output folder; choose another id", id, reservedID)
+	}
 	return fmt.Sprintf("invalid id %q: use 1 to %d characters from A-Z a-z 0-9 . _ -, starting with a letter or digit", id, maxIDLen)
 }
 

@@ -492,3 +492,22 @@ jobs:
 		t.Errorf("default cap: %v", err)
 	}
 }
+
+// An id that would name the file comfybatch writes itself is refused, with a
+// message that says why, wherever the job comes from.
+func TestReservedID(t *testing.T) {
+	for _, id := range []string{"metadata", "Metadata", "METADATA"} {
+		if ValidID(id) {
+			t.Errorf("ValidID(%q) = true", id)
+		}
+	}
+	for _, id := range []string{"metadata-1", "metadata.seed-1", "meta"} {
+		if !ValidID(id) {
+			t.Errorf("ValidID(%q) = false", id)
+		}
+	}
+	_, err := Parse("m.yaml", []byte("model: m/x\njobs:\n  - id: metadata\n    input: {prompt: p}\n"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "reserved") || !strings.Contains(err.Error(), "m.yaml:3") {
+		t.Fatalf("Parse = %v, want a reserved-id error at m.yaml:3", err)
+	}
+}

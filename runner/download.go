@@ -60,7 +60,7 @@ func (r *run) download(j store.Job) error {
 	}
 	refreshed := false
 	for n := 0; n < len(j.Outputs); n++ {
-		f, err := r.saveOutput(ctx, j.ID, n, len(j.Outputs), j.Outputs[n])
+		f, err := r.saveOutput(ctx, output{id: j.ID, request: j.RequestID, n: n, count: len(j.Outputs)}, j.Outputs[n])
 		if errors.Is(err, errExpired) && !refreshed {
 			refreshed = true
 			outs, rerr := r.refresh(ctx, j)
@@ -100,26 +100,46 @@ func clipOutput(s string) string {
 	return s
 }
 
+// output names one output of one job's request.
+type output struct {
+	id, request string
+	n, count    int // 0-based index, and how many the job has
+}
+
+// part is the hidden file an output is written to before it is whole. Its
+// name carries a hash of the request id, so a partial file is only ever
+// continued for the same request's same output: one left by an earlier
+// submission of the job (or by another ledger) is never resumed onto this
+// one. Names start with a dot, which no job id can, so they never collide
+// with an output.
+func (o output) part() string {
+	h := sha256.Sum256([]byte(o.request))
+	return fmt.Sprintf(".%s.%s.%d.part", o.id, hex.EncodeToString(h[:6]), o.n+1)
+}
+
+// name is the output's file name (outPath).
+func (o output) name(ext string) string { return outPath(o.id, o.n, o.count, ext) }
+
 // saveOutput saves output n of a job: an URL is downloaded, a data: URL
 // decoded, a text written as it is.
-func (r *run) saveOutput(ctx context.Context, id string, n, count int, out string) (store.File, error) {
+func (r *run) saveOutput(ctx context.Context, o output, out string) (store.File, error) {
 	switch lifecycle.KindOf(out) {
 	case lifecycle.OutputData:
 		data, mediaType, err := decodeDataURL(out)
 		if err != nil {
-			return store.File{}, fmt.Errorf("output %d: %w", n+1, err)
+			return store.File{}, fmt.Errorf("output %d: %w", o.n+1, err)
 		}
-		return r.saveBytes(id, n, count, extension("", mediaType), "data:"+mediaType, data)
+		return r.saveBytes(o, extension("", mediaType), "data:"+mediaType, data)
 	case lifecycle.OutputText:
-		return r.saveBytes(id, n, count, ".txt", "text", []byte(out))
+		return r.saveBytes(o, ".txt", "text", []byte(out))
 	}
-	return r.fetchFile(ctx, id, n, count, out)
+	return r.fetchFile(ctx, o, out)
 }
 
 // saveBytes writes an output that came inside the result, the same way a
 // download is written: a temporary file, fsynced, renamed into place.
-func (r *run) saveBytes(id string, n, count int, ext, source string, data []byte) (store.File, error) {
-	part := filepath.Join(r.cfg.OutDir, fmt.Sprintf(".%s.%d.part", id, n+1))
+func (r *run) saveBytes(o output, ext, source string, data []byte) (store.File, error) {
+	part := filepath.Join(r.cfg.OutDir, o.part())
 	if err := os.WriteFile(part, data, 0o644); err != nil {
 		return store.File{}, err
 	}
@@ -132,7 +152,7 @@ func (r *run) saveBytes(id string, n, count int, ext, source string, data []byte
 	if serr != nil {
 		return store.File{}, serr
 	}
-	name := outPath(id, n, count, ext)
+	name := o.name(ext)
 	r.files.entries.Lock()
 	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
 	r.files.entries.Unlock()
@@ -143,7 +163,7 @@ func (r *run) saveBytes(id string, n, count int, ext, source string, data []byte
 		return store.File{}, err
 	}
 	sum := sha256.Sum256(data)
-	return store.File{N: n, URL: source, Path: name, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
+	return store.File{N: o.n, URL: source, Path: name, Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // decodeDataURL reads "data:[<mediatype>][;base64],<data>" (RFC 2397).
@@ -193,8 +213,8 @@ func (r *run) refresh(ctx context.Context, j store.Job) ([]string, error) {
 }
 
 // fetchFile tries one output file a few times, resuming what is already on
-// disk.
-func (r *run) fetchFile(ctx context.Context, id string, n, count int, rawURL string) (store.File, error) {
+// disk for the same request and output.
+func (r *run) fetchFile(ctx context.Context, o output, rawURL string) (store.File, error) {
 	var last error
 	for attempt := 0; attempt < downloadAttempts; attempt++ {
 		if attempt > 0 {
@@ -202,7 +222,7 @@ func (r *run) fetchFile(ctx context.Context, id string, n, count int, rawURL str
 				return store.File{}, err
 			}
 		}
-		f, err := r.fetchOnce(ctx, id, n, count, rawURL)
+		f, err := r.fetchOnce(ctx, o, rawURL)
 		if err == nil {
 			return f, nil
 		}
@@ -215,10 +235,17 @@ func (r *run) fetchFile(ctx context.Context, id string, n, count int, rawURL str
 	return store.File{}, last
 }
 
-// fetchOnce downloads into a hidden partial file, resuming it with Range when
-// it exists, checks the size the server announced, fsyncs, and renames it
-// into place: a file under its final name is always whole.
-func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL string) (store.File, error) {
+// validatorFile keeps, beside a partial file, the server's validator for the
+// bytes in it (a strong ETag, else Last-Modified): a partial file is
+// continued only with If-Range on it, so a server whose file changed sends
+// it whole instead of a tail that belongs to another.
+func validatorFile(part string) string { return part + ".validator" }
+
+// fetchOnce downloads into the output's hidden partial file, resuming it
+// with Range and If-Range when it exists and its validator is known, checks
+// that the body is provably whole, fsyncs, and renames it into place: a
+// file under its final name is always whole.
+func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.File, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return store.File{}, fmt.Errorf("output URL %q: %w", rawURL, err)
@@ -227,7 +254,7 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	if err := runcomfy.CheckURL(rawURL); err != nil {
 		return store.File{}, fmt.Errorf("output URL: %w", err)
 	}
-	part := filepath.Join(r.cfg.OutDir, fmt.Sprintf(".%s.%d.part", id, n+1))
+	part := filepath.Join(r.cfg.OutDir, o.part())
 	r.files.entries.Lock()
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
 	r.files.entries.Unlock()
@@ -240,17 +267,38 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	if err != nil {
 		return store.File{}, err
 	}
+	validator := ""
+	if have > 0 {
+		if b, err := os.ReadFile(validatorFile(part)); err == nil {
+			validator = strings.TrimSpace(string(b))
+		}
+		if validator == "" {
+			// Nothing proves these bytes are the server's current file:
+			// start over rather than splice.
+			if err := restart(f, h); err != nil {
+				return store.File{}, err
+			}
+			have = 0
+		}
+	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	// A stalled file host (headers, then nothing) is abandoned after
+	// StallTimeout without a byte, and the download resumed.
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return store.File{}, err
 	}
 	if have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
+		req.Header.Set("If-Range", validator)
 	}
+	stall := time.AfterFunc(r.cfg.StallTimeout, func() { cancel(errStalled) })
+	defer stall.Stop()
 	resp, err := r.cfg.HTTP.Do(req)
 	if err != nil {
-		return store.File{}, transientf("download %s: %w", rawURL, err)
+		return store.File{}, transientf("download %s: %w", rawURL, stalledOr(rctx, err))
 	}
 	defer resp.Body.Close()
 
@@ -281,17 +329,31 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	default:
 		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
 	}
+	if v := strongValidator(resp.Header); v != "" {
+		os.WriteFile(validatorFile(part), []byte(v), 0o644)
+	} else {
+		os.Remove(validatorFile(part))
+	}
 
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
 		return store.File{}, err
 	}
-	written, err := io.Copy(io.MultiWriter(f, h), resp.Body)
+	body := &stallReader{r: resp.Body, timer: stall, after: r.cfg.StallTimeout}
+	written, err := io.Copy(io.MultiWriter(f, h), body)
 	size := have + written
 	if err != nil {
-		return store.File{}, transientf("download %s: cut off after %d bytes: %w", rawURL, size, err)
+		return store.File{}, transientf("download %s: cut off after %d bytes: %w", rawURL, size, stalledOr(rctx, err))
 	}
-	if total >= 0 && size != total {
+	switch {
+	case total >= 0 && size != total:
 		return store.File{}, transientf("download %s: got %d of %d bytes", rawURL, size, total)
+	case total < 0 && !delimited(resp):
+		// The body ended when the connection closed, which is also what
+		// a cut looks like: ask the server how big the file is before
+		// calling it whole.
+		if err := r.proveSize(ctx, rawURL, size); err != nil {
+			return store.File{}, err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return store.File{}, err
@@ -299,9 +361,10 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	if err := f.Close(); err != nil {
 		return store.File{}, err
 	}
-	name := outPath(id, n, count, extension(u.Path, resp.Header.Get("Content-Type")))
+	name := o.name(extension(u.Path, resp.Header.Get("Content-Type")))
 	r.files.entries.Lock()
 	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
+	os.Remove(validatorFile(part))
 	r.files.entries.Unlock()
 	if err != nil {
 		return store.File{}, err
@@ -309,7 +372,80 @@ func (r *run) fetchOnce(ctx context.Context, id string, n, count int, rawURL str
 	if err := r.files.syncDir(r.cfg.OutDir); err != nil {
 		return store.File{}, err
 	}
-	return store.File{N: n, URL: rawURL, Path: name, Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return store.File{N: o.n, URL: rawURL, Path: name, Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// errStalled is the cause of a download abandoned for sending nothing.
+var errStalled = errors.New("the file host sent nothing for too long")
+
+func stalledOr(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return fmt.Errorf("%w (%v)", errStalled, err)
+	}
+	return err
+}
+
+// stallReader pushes the stall deadline back on every read that brings
+// bytes.
+type stallReader struct {
+	r     io.Reader
+	timer *time.Timer
+	after time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.after)
+	}
+	return n, err
+}
+
+// delimited reports a body whose end the protocol marks, so that a cut
+// shows as an error rather than as a short file: chunked encoding's last
+// chunk, or HTTP/2's end of stream.
+func delimited(resp *http.Response) bool {
+	if resp.ProtoMajor >= 2 {
+		return true
+	}
+	for _, te := range resp.TransferEncoding {
+		if strings.EqualFold(te, "chunked") {
+			return true
+		}
+	}
+	return false
+}
+
+// strongValidator is the header a resumed download may be tied to with
+// If-Range: a strong ETag, else Last-Modified.
+func strongValidator(h http.Header) string {
+	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return h.Get("Last-Modified")
+}
+
+// proveSize asks the file host whether the file is size bytes long, with a
+// range that starts at its end: a 416 naming the full length, or a 206
+// naming it, is proof. Anything else leaves the file unproven, and the job
+// completed for the next run to try again.
+func (r *run) proveSize(ctx context.Context, rawURL string, size int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", size))
+	resp, err := r.cfg.HTTP.Do(req)
+	if err != nil {
+		return transientf("download %s: the body had no length, and asking for it failed: %w", rawURL, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable || resp.StatusCode == http.StatusPartialContent {
+		if _, total, ok := parseContentRange(resp.Header.Get("Content-Range")); ok && total == size {
+			return nil
+		}
+	}
+	return fmt.Errorf("download %s: the server sent %d bytes without a length and will not say how long the file is, so it cannot be proven whole; it is not recorded done", rawURL, size)
 }
 
 func restart(f *os.File, h interface{ Reset() }) error {

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 
@@ -26,7 +28,17 @@ type metadataRow struct {
 // file of every done job, the folder layout Hugging Face datasets loads
 // directly. It is written aside and renamed, so a reader never sees half.
 func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
-	tmp, err := os.CreateTemp(outDir, ".metadata-*.jsonl")
+	// Not os.CreateTemp: its 0600 would make metadata.jsonl private; this
+	// file gets the usual 0644 under the umask, like every output.
+	var tmp *os.File
+	var err error
+	for try := 0; ; try++ {
+		name := filepath.Join(outDir, fmt.Sprintf(".metadata-%d-%d.jsonl", os.Getpid(), rand.Int64()))
+		tmp, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil || !errors.Is(err, os.ErrExist) || try == 9 {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}

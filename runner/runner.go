@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,10 @@ type Config struct {
 	Log   *slog.Logger
 	Now   func() time.Time
 	Sleep func(ctx context.Context, d time.Duration) error
+	// StallTimeout abandons (and resumes) a download that receives no
+	// byte for this long; default DefaultStallTimeout.
+	StallTimeout time.Duration
+
 	// ProgressEvery is how often progress is reported; 0 = 5 s, <0 = never.
 	ProgressEvery time.Duration
 	// Progress receives each snapshot, from one goroutine at a time; nil
@@ -80,6 +85,12 @@ type Summary struct {
 	CostCapped            int
 	CommittedUSD, NextUSD float64
 }
+
+// DefaultStallTimeout is how long a download may receive nothing before it
+// is abandoned and resumed: far longer than any healthy CDN pauses, short
+// enough that a host that sends headers and then nothing costs a worker
+// half a minute, not the night.
+const DefaultStallTimeout = 30 * time.Second
 
 // ErrInterrupted is returned when the context was cancelled (a signal): the
 // ledger is saved and the next run collects what is still running.
@@ -126,6 +137,9 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	}
 	if cfg.PollMax <= 0 {
 		cfg.PollMax = DefaultPollMax
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -261,6 +275,9 @@ func (r *run) feed() error {
 	if err := r.checkDoneFiles(); err != nil {
 		return err
 	}
+	if err := r.sweep(); err != nil {
+		return err
+	}
 	// The jobs to submit are listed before any job is collected: one that
 	// fails or is cancelled during this run must not be taken for one that
 	// --retry-failed resubmits, which are those that ended in an earlier run.
@@ -340,10 +357,16 @@ func (r *run) accountStop(err error) {
 }
 
 // outPath is where output n (0-based) of a job with count outputs goes,
-// relative to the output folder.
+// relative to the output folder: <id><ext>, or <id>+<n><ext> (n from 1)
+// when the job has several. No two outputs can share a name: a job id
+// never holds '+' nor starts with '.', and an extension is one dot and
+// letters and digits, so the name splits back into one id, one index and
+// one extension. The names comfybatch writes itself are reserved: hidden
+// partial files start with a dot, and the manifest refuses a job named
+// like metadata.jsonl's stem.
 func outPath(id string, n, count int, ext string) string {
 	if count > 1 {
-		return fmt.Sprintf("%s_%d%s", id, n+1, ext)
+		return fmt.Sprintf("%s+%d%s", id, n+1, ext)
 	}
 	return id + ext
 }
@@ -375,6 +398,41 @@ func (r *run) checkDoneFiles() error {
 		if err := r.cfg.Store.Apply(r.work, id, lifecycle.Step{To: lifecycle.Completed, Outputs: j.Outputs,
 			Detail: "output file missing or changed on disk; downloading again"}); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// sweep removes what killed runs left in the output folder: partial files
+// that no completed job of this ledger can resume (an earlier request's,
+// or a finished one's), their validators, and half-written metadata. Only
+// names comfybatch makes are touched, and they all start with a dot, which
+// no output's name can.
+func (r *run) sweep() error {
+	keep := map[string]bool{}
+	jobs, err := r.list(lifecycle.Completed)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		for n := range j.Outputs {
+			p := output{id: j.ID, request: j.RequestID, n: n, count: len(j.Outputs)}.part()
+			keep[p], keep[validatorFile(p)] = true, true
+		}
+	}
+	entries, err := os.ReadDir(r.cfg.OutDir)
+	if err != nil {
+		return fmt.Errorf("output folder: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		ours := strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.validator") ||
+			strings.HasPrefix(name, ".metadata-") && strings.HasSuffix(name, ".jsonl"))
+		if !ours || keep[name] || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(r.cfg.OutDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("could not remove a leftover temporary file", "file", name, "error", err)
 		}
 	}
 	return nil

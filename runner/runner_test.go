@@ -405,10 +405,10 @@ func TestOutputURLMustBeHTTPSOrLoopback(t *testing.T) {
 		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"video/mp4"}},
 			Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
 	})
-	r := &run{cfg: Config{OutDir: t.TempDir(), HTTP: &http.Client{Transport: serve}}}
+	r := &run{cfg: Config{OutDir: t.TempDir(), HTTP: &http.Client{Transport: serve}, StallTimeout: time.Minute}}
 
 	for _, u := range []string{"http://cdn.example.com/a.mp4", "ftp://127.0.0.1/a.mp4", "data:video/mp4;base64,AAAA", "http://127.0.0.1.example.com/a.mp4"} {
-		if _, err := r.fetchOnce(context.Background(), "j", 0, 1, u); err == nil {
+		if _, err := r.fetchOnce(context.Background(), output{id: "j", request: "r", count: 1}, u); err == nil {
 			t.Errorf("%s was accepted", u)
 		}
 	}
@@ -420,7 +420,7 @@ func TestOutputURLMustBeHTTPSOrLoopback(t *testing.T) {
 	// so the refusals above are the rule and not a broken fetch.
 	for _, u := range []string{"https://cdn.example.com/a.mp4", "http://127.0.0.1:8080/a.mp4", "http://localhost/a.mp4", "http://[::1]:9/a.mp4"} {
 		before := len(requested)
-		f, err := r.fetchOnce(context.Background(), "j", 0, 1, u)
+		f, err := r.fetchOnce(context.Background(), output{id: "j", request: "r", count: 1}, u)
 		if err != nil {
 			t.Errorf("%s was refused: %v", u, err)
 			continue

@@ -21,6 +21,10 @@ func main() {
 	// SIGHUP too: a closed terminal, ssh session or tmux pane stops a run
 	// the graceful way, not at once.
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// A closed stdout or stderr (`run ... 2>&1 | head`) must not kill a
+	// run with SIGPIPE at its next log line: with SIGPIPE notified, a write
+	// to a broken pipe fails with EPIPE instead, and the run goes on.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	relay := make(chan os.Signal, 3)
 	go func() {
 		n := 0

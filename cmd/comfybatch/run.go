@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type runFlags struct {
 	maxCost         float64
 	progressEvery   time.Duration
 	pollMax         time.Duration
+	stallTimeout    time.Duration
 	schemas         []string // --schema MODEL=PATH
 }
 
@@ -60,6 +62,7 @@ without submitting any job twice.`,
 	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "resubmit jobs whose submission was cut off before its request id was saved")
 	f.IntVar(&o.maxSubmissions, "max-submissions", 0, "submit at most N new jobs in this run (0 = unlimited)")
 	f.DurationVar(&o.pollMax, "poll-max", runner.DefaultPollMax, "longest wait between two polls of one job")
+	f.DurationVar(&o.stallTimeout, "stall-timeout", runner.DefaultStallTimeout, "abandon and resume a download that receives nothing for this long")
 	f.Float64Var(&o.maxCost, "max-cost", 0, "stop submitting once the ledger's spent plus the estimated cost of jobs in flight would pass `USD`, counted across runs (0 = no cap)")
 	f.DurationVar(&o.progressEvery, "progress-every", plainEvery, "how often a progress line is logged when stderr is not a terminal")
 	addSchemaFlag(f, &o.schemas)
@@ -86,6 +89,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if !(o.maxCost >= 0) || math.IsInf(o.maxCost, 0) {
 		return usagef("--max-cost must be a number of US dollars, e.g. --max-cost 25")
 	}
+	if o.stallTimeout <= 0 {
+		return usagef("--stall-timeout must be a positive duration, e.g. 30s")
+	}
 	if o.progressEvery <= 0 {
 		return usagef("--progress-every must be a positive duration, e.g. 30s")
 	}
@@ -103,6 +109,10 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		return err
 	}
 	defer cleanup()
+	out := a.outDir(m, path)
+	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
+		return usagef("the output folder %s is a file, not a folder: move it away, or choose another with --out or output.dir", out)
+	}
 	st, err := store.Open(a.ledgerPath(path), store.Options{})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
@@ -114,7 +124,6 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	}
 	defer st.Close()
 
-	out := a.outDir(m, path)
 	disp := a.newDisplay(sink, log, o.progressEvery)
 	running := make(chan struct{})
 	go func() {
@@ -132,6 +141,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		OutDir:          out,
 		Concurrency:     o.concurrency,
 		PollMax:         o.pollMax,
+		StallTimeout:    o.stallTimeout,
 		SubmitOnly:      o.submitOnly,
 		RetryFailed:     o.retryFailed,
 		ResubmitUnknown: o.resubmitUnknown,
