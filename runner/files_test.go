@@ -206,7 +206,7 @@ type fileHost struct {
 	content map[string][]byte // by path
 	etag    map[string]string
 	cut     map[string]int // cut the next N GETs of this path after half
-	ranges  atomic.Int64    // requests that carried a Range header
+	ranges  atomic.Int64   // requests that carried a Range header
 }
 
 func newFileHost(t *testing.T) *fileHost {
