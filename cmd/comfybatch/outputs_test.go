@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"comfybatch/runcomfy/runcomfytest"
+)
+
+// 6. `run ... 2>&1 | head -1`: the reader goes away after one line, and
+// the run still finishes every job instead of dying of SIGPIPE at its next
+// log line.
+func TestClosedOutputNeverKillsARun(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{QueueTime: 300 * time.Millisecond, RunTime: 300 * time.Millisecond, Token: testToken})
+	api := srv.Start()
+	defer srv.Close()
+	manifest, jobs := writeManifest(t, t.TempDir(), 6)
+	cmd := exec.Command(binPath, "run", manifest, "--progress-every", "50ms", "--poll-max", "50ms")
+	cmd.Env = append(os.Environ(), tokenEnv(api)...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || line == "" {
+		t.Fatalf("no first line: %v", err)
+	}
+	r.Close() // what head does after its line
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the run did not end")
+	}
+	if c := exitCodeOf(err); c != 0 {
+		t.Fatalf("exit %d (a negative code is the signal that killed it), want 0", c)
+	}
+	checkOutputs(t, filepath.Dir(manifest), status(t, manifest), jobs)
+}
+
+// 8. What killed runs leave is cleaned up; metadata.jsonl gets the usual
+// mode; an output path that is a file is a configuration error that
+// touches nothing.
+func TestLeftoversAndOutputFolder(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	api := srv.Start()
+	defer srv.Close()
+	dir := t.TempDir()
+	manifest, jobs := writeManifest(t, dir, 3)
+	out := filepath.Join(dir, "out")
+
+	// A file where the output folder should be: exit 2, nothing sent,
+	// the file and the ledger's absence unchanged.
+	os.WriteFile(out, []byte("my notes"), 0o644)
+	r := runBinary(t, tokenEnv(api), "run", manifest)
+	if r.code != 2 || !strings.Contains(r.stderr, "is a file") || srv.Stats().Submits != 0 {
+		t.Fatalf("exit %d, %d submits:\n%s", r.code, srv.Stats().Submits, r.stderr)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "my notes" {
+		t.Fatal("the file was changed")
+	}
+	os.Remove(out)
+
+	// Leftovers of killed runs: partial files of requests no job is
+	// collecting, their validators, half-written metadata.
+	os.MkdirAll(out, 0o755)
+	junk := []string{".clip-0000.0a1b2c3d4e5f.1.part", ".clip-0000.0a1b2c3d4e5f.1.part.validator", ".metadata-123-456.jsonl", ".clip-0009.1.part"}
+	for _, j := range junk {
+		os.WriteFile(filepath.Join(out, j), []byte("stale"), 0o600)
+	}
+	keep := filepath.Join(out, ".my-own-hidden-file")
+	os.WriteFile(keep, []byte("mine"), 0o600)
+
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	if r := runBinary(t, tokenEnv(api), "run", manifest); r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+	}
+	checkOutputs(t, dir, status(t, manifest), jobs)
+	for _, j := range junk {
+		if _, err := os.Stat(filepath.Join(out, j)); err == nil {
+			t.Errorf("leftover %s is still there", j)
+		}
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a file comfybatch did not make was removed")
+	}
+	fi, err := os.Stat(filepath.Join(out, "metadata.jsonl"))
+	if err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("metadata.jsonl mode %v, want 0644: %v", fi.Mode().Perm(), err)
+	}
+}
