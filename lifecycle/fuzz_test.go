@@ -23,7 +23,7 @@ func FuzzDecisions(f *testing.F) {
 	f.Fuzz(func(t *testing.T, notSent bool, status, code int, requestID, remote, output, cost, cancelStatus, outcome string, age int64, flags uint8) {
 		a := Answer{NotSent: notSent, HTTPStatus: status, Code: code}
 		d := Submit(a, requestID)
-		if !Allowed(Submitting, d.To) {
+		if !Allowed(Submitting, d.To) || BySync(Submitting, d.To) {
 			t.Fatalf("Submit → %s", d.To)
 		}
 		if requestID != "" && (d.To != Queued || d.RequestID != requestID) {
@@ -39,7 +39,7 @@ func FuzzDecisions(f *testing.F) {
 				if pd.Step == nil {
 					continue
 				}
-				if !Allowed(cur, pd.Step.To) {
+				if !Allowed(cur, pd.Step.To) || BySync(cur, pd.Step.To) {
 					t.Fatalf("Poll(%s) → %s", cur, pd.Step.To)
 				}
 				if pd.Step.To == Failed && failure != nil && (code != CodeNotFound || time.Duration(age) < MissingGrace) {
@@ -53,7 +53,7 @@ func FuzzDecisions(f *testing.F) {
 				}
 			}
 			cd := Cancel(cur, CancelAnswer{Status: cancelStatus, Outcome: outcome})
-			if cd.Record && !Allowed(cur, cd.Step.To) {
+			if cd.Record && (!Allowed(cur, cd.Step.To) || BySync(cur, cd.Step.To)) {
 				t.Fatalf("Cancel(%s) → %s", cur, cd.Step.To)
 			}
 			s, o := normStatus(cancelStatus), normStatus(outcome)

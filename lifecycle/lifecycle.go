@@ -74,41 +74,53 @@ func (st State) Replaceable() bool { return !st.Awaited() && st != Submitting }
 type Edge struct {
 	From, To State
 	Means    string
+	// BySync: only bringing the ledger in line with the manifest takes
+	// this edge (an input changed), never an answer from RunComfy.
+	BySync bool
 }
 
 // Edges is the state diagram. No state changes anywhere in comfybatch
 // except along one of these; the ledger refuses any other.
 var Edges = []Edge{
-	{Pending, Submitting, "the POST is about to leave: committed before it does"},
-	{Failed, Submitting, "--retry-failed submits it again"},
-	{Cancelled, Submitting, "--retry-failed submits it again"},
-	{Unknown, Submitting, "--resubmit-unknown submits it again"},
+	{From: Pending, To: Submitting, Means: "the POST is about to leave: committed before it does"},
+	{From: Failed, To: Submitting, Means: "--retry-failed submits it again"},
+	{From: Cancelled, To: Submitting, Means: "--retry-failed submits it again"},
+	{From: Unknown, To: Submitting, Means: "--resubmit-unknown submits it again"},
 
-	{Submitting, Queued, "RunComfy answered with a request id, saved at once"},
-	{Submitting, Pending, "the answer proves no job was created (not sent, 429, account refused)"},
-	{Submitting, Failed, "RunComfy rejected the input (4xx)"},
-	{Submitting, Unknown, "the outcome cannot be known (5xx, timeout, no request id, cut off by a crash)"},
+	{From: Submitting, To: Queued, Means: "RunComfy answered with a request id, saved at once"},
+	{From: Submitting, To: Pending, Means: "the answer proves no job was created (not sent, 429, account refused)"},
+	{From: Submitting, To: Failed, Means: "RunComfy rejected the input (4xx)"},
+	{From: Submitting, To: Unknown, Means: "the outcome cannot be known (5xx, timeout, no request id, cut off by a crash)"},
 
-	{Queued, Queued, "polled: still queued (position or remote status changed, or a cancel was refused)"},
-	{Queued, Running, "polled: started"},
-	{Running, Queued, "polled: back in the queue"},
-	{Running, Running, "polled: still running (remote status changed, or a cancel was refused)"},
-	{Queued, Completed, "finished with outputs; result saved"},
-	{Running, Completed, "finished with outputs; result saved"},
-	{Queued, Failed, "failed at RunComfy, finished without output, or its request is gone"},
-	{Running, Failed, "failed at RunComfy, finished without output, or its request is gone"},
-	{Queued, Cancelled, "cancelled at RunComfy"},
-	{Running, Cancelled, "cancelled at RunComfy"},
+	{From: Queued, To: Queued, Means: "polled: still queued (position or remote status changed, or a cancel was refused)"},
+	{From: Queued, To: Running, Means: "polled: started"},
+	{From: Running, To: Queued, Means: "polled: back in the queue"},
+	{From: Running, To: Running, Means: "polled: still running (remote status changed, or a cancel was refused)"},
+	{From: Queued, To: Completed, Means: "finished with outputs; result saved"},
+	{From: Running, To: Completed, Means: "finished with outputs; result saved"},
+	{From: Queued, To: Failed, Means: "failed at RunComfy, finished without output, or its request is gone"},
+	{From: Running, To: Failed, Means: "failed at RunComfy, finished without output, or its request is gone"},
+	{From: Queued, To: Cancelled, Means: "cancelled at RunComfy"},
+	{From: Running, To: Cancelled, Means: "cancelled at RunComfy"},
 
-	{Completed, Completed, "output URLs refreshed after a saved one expired"},
-	{Completed, Done, "every output saved and verified"},
-	{Done, Completed, "a saved output went missing on disk: download it again"},
+	{From: Completed, To: Completed, Means: "output URLs refreshed after a saved one expired"},
+	{From: Completed, To: Done, Means: "every output saved and verified"},
+	{From: Done, To: Completed, Means: "a saved output went missing on disk: download it again"},
 
-	{Pending, Pending, "input changed before it was submitted"},
-	{Done, Pending, "input changed: the new input is submitted, the old result kept in history"},
-	{Failed, Pending, "input changed"},
-	{Cancelled, Pending, "input changed"},
-	{Unknown, Pending, "input changed"},
+	{From: Pending, To: Pending, Means: "input changed before it was submitted", BySync: true},
+	{From: Pending, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
+	{From: Done, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
+	{From: Failed, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
+	{From: Cancelled, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
+	{From: Unknown, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
+	{From: Pending, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
+	{From: Failed, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
+	{From: Cancelled, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
+	{From: Unknown, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
+	{From: Done, To: Pending, Means: "input changed: the new input is submitted, the old result kept in history", BySync: true},
+	{From: Failed, To: Pending, Means: "input changed", BySync: true},
+	{From: Cancelled, To: Pending, Means: "input changed", BySync: true},
+	{From: Unknown, To: Pending, Means: "input changed", BySync: true},
 }
 
 // Allowed reports whether a job may move from one state to another.
@@ -116,6 +128,16 @@ func Allowed(from, to State) bool {
 	for _, e := range Edges {
 		if e.From == from && e.To == to {
 			return true
+		}
+	}
+	return false
+}
+
+// BySync reports an edge only the ledger's sync with the manifest takes.
+func BySync(from, to State) bool {
+	for _, e := range Edges {
+		if e.From == from && e.To == to {
+			return e.BySync
 		}
 	}
 	return false

@@ -7,6 +7,7 @@ const (
 	ActionSubmit   Action = "submit"   // POST it: new, changed, or never accepted
 	ActionPoll     Action = "poll"     // it is at RunComfy: collect it
 	ActionDownload Action = "download" // finished: save its outputs
+	ActionReuse    Action = "reuse"    // its input returned to one already paid for: that result is reused
 	ActionNone     Action = "none"     // settled, or left alone without a flag
 )
 
@@ -24,6 +25,9 @@ const (
 	New       Change = "new"       // not in the ledger
 	Unchanged Change = "unchanged" // same fingerprint
 	Changed   Change = "changed"   // fingerprint differs from what was recorded
+	// Returned: the fingerprint differs from the current record but equals
+	// that of an earlier submission of the job that RunComfy completed.
+	Returned Change = "returned"
 )
 
 // Next is what a run does with a job in state st ("" for a job the ledger
@@ -38,6 +42,9 @@ func Next(st State, ch Change, f Flags) Action {
 	}
 	if ch == New || (ch == Changed && st.Replaceable()) {
 		return ActionSubmit
+	}
+	if ch == Returned && st.Replaceable() {
+		return ActionReuse
 	}
 	switch st {
 	case Pending:

@@ -171,11 +171,14 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 			}
 		}
 	}
-	if sum.Sync, err = cfg.Store.SyncSorted(work, specs); err != nil {
+	if sum.Sync, err = cfg.Store.SyncKeeping(work, specs, keeper{out: cfg.OutDir}); err != nil {
 		return sum, err
 	}
 	if n := sum.Sync.Deferred; n > 0 {
 		r.log.Info("jobs changed while their earlier request is still at RunComfy: it was paid for, so it is collected first; the next run submits the new input", "jobs", n)
+	}
+	if n := sum.Sync.Reused; n > 0 {
+		r.log.Info("jobs changed back to an input already paid for: that result is reused, nothing submitted", "jobs", n)
 	}
 	if n := sum.Sync.Changed; n > 0 {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)

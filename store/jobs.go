@@ -61,6 +61,12 @@ type Event struct {
 // the write is queued refuses it.
 func (s *Store) Apply(ctx context.Context, id string, step lifecycle.Step, files ...File) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		var cur lifecycle.State
+		if err := tx.QueryRow("SELECT state FROM jobs WHERE id = ?", id).Scan(&cur); err == nil && lifecycle.BySync(cur, step.To) {
+			// Only a changed manifest takes these edges (Sync): an answer
+			// from RunComfy never resets or reuses a job's result.
+			return fmt.Errorf("%w: is %s, and %s → %s is taken only when the manifest changes", ErrConflict, cur, cur, step.To)
+		}
 		if _, err := s.apply(tx, id, step); err != nil {
 			return err
 		}
@@ -141,7 +147,7 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		if err := dropFilesFrom(tx, id, len(st.Outputs)); err != nil {
 			return cur, err
 		}
-		if err := setSubmission(tx, id, "outcome = ?, cost_usd = ?", string(lifecycle.Completed), nullFloat(st.Cost)); err != nil {
+		if err := setSubmission(tx, id, "outcome = ?, cost_usd = ?, outputs = ?", string(lifecycle.Completed), nullFloat(st.Cost), string(out)); err != nil {
 			return cur, err
 		}
 	case st.To == lifecycle.Completed && cur == lifecycle.Completed:

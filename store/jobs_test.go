@@ -214,7 +214,7 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 	}
 	// allowed[state] lists the calls whose edge that state may take.
 	allowed := map[lifecycle.State][]string{
-		lifecycle.Pending:    {"BeginSubmit", "ObserveKeep"}, // pending → pending: an input change
+		lifecycle.Pending:    {"BeginSubmit"}, // pending → pending is an input change: Sync only
 		lifecycle.Submitting: {"Submitted", "SubmitFailed", "Failed"},
 		lifecycle.Queued: {"Submitted", "SubmitFailed", "ObserveRunning", "ObserveQueued", "ObserveKeep",
 			"Completed", "Failed", "Cancelled", "SetOutputs"},
@@ -245,7 +245,7 @@ func TestTransitionFromWrongStateConflicts(t *testing.T) {
 	for _, st := range lifecycle.States {
 		for _, c := range calls {
 			ok, bad := hasName(allowed[st], c.name), hasName(invalid[st], c.name)
-			if edge := lifecycle.Allowed(st, c.to(st)); edge != (ok || bad) {
+			if edge := applyable(st, c.to(st)); edge != (ok || bad) {
 				t.Errorf("the table says %s from %s is allowed=%v, lifecycle.Allowed(%s, %s) = %v", c.name, st, ok || bad, st, c.to(st), edge)
 			}
 			if ok {

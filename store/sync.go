@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -27,6 +28,10 @@ type Spec struct {
 type Known struct {
 	State       lifecycle.State
 	Fingerprint string
+	// Paid lists the fingerprints of the job's earlier inputs whose
+	// submission RunComfy completed: an input that returns to one of them
+	// reuses that result.
+	Paid []string
 }
 
 // Known returns, for every job in the ledger, its state and fingerprint.
@@ -46,7 +51,25 @@ func (s *Store) Known(ctx context.Context) (_ map[string]Known, err error) {
 		}
 		m[id] = k
 	}
-	return m, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	paid, err := s.db.QueryContext(ctx, `SELECT DISTINCT s.job_id, s.fingerprint FROM submissions s JOIN jobs j ON j.id = s.job_id
+		WHERE s.outcome = ? AND s.fingerprint != j.fingerprint`, string(lifecycle.Completed))
+	if err != nil {
+		return nil, err
+	}
+	defer paid.Close()
+	for paid.Next() {
+		var id, fp string
+		if err := paid.Scan(&id, &fp); err != nil {
+			return nil, err
+		}
+		k := m[id]
+		k.Paid = append(k.Paid, fp)
+		m[id] = k
+	}
+	return m, paid.Err()
 }
 
 // Classify tells how spec relates to what the ledger knows.
@@ -57,6 +80,8 @@ func Classify(spec Spec, known map[string]Known) lifecycle.Change {
 		return lifecycle.New
 	case k.Fingerprint == spec.Fingerprint:
 		return lifecycle.Unchanged
+	case slices.Contains(k.Paid, spec.Fingerprint):
+		return lifecycle.Returned
 	default:
 		return lifecycle.Changed
 	}
@@ -70,6 +95,24 @@ type SyncReport struct {
 	// collected (lifecycle.State.Awaited): they keep their old input until it is, and
 	// the next Sync after that sends them back to pending.
 	Deferred int
+	// Reused counts changed jobs whose input returned to one the ledger
+	// holds a completed submission for: that paid result is the job's
+	// again, and nothing is submitted.
+	Reused int
+}
+
+// Keeper moves a changed job's files in the output folder; the ledger
+// records where they went. Both calls may be repeated after a crash: what
+// was moved already is reported where it is now.
+type Keeper interface {
+	// Archive moves the files of a job's current result out of the way of
+	// its next one (they were paid for), returning them with their new
+	// paths.
+	Archive(jobID, requestID string, files []File) ([]File, error)
+	// Restore moves the kept files of an earlier result back to where a
+	// job's files live, returning them with their paths there and whether
+	// every one of them is there now.
+	Restore(jobID string, files []File) ([]File, bool, error)
 }
 
 // Sync brings the ledger in line with the manifest in one transaction: new
@@ -91,7 +134,28 @@ func (s *Store) Sync(ctx context.Context, specs []Spec) (SyncReport, error) {
 // SyncSorted is Sync for specs given in increasing id order, each id once:
 // they are merged with the ledger's jobs read in the same order, so that
 // neither side is held in memory whole, only what changes.
-func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (_ SyncReport, err error) {
+func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (SyncReport, error) {
+	return s.SyncKeeping(ctx, specs, nil)
+}
+
+// reuse is a changed job whose new input an earlier completed submission
+// had: what the transaction needs to make that result the job's again.
+type reuse struct {
+	attempt   int
+	requestID string
+	outputs   string
+	cost      sql.NullFloat64
+	files     []File // where they are now, when Restore moved them back
+	whole     bool   // every file is back: the job is done, else completed
+}
+
+// SyncKeeping is SyncSorted with the files of changed jobs kept: a done
+// job's files are archived (keeper.Archive) before its new input replaces
+// the old, and a job whose input returns to one an earlier completed
+// submission had gets that result back (keeper.Restore) instead of being
+// submitted again. A nil keeper keeps no files (the ledger still reuses
+// the result, which is downloaded again).
+func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Keeper) (_ SyncReport, err error) {
 	defer wrapErr(&err, "ledger: sync with the manifest")
 	type changed struct {
 		Spec
@@ -145,7 +209,19 @@ func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (_ SyncRep
 	}
 	rows.Close()
 	slices.SortFunc(add, func(a, b Spec) int { return a.Order - b.Order })
-	rep.New, rep.Changed = len(add), len(change)
+	archived := map[string][]File{}
+	reused := map[string]reuse{}
+	for _, c := range change {
+		arch, ru, err := s.keep(ctx, c.ID, c.Fingerprint, keeper)
+		if err != nil {
+			return rep, fmt.Errorf("job %s: %w", c.ID, err)
+		}
+		archived[c.ID] = arch
+		if ru != nil {
+			reused[c.ID] = *ru
+		}
+	}
+	rep.New, rep.Changed, rep.Reused = len(add), len(change)-len(reused), len(reused)
 	if len(add) == 0 && len(change) == 0 {
 		return rep, nil
 	}
@@ -170,6 +246,15 @@ func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (_ SyncRep
 			}
 		}
 		for _, sp := range change {
+			if err := keepHistory(tx, sp.ID, archived[sp.ID]); err != nil {
+				return fmt.Errorf("job %s: %w", sp.ID, err)
+			}
+			if ru, ok := reused[sp.ID]; ok {
+				if err := s.reuse(tx, sp.Spec, sp.old, ru); err != nil {
+					return fmt.Errorf("job %s: %w", sp.ID, err)
+				}
+				continue
+			}
 			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
 			if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: lifecycle.Pending, Detail: detail}); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
@@ -186,7 +271,142 @@ func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (_ SyncRep
 		return nil
 	})
 	for _, sp := range change {
-		rep.ChangedIDs = append(rep.ChangedIDs, sp.ID)
+		if _, ok := reused[sp.ID]; !ok {
+			rep.ChangedIDs = append(rep.ChangedIDs, sp.ID)
+		}
 	}
 	return rep, err
+}
+
+// keep works out, outside the write, what becomes of a changed job's
+// files: its current result's are archived, and an earlier completed
+// result of the new input is found and its files restored.
+func (s *Store) keep(ctx context.Context, id, fingerprint string, keeper Keeper) ([]File, *reuse, error) {
+	var req sql.NullString
+	if err := s.db.QueryRowContext(ctx, "SELECT request_id FROM jobs WHERE id = ?", id).Scan(&req); err != nil {
+		return nil, nil, err
+	}
+	files, err := s.Files(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var archived []File
+	if len(files) > 0 && keeper != nil {
+		if archived, err = keeper.Archive(id, req.String, files); err != nil {
+			return nil, nil, err
+		}
+	}
+	var ru reuse
+	var rid sql.NullString
+	err = s.db.QueryRowContext(ctx, `SELECT attempt, request_id, outputs, cost_usd FROM submissions
+		WHERE job_id = ? AND fingerprint = ? AND outcome = ? AND request_id IS NOT NULL ORDER BY attempt DESC LIMIT 1`,
+		id, fingerprint, string(lifecycle.Completed)).Scan(&ru.attempt, &rid, &ru.outputs, &ru.cost)
+	if errors.Is(err, sql.ErrNoRows) {
+		return archived, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	ru.requestID = rid.String
+	kept, err := s.historyFiles(ctx, id, ru.attempt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(kept) > 0 && keeper != nil {
+		if ru.files, ru.whole, err = keeper.Restore(id, kept); err != nil {
+			return nil, nil, err
+		}
+	}
+	var outs []string
+	json.Unmarshal([]byte(ru.outputs), &outs)
+	if len(outs) == 0 && !ru.whole {
+		return archived, nil, nil // nothing to save it from: submit again
+	}
+	return archived, &ru, nil
+}
+
+func (s *Store) historyFiles(ctx context.Context, id string, attempt int) ([]File, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT n, url, path, bytes, sha256 FROM history_files WHERE job_id = ? AND attempt = ? ORDER BY n", id, attempt)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []File
+	for rows.Next() {
+		var f File
+		if err := rows.Scan(&f.N, &f.URL, &f.Path, &f.Bytes, &f.SHA256); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// keepHistory records where a job's current files went, under the
+// submission they belong to, and drops them from its current files.
+func keepHistory(tx *sql.Tx, id string, archived []File) error {
+	for _, f := range archived {
+		if _, err := tx.Exec(`INSERT INTO history_files (job_id, attempt, n, url, path, bytes, sha256)
+			SELECT ?, attempts, ?, ?, ?, ?, ? FROM jobs WHERE id = ?
+			ON CONFLICT (job_id, attempt, n) DO UPDATE SET url = excluded.url, path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256`,
+			id, f.N, f.URL, f.Path, f.Bytes, f.SHA256, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reuse makes an earlier completed submission the job's result again: the
+// job is done when its files are all back, else completed (to be saved
+// again from its outputs). Nothing is submitted, nothing paid.
+func (s *Store) reuse(tx *sql.Tx, sp Spec, oldFP string, ru reuse) error {
+	to := lifecycle.Completed
+	if ru.whole {
+		to = lifecycle.Done
+	}
+	detail := fmt.Sprintf("input changed back (fingerprint %.12s → %.12s) to that of request %s, which RunComfy completed: its paid result is reused", oldFP, sp.Fingerprint, ru.requestID)
+	if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: to, Detail: detail}); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = 'completed', queue_position = NULL,
+		request_id = ?, cost_usd = ?, error = '', outputs = ? WHERE id = ?`,
+		sp.Model, string(sp.Input), sp.Fingerprint, ru.requestID, ru.cost, ru.outputs, sp.ID); err != nil {
+		return err
+	}
+	if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", sp.ID); err != nil {
+		return err
+	}
+	if !ru.whole {
+		return nil
+	}
+	for _, f := range ru.files {
+		if err := saveFile(tx, sp.ID, f); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec("DELETE FROM history_files WHERE job_id = ? AND attempt = ?", sp.ID, ru.attempt)
+	return err
+}
+
+// Owner is the manifest the ledger belongs to (its absolute path), "" for a
+// ledger that has not been claimed yet.
+func (s *Store) Owner(ctx context.Context) (owner string, err error) {
+	defer wrapErr(&err, "ledger: read its manifest")
+	err = s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'manifest'").Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return owner, err
+}
+
+// Claim records the manifest the ledger belongs to.
+func (s *Store) Claim(ctx context.Context, manifest string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec("INSERT INTO meta (key, value) VALUES ('manifest', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", manifest)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: record its manifest: %w", err)
+	}
+	return nil
 }

@@ -47,7 +47,7 @@ func TestSyncAddsAndIsIdempotent(t *testing.T) {
 	lastEvent(t, s, "c", "", lifecycle.Pending, "added")
 	known, err := s.Known(t.Context())
 	must(t, err)
-	if len(known) != 3 || known["c"] != (Known{State: lifecycle.Pending, Fingerprint: "1"}) {
+	if len(known) != 3 || !reflect.DeepEqual(known["c"], Known{State: lifecycle.Pending, Fingerprint: "1"}) {
 		t.Fatalf("Known %v", known)
 	}
 }

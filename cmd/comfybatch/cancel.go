@@ -98,6 +98,9 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 		return usageError{err}
 	}
 	defer st.Close()
+	if err := claimLedger(ctx, st, manifestPath, log, false); err != nil {
+		return err
+	}
 
 	targets, err := cancelTargets(ctx, st, ids, manifestPath)
 	if err != nil {

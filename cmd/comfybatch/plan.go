@@ -74,6 +74,10 @@ type planJSON struct {
 	// ones, plus failed and cancelled with --retry-failed and unknown with
 	// --resubmit-unknown.
 	ToSubmit int `json:"to_submit"`
+	// ToReuse counts the jobs whose input changed back to one the ledger
+	// holds a completed submission for ("returned"): run reuses that paid
+	// result and submits nothing for them.
+	ToReuse int `json:"to_reuse"`
 	// RemovedActive counts the removed jobs in flight or completed: run
 	// still collects them.
 	RemovedActive int `json:"removed_active"`
@@ -128,14 +132,14 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 		return err
 	}
 	ledger := a.ledgerPath(path)
-	known, highest, exists, err := readKnown(ctx, ledger)
+	known, highest, exists, err := readKnown(ctx, ledger, path)
 	if err != nil {
 		return err
 	}
 	p := runner.MakePlan(m, known, runner.PlanOptions{RetryFailed: o.retryFailed, ResubmitUnknown: o.resubmitUnknown})
 
 	out := planJSON{Manifest: path, Ledger: ledger, LedgerExists: exists, Total: len(p.Jobs),
-		Counts:          map[string]int{"new": 0, "changed": 0, "unchanged": 0, "removed": p.Removed},
+		Counts:          map[string]int{"new": 0, "changed": 0, "returned": 0, "unchanged": 0, "removed": p.Removed},
 		RemovedActive:   p.RemovedActive,
 		ChangedInFlight: p.ChangedInFlight,
 	}
@@ -148,9 +152,12 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 		if pj.Change == lifecycle.Unchanged {
 			out.Counts["unchanged"]++
 		}
-		if pj.Action == lifecycle.ActionSubmit {
+		switch pj.Action {
+		case lifecycle.ActionSubmit:
 			out.ToSubmit++
 			jobsOf[pj.Job.Model]++
+		case lifecycle.ActionReuse:
+			out.ToReuse++
 		}
 	}
 
@@ -174,7 +181,7 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 // the lock, so that a plan never creates a ledger and works beside a run.
 // It also reads the highest cost RunComfy reported per model, which prices
 // a job as a run's budget does (lifecycle.Charge).
-func readKnown(ctx context.Context, path string) (map[string]store.Known, map[string]float64, bool, error) {
+func readKnown(ctx context.Context, path, manifestPath string) (map[string]store.Known, map[string]float64, bool, error) {
 	st, err := store.Open(path, store.Options{ReadOnly: true})
 	if errors.Is(err, store.ErrNoLedger) {
 		return nil, nil, false, nil
@@ -183,6 +190,9 @@ func readKnown(ctx context.Context, path string) (map[string]store.Known, map[st
 		return nil, nil, false, err
 	}
 	defer st.Close()
+	if err := claimLedger(ctx, st, manifestPath, nil, false); err != nil {
+		return nil, nil, true, err
+	}
 	known, err := st.Known(ctx)
 	if err != nil {
 		return nil, nil, true, fmt.Errorf("read ledger %s: %w", path, err)
@@ -359,6 +369,9 @@ func printPlan(w io.Writer, p planJSON) {
 	c := p.Counts
 	fmt.Fprintf(tw, "  new\t%d\tto submit\n", c["new"])
 	fmt.Fprintf(tw, "  changed\t%d\tto submit again: the input changed since it was submitted\n", c["changed"])
+	if c["returned"] > 0 {
+		fmt.Fprintf(tw, "  returned\t%d\tchanged back to an input already paid for: its result is reused, nothing submitted\n", c["returned"])
+	}
 	unchanged := "already in the ledger with this input"
 	if c["unchanged"] > 0 {
 		unchanged += ":" // the states follow

@@ -123,6 +123,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		return usageError{err}
 	}
 	defer st.Close()
+	if err := claimLedger(ctx, st, path, log, true); err != nil {
+		return err
+	}
 
 	disp := a.newDisplay(sink, log, o.progressEvery)
 	running := make(chan struct{})

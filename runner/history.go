@@ -1,0 +1,91 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"comfybatch/store"
+)
+
+// HistoryDir is the folder, inside the output folder, where the files of a
+// job's earlier results are kept when its input changes: they were paid
+// for. No output can be named like it: job ids start with a letter or a
+// digit.
+const HistoryDir = "_history"
+
+// keeper moves files between a job's place in the output folder and its
+// history, for store.SyncKeeping.
+type keeper struct{ out string }
+
+var safeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// historyPath is where file f of job id's request goes:
+// _history/<id>/<request id>/<name>. A request id that is not a plain name
+// is replaced by a hash of it, so a server cannot steer the path.
+func historyPath(id, requestID string, f store.File) string {
+	req := requestID
+	if !safeName.MatchString(req) {
+		h := sha256.Sum256([]byte(requestID))
+		req = "req-" + hex.EncodeToString(h[:8])
+	}
+	return filepath.Join(HistoryDir, id, req, filepath.Base(f.Path))
+}
+
+func (k keeper) Archive(id, requestID string, files []store.File) ([]store.File, error) {
+	out := make([]store.File, len(files))
+	for i, f := range files {
+		dst := historyPath(id, requestID, f)
+		if err := k.move(f.Path, dst); err != nil {
+			return nil, fmt.Errorf("keep %s in %s: %w", f.Path, HistoryDir, err)
+		}
+		f.Path = dst
+		out[i] = f
+	}
+	return out, nil
+}
+
+func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, error) {
+	out := make([]store.File, len(files))
+	whole := true
+	for i, f := range files {
+		live := filepath.Base(f.Path)
+		if err := k.move(f.Path, live); err != nil {
+			whole = false
+		}
+		if st, err := os.Stat(filepath.Join(k.out, live)); err != nil || st.Size() != f.Bytes {
+			whole = false
+		}
+		f.Path = live
+		out[i] = f
+	}
+	return out, whole, nil
+}
+
+// move renames src to dst (both relative to the output folder), never over
+// an existing file. When src is gone and dst is there, an earlier attempt
+// already moved it; when both are gone, the file is lost (a missing done
+// file is downloaded again), which is no reason to stop.
+func (k keeper) move(src, dst string) error {
+	from, to := filepath.Join(k.out, src), filepath.Join(k.out, dst)
+	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, err := os.Stat(to); err == nil {
+		return fmt.Errorf("%s is already there", dst)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(to)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(from))
+}
