@@ -18,7 +18,8 @@ import (
 func (r *run) handle(j store.Job) error {
 	switch lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) {
 	case lifecycle.ActionDownload:
-		return r.download(j)
+		r.enqueueDownload(j)
+		return nil
 	case lifecycle.ActionPoll:
 		return r.collect(j)
 	case lifecycle.ActionSubmit:
@@ -241,7 +242,8 @@ func (r *run) collect(j store.Job) error {
 			return nil
 		}
 		j.RemoteStatus, j.Outputs = step.Remote, step.Outputs
-		return r.download(j)
+		r.enqueueDownload(j)
+		return nil
 	}
 }
 

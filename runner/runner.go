@@ -44,7 +44,8 @@ type Config struct {
 	HTTP   *http.Client
 	OutDir string
 
-	Concurrency     int           // jobs in hand at once; default 8
+	Concurrency     int           // jobs at RunComfy at once (submitted, not finished there); default 8
+	Downloads       int           // downloads at once, in their own pool; default Concurrency
 	PollMax         time.Duration // default DefaultPollMax
 	SubmitOnly      bool
 	RetryFailed     bool
@@ -118,6 +119,14 @@ type run struct {
 	timing    durations // how long this run's jobs take, for polling (poll.go)
 	costs     *costs    // prices and estimates; nil when nobody looks at money
 
+	// Downloads run in their own pool, so that a finished job frees its
+	// place among the -j jobs at RunComfy at once.
+	dlSlots chan struct{}
+	dlWG    sync.WaitGroup
+
+	fatalOnce sync.Once
+	fatalErr  error // the first ledger failure; it stops the run
+
 	stopOnce sync.Once
 	stopErr  error
 	stop     context.CancelFunc // stops new work after an account error
@@ -134,6 +143,9 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	ctx := intake
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.Downloads <= 0 {
+		cfg.Downloads = cfg.Concurrency
 	}
 	if cfg.PollMax <= 0 {
 		cfg.PollMax = DefaultPollMax
@@ -256,23 +268,19 @@ func (r *run) flags() lifecycle.Flags {
 func (r *run) feed() error {
 	var g errgroup.Group
 	g.SetLimit(r.cfg.Concurrency)
-	var fatal error
-	var fatalOnce sync.Once
+	r.dlSlots = make(chan struct{}, r.cfg.Downloads)
 	goJob := func(j store.Job) bool {
 		if r.intake.Err() != nil {
 			return false
 		}
 		g.Go(func() error {
-			if err := r.handle(j); err != nil && !(r.work.Err() != nil && errors.Is(err, context.Canceled)) {
-				// Every error, not only the first: one may carry a request id
-				// that the ledger failed to save.
-				r.log.Error("ledger write failed", "job", j.ID, "error", err)
-				fatalOnce.Do(func() { fatal = err; r.stop() })
-			}
+			r.fatal(j.ID, r.handle(j))
 			return nil
 		})
 		return true
 	}
+	// Every way out waits for the jobs and downloads it started.
+	defer func() { g.Wait(); r.dlWG.Wait() }()
 
 	// Done jobs whose files went missing go back to completed first.
 	if err := r.checkDoneFiles(); err != nil {
@@ -289,13 +297,18 @@ func (r *run) feed() error {
 		return err
 	}
 	// Completed and in-flight jobs are collected whether or not the manifest
-	// still lists them: they were paid for.
+	// still lists them: they were paid for. Completed ones go to the
+	// download pool first: their output URLs expire.
 	for _, st := range lifecycle.CollectFrom(r.flags()) {
 		jobs, err := r.list(st)
 		if err != nil {
 			return err
 		}
 		for _, j := range jobs {
+			if lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) == lifecycle.ActionDownload {
+				r.enqueueDownload(j)
+				continue
+			}
 			if !goJob(j) {
 				break
 			}
@@ -317,6 +330,7 @@ func (r *run) feed() error {
 		}
 	}
 	g.Wait()
+	r.dlWG.Wait()
 	if n := r.capped.Load(); n > 0 {
 		r.log.Warn("--max-submissions reached; jobs left pending", "pending", n)
 	}
@@ -324,7 +338,37 @@ func (r *run) feed() error {
 		r.log.Warn("--max-cost reached: submitting the next job would pass the cap; jobs left pending",
 			"pending", c.capped, "max_cost_usd", c.max, "committed_usd", roundUSD(c.committed), "next_job_usd", roundUSD(c.next))
 	}
-	return fatal
+	return r.fatalErr
+}
+
+// fatal records a ledger failure of one job's work: every one is logged,
+// since each may carry a request id the ledger failed to save, and the
+// first stops the run. An error that is only the second signal's cut is
+// not a failure.
+func (r *run) fatal(id string, err error) {
+	if err == nil || r.work.Err() != nil && errors.Is(err, context.Canceled) {
+		return
+	}
+	r.log.Error("ledger write failed", "job", id, "error", err)
+	r.fatalOnce.Do(func() { r.fatalErr = err; r.stop() })
+}
+
+// enqueueDownload hands a completed job to the download pool and returns at
+// once. The job is completed in the ledger, with its outputs, before it is
+// handed over, and each job is handed over once per run: from the run's
+// first list of completed jobs, or from its own poller when it completes.
+func (r *run) enqueueDownload(j store.Job) {
+	r.dlWG.Add(1)
+	go func() {
+		defer r.dlWG.Done()
+		select {
+		case r.dlSlots <- struct{}{}:
+		case <-r.intake.Done():
+			return // it stays completed; the next run downloads it
+		}
+		defer func() { <-r.dlSlots }()
+		r.fatal(j.ID, r.download(j))
+	}()
 }
 
 // list loads the jobs in the given states. Only jobs that need work are held

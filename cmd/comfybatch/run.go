@@ -27,6 +27,7 @@ const (
 
 type runFlags struct {
 	concurrency     int
+	downloads       int
 	rps             float64
 	submitOnly      bool
 	retryFailed     bool
@@ -55,7 +56,8 @@ without submitting any job twice.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVarP(&o.concurrency, "concurrency", "j", 8, "most jobs in hand at once (submitted and not yet settled)")
+	f.IntVarP(&o.concurrency, "concurrency", "j", 8, "most jobs at RunComfy at once (submitted and not yet finished there)")
+	f.IntVar(&o.downloads, "downloads", 0, "most downloads at once, in their own pool (0 = as many as -j)")
 	f.Float64Var(&o.rps, "rps", 10, "most API requests per second, all calls together")
 	f.BoolVar(&o.submitOnly, "submit-only", false, "submit every job, record the request ids and exit; a later run collects")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "resubmit jobs that failed or were cancelled in an earlier run")
@@ -82,6 +84,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	}
 	if !(o.rps > 0) {
 		return usagef("--rps must be a positive number")
+	}
+	if o.downloads < 0 {
+		return usagef("--downloads must not be negative")
 	}
 	if o.maxSubmissions < 0 {
 		return usagef("--max-submissions must not be negative")
@@ -143,6 +148,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		HTTP:            api.HTTPClient(),
 		OutDir:          out,
 		Concurrency:     o.concurrency,
+		Downloads:       o.downloads,
 		PollMax:         o.pollMax,
 		StallTimeout:    o.stallTimeout,
 		SubmitOnly:      o.submitOnly,
