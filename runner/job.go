@@ -187,7 +187,7 @@ func (r *run) collect(j store.Job) error {
 	var w lifecycle.Watch
 	backoff := 0
 	for polls := 0; ; polls++ {
-		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.get(), r.cfg.PollMax)
+		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.of(j.Model).get(), r.cfg.PollMax)
 		if backoff > 0 {
 			wait += runcomfy.Backoff(backoff-1, time.Second, r.cfg.PollMax, rand.Float64())
 		}
@@ -237,7 +237,7 @@ func (r *run) collect(j store.Job) error {
 		if d.Verdict != lifecycle.Settle {
 			continue
 		}
-		r.timing.add(took(res, age))
+		r.timing.of(j.Model).add(took(res, age))
 		if step.To != lifecycle.Completed {
 			return nil
 		}

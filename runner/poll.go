@@ -99,3 +99,62 @@ func (d *durations) get() Typical {
 	defer d.mu.Unlock()
 	return d.typical
 }
+
+// samples returns the window, oldest first.
+func (d *durations) samples() []time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := min(d.n, len(d.window))
+	out := make([]time.Duration, 0, n)
+	for i := d.n - n; i < d.n; i++ {
+		out = append(out, d.window[i%len(d.window)])
+	}
+	return out
+}
+
+// timings are the durations learned per model: models differ by minutes.
+// They are seeded from the ledger, so a run polls well from its first job,
+// and saved back at its end.
+type timings struct {
+	mu      sync.Mutex
+	byModel map[string]*durations
+}
+
+func (t *timings) of(model string) *durations {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byModel == nil {
+		t.byModel = map[string]*durations{}
+	}
+	d, ok := t.byModel[model]
+	if !ok {
+		d = &durations{}
+		t.byModel[model] = d
+	}
+	return d
+}
+
+func (t *timings) seed(byModel map[string][]time.Duration) {
+	for model, ds := range byModel {
+		d := t.of(model)
+		for _, x := range ds {
+			d.add(x)
+		}
+	}
+}
+
+func (t *timings) all() map[string][]time.Duration {
+	t.mu.Lock()
+	models := make(map[string]*durations, len(t.byModel))
+	for m, d := range t.byModel {
+		models[m] = d
+	}
+	t.mu.Unlock()
+	out := make(map[string][]time.Duration, len(models))
+	for m, d := range models {
+		if s := d.samples(); len(s) > 0 {
+			out[m] = s
+		}
+	}
+	return out
+}

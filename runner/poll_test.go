@@ -1,11 +1,14 @@
 package runner
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
 
 	"comfybatch/runcomfy"
+	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
 )
 
 func TestPollInterval(t *testing.T) {
@@ -112,5 +115,39 @@ func TestTookPrefersTheServersTimes(t *testing.T) {
 		if got := took(res, c.seen); got != c.want {
 			t.Errorf("%s: took = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// What a run learns of a model's job durations is kept in the ledger, and
+// the next run starts from it: its first polls aim at the typical end
+// instead of every second.
+func TestDurationsOutliveTheRun(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{RunTime: 600 * time.Millisecond})
+	if _, err := e.run(manifestOf(t, 8, "learn"), func(c *Config) { c.PollMax = time.Second }); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(e.ledger, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	learned, err := st.Durations(context.Background())
+	st.Close()
+	if err != nil || len(learned[model]) != 8 {
+		t.Fatalf("learned %v, %v; want 8 samples for %s", learned, err, model)
+	}
+	for _, d := range learned[model] {
+		if d < 500*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("a sample of %v for jobs of 600 ms", d)
+		}
+	}
+	// The second run's jobs are polled at the learned median: about two
+	// result calls a job, where a fresh run polls every second from the
+	// first instant.
+	before := e.srv.Stats().Result
+	if _, err := e.run(manifestOf(t, 8, "second"), func(c *Config) { c.PollMax = time.Second }); err != nil {
+		t.Fatal(err)
+	}
+	if calls := float64(e.srv.Stats().Result-before) / 8; calls > 2.5 {
+		t.Fatalf("%.2f result calls a job on a ledger that knows the model's durations", calls)
 	}
 }

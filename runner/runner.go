@@ -116,7 +116,7 @@ type run struct {
 	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
 	files     outFiles  // the output folder's shared lock and fsyncs (download.go)
-	timing    durations // how long this run's jobs take, for polling (poll.go)
+	timing    timings   // how long each model's jobs take, for polling (poll.go)
 	costs     *costs    // prices and estimates; nil when nobody looks at money
 
 	// Downloads run in their own pool, so that a finished job frees its
@@ -202,6 +202,11 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		}
 	}
 
+	if learned, err := cfg.Store.Durations(work); err == nil {
+		r.timing.seed(learned)
+	} else {
+		r.log.Warn("could not read what earlier runs learned of job durations; learning again", "error", err)
+	}
 	start := cfg.Now()
 	var settledAtStart int
 	if c, err := cfg.Store.Counts(work); err == nil {
@@ -231,6 +236,11 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	sum.Capped = int(r.capped.Load())
 	if c := r.costs; c != nil && c.capped > 0 {
 		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
+	}
+	if learned := r.timing.all(); len(learned) > 0 {
+		if err := cfg.Store.SaveDurations(r.work, learned); err != nil {
+			r.log.Warn("could not save what this run learned of job durations", "error", err)
+		}
 	}
 	if err := writeMetadata(r.work, cfg.Store, cfg.OutDir); err != nil {
 		feedErr = errors.Join(feedErr, err)
