@@ -81,7 +81,9 @@ type Edge struct {
 
 // Edges is the state diagram. No state changes anywhere in comfybatch
 // except along one of these; the ledger refuses any other.
-var Edges = []Edge{
+var Edges = append(baseEdges, returnEdges()...)
+
+var baseEdges = []Edge{
 	{From: Pending, To: Submitting, Means: "the POST is about to leave: committed before it does"},
 	{From: Failed, To: Submitting, Means: "--retry-failed submits it again"},
 	{From: Cancelled, To: Submitting, Means: "--retry-failed submits it again"},
@@ -108,19 +110,40 @@ var Edges = []Edge{
 	{From: Done, To: Completed, Means: "a saved output went missing on disk: download it again"},
 
 	{From: Pending, To: Pending, Means: "input changed before it was submitted", BySync: true},
-	{From: Pending, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
-	{From: Done, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
-	{From: Failed, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
-	{From: Cancelled, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
-	{From: Unknown, To: Done, Means: "input returned to one already paid for: that result, kept, is reused", BySync: true},
-	{From: Pending, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
-	{From: Failed, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
-	{From: Cancelled, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
-	{From: Unknown, To: Completed, Means: "input returned to one already paid for: its outputs are saved again, not paid again", BySync: true},
 	{From: Done, To: Pending, Means: "input changed: the new input is submitted, the old result kept in history", BySync: true},
 	{From: Failed, To: Pending, Means: "input changed", BySync: true},
 	{From: Cancelled, To: Pending, Means: "input changed", BySync: true},
 	{From: Unknown, To: Pending, Means: "input changed", BySync: true},
+}
+
+// returnEdges are the edges of a job whose input changes back to that of an
+// earlier submission: it takes up that submission's state again (Returned)
+// instead of being submitted as new, from any state a changed input may
+// replace.
+func returnEdges() []Edge {
+	var out []Edge
+	for _, from := range States {
+		if !from.Replaceable() {
+			continue
+		}
+		for _, to := range []State{Queued, Completed, Done, Failed, Cancelled, Unknown} {
+			if edgeIn(baseEdges, from, to) {
+				continue // done → completed: a file went missing; the same move
+			}
+			out = append(out, Edge{From: from, To: to, BySync: true,
+				Means: "input changed back to that of an earlier submission: its state is the job's again (nothing is submitted)"})
+		}
+	}
+	return out
+}
+
+func edgeIn(edges []Edge, from, to State) bool {
+	for _, e := range edges {
+		if e.From == from && e.To == to {
+			return true
+		}
+	}
+	return false
 }
 
 // Allowed reports whether a job may move from one state to another.

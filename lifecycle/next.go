@@ -26,7 +26,8 @@ const (
 	Unchanged Change = "unchanged" // same fingerprint
 	Changed   Change = "changed"   // fingerprint differs from what was recorded
 	// Returned: the fingerprint differs from the current record but equals
-	// that of an earlier submission of the job that RunComfy completed.
+	// that of an earlier submission of the job, which may have been paid
+	// for: that submission's state is the job's again (Returned).
 	Returned Change = "returned"
 )
 
@@ -44,7 +45,7 @@ func Next(st State, ch Change, f Flags) Action {
 		return ActionSubmit
 	}
 	if ch == Returned && st.Replaceable() {
-		return ActionReuse
+		return ActionReuse // NextReturned says more, given where it returns to
 	}
 	switch st {
 	case Pending:
@@ -94,4 +95,38 @@ func statesFor(a Action, f Flags) []State {
 func Recover() Step {
 	const why = "submission was cut off before its request id was saved; it may be running and billed"
 	return Step{To: Unknown, Error: why, Detail: why}
+}
+
+// ReturnTo is the state a job takes up again when its input changes back to
+// that of an earlier submission, from what the ledger recorded of it: its
+// outcome ("" while none was recorded) and whether its request id was
+// saved. ok is false only for a submission that proved no job was created
+// (pending): nothing was paid, and the job is submitted like any changed
+// job. Everything else was, or may have been, paid for, and resubmitting it
+// without a flag would pay twice.
+func ReturnTo(outcome string, hasRequest bool) (st State, ok bool) {
+	switch State(outcome) {
+	case Pending:
+		return "", false
+	case Completed:
+		return Completed, true
+	case Failed:
+		return Failed, true
+	case Cancelled:
+		return Cancelled, true
+	case "":
+		if hasRequest {
+			return Queued, true // its request is still to be collected
+		}
+	}
+	return Unknown, true // cut off, or an outcome nobody recorded
+}
+
+// NextReturned is what a run does with a job whose input returned to that
+// of an earlier submission, which put it back in state to.
+func NextReturned(to State, f Flags) Action {
+	if to == Completed || to == Done {
+		return ActionReuse
+	}
+	return Next(to, Unchanged, f)
 }

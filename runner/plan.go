@@ -46,6 +46,10 @@ func MakePlan(m *manifest.Manifest, known map[string]store.Known, o PlanOptions)
 			pj.State = known[j.ID].State
 		}
 		pj.Action = lifecycle.Next(pj.State, pj.Change, o)
+		if pj.Change == lifecycle.Returned && pj.State.Replaceable() {
+			// Sync puts it back in the earlier submission's state first.
+			pj.Action = lifecycle.NextReturned(known[j.ID].Returns[j.Fingerprint()], o)
+		}
 		if pj.Change == lifecycle.Changed && pj.State.Awaited() {
 			p.ChangedInFlight++
 		}

@@ -230,9 +230,14 @@ func (s *Store) Recover(ctx context.Context) (n int, err error) {
 	return n, nil
 }
 
+// setSubmission updates the job's current submission: the one whose
+// request id the job holds (an earlier one, when its input changed back to
+// that submission's), else its latest attempt.
 func setSubmission(tx *sql.Tx, id, sets string, args ...any) error {
 	args = append(args, id)
-	_, err := tx.Exec("UPDATE submissions SET "+sets+" WHERE job_id = ? AND attempt = (SELECT attempts FROM jobs WHERE jobs.id = submissions.job_id)", args...)
+	_, err := tx.Exec("UPDATE submissions SET "+sets+` WHERE job_id = ? AND attempt = (
+		SELECT coalesce((SELECT max(x.attempt) FROM submissions x WHERE x.job_id = j.id AND x.request_id = j.request_id), j.attempts)
+		FROM jobs j WHERE j.id = submissions.job_id)`, args...)
 	return err
 }
 

@@ -28,10 +28,10 @@ type Spec struct {
 type Known struct {
 	State       lifecycle.State
 	Fingerprint string
-	// Paid lists the fingerprints of the job's earlier inputs whose
-	// submission RunComfy completed: an input that returns to one of them
-	// reuses that result.
-	Paid []string
+	// Returns maps the fingerprints of the job's earlier inputs that were,
+	// or may have been, paid for to the state the job takes up again when
+	// its input changes back to one of them (lifecycle.ReturnTo).
+	Returns map[string]lifecycle.State
 }
 
 // Known returns, for every job in the ledger, its state and fingerprint.
@@ -54,22 +54,32 @@ func (s *Store) Known(ctx context.Context) (_ map[string]Known, err error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	paid, err := s.db.QueryContext(ctx, `SELECT DISTINCT s.job_id, s.fingerprint FROM submissions s JOIN jobs j ON j.id = s.job_id
-		WHERE s.outcome = ? AND s.fingerprint != j.fingerprint`, string(lifecycle.Completed))
+	earlier, err := s.db.QueryContext(ctx, `SELECT s.job_id, s.fingerprint, s.outcome, s.request_id IS NOT NULL
+		FROM submissions s JOIN jobs j ON j.id = s.job_id
+		WHERE s.fingerprint != j.fingerprint
+		  AND s.attempt = (SELECT max(attempt) FROM submissions l WHERE l.job_id = s.job_id AND l.fingerprint = s.fingerprint)`)
 	if err != nil {
 		return nil, err
 	}
-	defer paid.Close()
-	for paid.Next() {
-		var id, fp string
-		if err := paid.Scan(&id, &fp); err != nil {
+	defer earlier.Close()
+	for earlier.Next() {
+		var id, fp, outcome string
+		var hasRequest bool
+		if err := earlier.Scan(&id, &fp, &outcome, &hasRequest); err != nil {
 			return nil, err
 		}
+		to, ok := lifecycle.ReturnTo(outcome, hasRequest)
+		if !ok {
+			continue
+		}
 		k := m[id]
-		k.Paid = append(k.Paid, fp)
+		if k.Returns == nil {
+			k.Returns = map[string]lifecycle.State{}
+		}
+		k.Returns[fp] = to
 		m[id] = k
 	}
-	return m, paid.Err()
+	return m, earlier.Err()
 }
 
 // Classify tells how spec relates to what the ledger knows.
@@ -80,7 +90,7 @@ func Classify(spec Spec, known map[string]Known) lifecycle.Change {
 		return lifecycle.New
 	case k.Fingerprint == spec.Fingerprint:
 		return lifecycle.Unchanged
-	case slices.Contains(k.Paid, spec.Fingerprint):
+	case k.Returns[spec.Fingerprint] != "":
 		return lifecycle.Returned
 	default:
 		return lifecycle.Changed
@@ -141,8 +151,10 @@ func (s *Store) SyncSorted(ctx context.Context, specs iter.Seq[Spec]) (SyncRepor
 // reuse is a changed job whose new input an earlier completed submission
 // had: what the transaction needs to make that result the job's again.
 type reuse struct {
+	to        lifecycle.State // lifecycle.ReturnTo of the earlier submission
 	attempt   int
 	requestID string
+	startedAt string
 	outputs   string
 	cost      sql.NullFloat64
 	files     []File // where they are now, when Restore moved them back
@@ -246,6 +258,16 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 			}
 		}
 		for _, sp := range change {
+			// Checked again inside the write: a job that went into
+			// submitting (or anywhere awaited) since it was read is not
+			// replaced; Submitting → Pending is an edge of its own.
+			var cur lifecycle.State
+			if err := tx.QueryRow("SELECT state FROM jobs WHERE id = ?", sp.ID).Scan(&cur); err != nil {
+				return fmt.Errorf("job %s: %w", sp.ID, err)
+			}
+			if !cur.Replaceable() {
+				return fmt.Errorf("job %s: %w: it became %s while the manifest was being synced", sp.ID, ErrConflict, cur)
+			}
 			if err := keepHistory(tx, sp.ID, archived[sp.ID]); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
@@ -298,9 +320,10 @@ func (s *Store) keep(ctx context.Context, id, fingerprint string, keeper Keeper)
 	}
 	var ru reuse
 	var rid sql.NullString
-	err = s.db.QueryRowContext(ctx, `SELECT attempt, request_id, outputs, cost_usd FROM submissions
-		WHERE job_id = ? AND fingerprint = ? AND outcome = ? AND request_id IS NOT NULL ORDER BY attempt DESC LIMIT 1`,
-		id, fingerprint, string(lifecycle.Completed)).Scan(&ru.attempt, &rid, &ru.outputs, &ru.cost)
+	var outcome string
+	err = s.db.QueryRowContext(ctx, `SELECT attempt, request_id, outcome, outputs, cost_usd, started_at FROM submissions
+		WHERE job_id = ? AND fingerprint = ? ORDER BY attempt DESC LIMIT 1`,
+		id, fingerprint).Scan(&ru.attempt, &rid, &outcome, &ru.outputs, &ru.cost, &ru.startedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return archived, nil, nil
 	}
@@ -308,6 +331,14 @@ func (s *Store) keep(ctx context.Context, id, fingerprint string, keeper Keeper)
 		return nil, nil, err
 	}
 	ru.requestID = rid.String
+	to, ok := lifecycle.ReturnTo(outcome, rid.Valid)
+	if !ok {
+		return archived, nil, nil // nothing was paid for it: submit it again
+	}
+	ru.to = to
+	if to != lifecycle.Completed {
+		return archived, &ru, nil
+	}
 	kept, err := s.historyFiles(ctx, id, ru.attempt)
 	if err != nil {
 		return nil, nil, err
@@ -320,7 +351,9 @@ func (s *Store) keep(ctx context.Context, id, fingerprint string, keeper Keeper)
 	var outs []string
 	json.Unmarshal([]byte(ru.outputs), &outs)
 	if len(outs) == 0 && !ru.whole {
-		return archived, nil, nil // nothing to save it from: submit again
+		// Completed, but nothing left to save its result from: the job is
+		// paid for and has nothing to show; say so rather than pay again.
+		ru.to = lifecycle.Failed
 	}
 	return archived, &ru, nil
 }
@@ -360,23 +393,44 @@ func keepHistory(tx *sql.Tx, id string, archived []File) error {
 // job is done when its files are all back, else completed (to be saved
 // again from its outputs). Nothing is submitted, nothing paid.
 func (s *Store) reuse(tx *sql.Tx, sp Spec, oldFP string, ru reuse) error {
-	to := lifecycle.Completed
-	if ru.whole {
+	to := ru.to
+	if to == lifecycle.Completed && ru.whole {
 		to = lifecycle.Done
 	}
-	detail := fmt.Sprintf("input changed back (fingerprint %.12s → %.12s) to that of request %s, which RunComfy completed: its paid result is reused", oldFP, sp.Fingerprint, ru.requestID)
+	change := fmt.Sprintf("input changed back (fingerprint %.12s → %.12s) to that of attempt %d", oldFP, sp.Fingerprint, ru.attempt)
+	var detail, why string
+	switch to {
+	case lifecycle.Done, lifecycle.Completed:
+		detail = change + ", which RunComfy completed (request " + ru.requestID + "): its paid result is reused"
+	case lifecycle.Queued:
+		detail = change + ", whose request " + ru.requestID + " is still to be collected"
+	case lifecycle.Unknown:
+		why = "the input changed back to that of a submission whose outcome is unknown: it may be running and billed; check your RunComfy dashboard, then run --resubmit-unknown"
+		detail = change + ", whose outcome is unknown: not submitted again"
+	default:
+		why = "the input changed back to that of attempt " + fmt.Sprint(ru.attempt) + ", which ended " + string(to) + "; `run --retry-failed` submits it again"
+		detail = change + ", which ended " + string(to) + ": not submitted again"
+	}
 	if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: to, Detail: detail}); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = 'completed', queue_position = NULL,
-		request_id = ?, cost_usd = ?, error = '', outputs = ? WHERE id = ?`,
-		sp.Model, string(sp.Input), sp.Fingerprint, ru.requestID, ru.cost, ru.outputs, sp.ID); err != nil {
+	var req any
+	if ru.requestID != "" {
+		req = ru.requestID
+	}
+	remote := ""
+	if ru.to == lifecycle.Completed {
+		remote = "completed"
+	}
+	if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = ?, queue_position = NULL,
+		request_id = ?, cost_usd = ?, error = ?, outputs = ?, submitted_at = ? WHERE id = ?`,
+		sp.Model, string(sp.Input), sp.Fingerprint, remote, req, ru.cost, why, ru.outputs, ru.startedAt, sp.ID); err != nil {
 		return err
 	}
 	if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", sp.ID); err != nil {
 		return err
 	}
-	if !ru.whole {
+	if to != lifecycle.Done {
 		return nil
 	}
 	for _, f := range ru.files {

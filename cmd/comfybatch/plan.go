@@ -370,7 +370,7 @@ func printPlan(w io.Writer, p planJSON) {
 	fmt.Fprintf(tw, "  new\t%d\tto submit\n", c["new"])
 	fmt.Fprintf(tw, "  changed\t%d\tto submit again: the input changed since it was submitted\n", c["changed"])
 	if c["returned"] > 0 {
-		fmt.Fprintf(tw, "  returned\t%d\tchanged back to an input already paid for: its result is reused, nothing submitted\n", c["returned"])
+		fmt.Fprintf(tw, "  returned\t%d\tchanged back to an input submitted before: it takes up that submission again (a paid result is reused), nothing submitted\n", c["returned"])
 	}
 	unchanged := "already in the ledger with this input"
 	if c["unchanged"] > 0 {
