@@ -50,7 +50,8 @@ type costs struct {
 	highest map[string]float64         // by model id: the highest cost RunComfy reported
 
 	mu  sync.Mutex
-	est map[string]float64 // job id -> estimate; only jobs with one
+	est   map[string]float64 // job id -> estimate; only jobs with one
+	taken map[string]float64 // job id -> what its submission in this run was counted for
 	// committed is, from the start of the run, the ledger's spent plus the
 	// estimate of every submission whose cost is not reported yet; then the
 	// estimate of each submission this run makes. It only grows within a
@@ -120,10 +121,12 @@ func (c *costs) uncosted(ctx context.Context, st *store.Store) (usd float64, unp
 // one job does not fit, none does: jobs are submitted in manifest order, and
 // a cheaper job slipping past a refused one would make the cap's effect hard
 // to predict.
-func (c *costs) take(id string) bool {
+func (c *costs) take(id, model string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	usd := c.est[id]
+	// A cost RunComfy reported during this run for the model raises what
+	// each later submission counts for (lifecycle.Charge).
+	usd := max(c.est[id], c.highest[model])
 	if c.max > 0 {
 		if c.full || c.committed+usd > c.max+costEpsilon {
 			if !c.full {
@@ -135,7 +138,24 @@ func (c *costs) take(id string) bool {
 		}
 	}
 	c.committed += usd
+	c.taken[id] = usd
 	return true
+}
+
+// reported takes in a cost RunComfy reported for a job during this run:
+// the model's highest cost so far is raised, and what the job's submission
+// was counted for is raised to it (never lowered: a run stays on the safe
+// side of its cap until the next one reads the ledger).
+func (c *costs) reported(id, model string, usd float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if usd > c.highest[model] {
+		c.highest[model] = usd
+	}
+	if counted, ok := c.taken[id]; ok && usd > counted {
+		c.committed += usd - counted
+		c.taken[id] = usd
+	}
 }
 
 // toSubmit adds up the estimates of the manifest's jobs in the states a run
@@ -168,7 +188,7 @@ func (r *run) prepareCosts(ctx context.Context) error {
 	if api == nil {
 		api, _ = cfg.API.(PriceAPI)
 	}
-	c := &costs{prices: map[string]lifecycle.Price{}, why: map[string]string{}, est: map[string]float64{}, max: cfg.MaxCost}
+	c := &costs{prices: map[string]lifecycle.Price{}, why: map[string]string{}, est: map[string]float64{}, taken: map[string]float64{}, max: cfg.MaxCost}
 	var err error
 	if c.highest, err = cfg.Store.HighestCosts(r.work); err != nil {
 		return err

@@ -133,17 +133,39 @@ func TestMaxCostCountsOnlyJobsToSubmit(t *testing.T) {
 }
 
 func TestTakeStopsAtTheFirstJobThatDoesNotFit(t *testing.T) {
-	c := &costs{est: map[string]float64{"a": 0.5, "b": 0.75, "c": 0.1}, max: 1, committed: 0.25}
-	got := []bool{c.take("a"), c.take("b"), c.take("c")}
+	c := &costs{est: map[string]float64{"a": 0.5, "b": 0.75, "c": 0.1}, taken: map[string]float64{}, max: 1, committed: 0.25}
+	got := []bool{c.take("a", "m"), c.take("b", "m"), c.take("c", "m")}
 	if got[0] != true || got[1] != false || got[2] != false {
 		t.Fatalf("take = %v; want a in, b out, and c out too (no skipping ahead)", got)
 	}
 	if c.capped != 2 || c.next != 0.75 || c.committed != 0.75 {
 		t.Fatalf("capped %d, next %v, committed %v", c.capped, c.next, c.committed)
 	}
-	free := &costs{est: map[string]float64{"a": 5}}
-	if !free.take("a") || !free.take("unpriced") {
+	free := &costs{est: map[string]float64{"a": 5}, taken: map[string]float64{}}
+	if !free.take("a", "m") || !free.take("unpriced", "m") {
 		t.Fatal("without a cap every job goes")
+	}
+}
+
+// A cost RunComfy reports during a run corrects the cap at once: the job's
+// own submission counts at it, and every later submission of the model at
+// least at it. (Found in review: a price implying $0.25 for jobs billed $1
+// let four jobs through a $1 cap.)
+func TestReportedCostCorrectsTheCapWithinARun(t *testing.T) {
+	c := &costs{est: map[string]float64{"a": 0.25, "b": 0.25, "c": 0.25}, taken: map[string]float64{}, highest: map[string]float64{}, max: 1}
+	if !c.take("a", "m") {
+		t.Fatal("a refused")
+	}
+	c.reported("a", "m", 1)
+	if c.committed != 1 {
+		t.Fatalf("committed %v after a's $1, want 1", c.committed)
+	}
+	if c.take("b", "m") {
+		t.Fatalf("b taken at %v committed: the model bills $1 a job", c.committed)
+	}
+	c.reported("a", "m", 0.1) // a lower report later never lowers it
+	if c.committed != 1 {
+		t.Fatalf("committed %v", c.committed)
 	}
 }
 
@@ -209,4 +231,32 @@ func TestProgressRateAndETA(t *testing.T) {
 	if _, ok := (Progress{Total: 5, Elapsed: time.Second}).ETA(); ok {
 		t.Fatal("an ETA before any job settled")
 	}
+}
+
+// The cap holds when RunComfy bills more than the price says: within one
+// run, once a cost is reported, and across runs when it reports none at
+// all (such submissions count at their estimate, never $0). Both found in
+// review.
+func TestCapHoldsAgainstCostsThePriceDoesNotSay(t *testing.T) {
+	t.Run("billed more than priced", func(t *testing.T) {
+		e := newEnv(t, runcomfytest.Config{CostUSD: 1.00}) // priced 0.05 × 5 s = $0.25
+		if _, err := e.run(pricedManifest(t, 10, 5), func(c *Config) { c.MaxCost = 1.00; c.Concurrency = 1 }); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.srv.Stats().Created; got != 1 {
+			t.Fatalf("cap $1.00, each job billed $1.00: %d jobs created", got)
+		}
+	})
+	t.Run("no cost reported", func(t *testing.T) {
+		e := newEnv(t, runcomfytest.Config{CostUSD: 0.25, Answers: runcomfytest.Answers{CostAs: "missing"}})
+		m := pricedManifest(t, 12, 5)
+		for range 3 {
+			if _, err := e.run(m, func(c *Config) { c.MaxCost = 1.00 }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := e.srv.Stats().Created; got != 4 {
+			t.Fatalf("three runs under one $1.00 cap created %d jobs of $0.25", got)
+		}
+	})
 }

@@ -238,6 +238,9 @@ func (r *run) collect(j store.Job) error {
 			continue
 		}
 		r.timing.of(j.Model).add(took(res, age))
+		if c := r.costs; c != nil && step.Cost != nil {
+			c.reported(j.ID, j.Model, *step.Cost)
+		}
 		if step.To != lifecycle.Completed {
 			return nil
 		}

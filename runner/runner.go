@@ -277,13 +277,28 @@ func (r *run) flags() lifecycle.Flags {
 // expire) before polls of jobs in flight, and those before new submissions.
 func (r *run) feed() error {
 	var g errgroup.Group
-	g.SetLimit(r.cfg.Concurrency)
+	slots := make(chan struct{}, r.cfg.Concurrency) // the -j jobs at RunComfy
 	r.dlSlots = make(chan struct{}, r.cfg.Downloads)
-	goJob := func(j store.Job) bool {
-		if r.intake.Err() != nil {
+	// goJob waits for a place among the -j, then asks admit (when given)
+	// whether the job still goes: a budget is asked at the last moment, so
+	// that every cost reported while the job waited counts. It reports
+	// whether to go on feeding.
+	goJob := func(j store.Job, admit func() bool) bool {
+		select {
+		case slots <- struct{}{}:
+		case <-r.intake.Done():
 			return false
 		}
+		if r.intake.Err() != nil {
+			<-slots
+			return false
+		}
+		if admit != nil && !admit() {
+			<-slots
+			return true
+		}
 		g.Go(func() error {
+			defer func() { <-slots }()
 			r.fatal(j.ID, r.handle(j))
 			return nil
 		})
@@ -319,7 +334,7 @@ func (r *run) feed() error {
 				r.enqueueDownload(j)
 				continue
 			}
-			if !goJob(j) {
+			if !goJob(j, nil) {
 				break
 			}
 		}
@@ -332,10 +347,11 @@ func (r *run) feed() error {
 			r.capped.Add(1)
 			continue
 		}
-		if r.costs != nil && !r.costs.take(j.ID) {
-			continue
+		var admit func() bool
+		if c := r.costs; c != nil {
+			admit = func() bool { return c.take(j.ID, j.Model) }
 		}
-		if !goJob(j) {
+		if !goJob(j, admit) {
 			break
 		}
 	}
