@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"bytes"
+	"slices"
 	"encoding/json"
 	"net/url"
 	"strings"
@@ -32,14 +33,18 @@ func KindOf(out string) OutputKind {
 	return OutputText
 }
 
+// textKeys are where a model that answers in words puts them.
+var textKeys = []string{"text", "texts", "caption", "captions", "transcript", "content"}
+
 // Outputs returns what a finished job produced, from a result's output:
 // every http(s) URL anywhere under it (those under the six media keys
 // first, then the rest in document order); when it holds none, every data:
-// URL; when it holds none of those either, every non-empty string, which is
-// a text output (a caption, a transcript). A bare string output counts the
-// same way. Duplicates are dropped. It returns nil only when output holds
-// no string at all, which is the one case where a finished job has nothing
-// to show for it.
+// URL; when it holds none of those either, the text a model answers with:
+// a bare string output, or the strings under a text key (text, caption,
+// transcript, content). Other strings — a prompt echoed back, a seed, an
+// empty URL beside its content type — are metadata, not a result.
+// Duplicates are dropped. It returns nil when the output holds none of
+// these: the job finished with nothing to show for it.
 func Outputs(output json.RawMessage) []string {
 	type found struct{ top, s string }
 	var all []found
@@ -77,11 +82,20 @@ func Outputs(output json.RawMessage) []string {
 	if data := pick(isDataURL, true); len(data) > 0 {
 		return data
 	}
-	return pick(func(string) bool { return true }, true)
+	var text []string
+	for _, f := range all {
+		if f.top == "" || slices.Contains(textKeys, f.top) {
+			text = append(text, f.s)
+		}
+	}
+	if len(text) == 0 {
+		return nil
+	}
+	return slices.Compact(text)
 }
 
 func isHTTPURL(s string) bool {
-	if len(s) > 8<<10 || strings.ContainsAny(s, " \n\t") {
+	if len(s) > 64<<10 {
 		return false
 	}
 	u, err := url.Parse(s)

@@ -26,7 +26,17 @@ type Watch struct {
 	Errors  int // answers in a row that said nothing about the job
 	Missing int // of those, RunComfy's "request missing or expired" past the grace period
 	Strange int // answers in a row whose status nobody documented
+	// Transient counts the failed calls in a row that go away by
+	// themselves; TransientFrom is the job's age at the first of them.
+	Transient     int
+	TransientFrom time.Duration
 }
+
+// TransientLimit is how long a job's polls may fail the way an outage fails
+// (no answer, 5xx, 429) before the run stops polling it and leaves it in
+// flight for the next run: long enough to wait out an outage, short enough
+// that a run never waits on a job forever.
+const TransientLimit = time.Hour
 
 // PollVerdict says what the poller does after an answer.
 type PollVerdict int
@@ -91,7 +101,7 @@ func Poll(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecision, Wa
 	if a.Failure != nil {
 		return pollFailed(cur, w, a, age)
 	}
-	w.Errors, w.Missing = 0, 0
+	w.Errors, w.Missing, w.Transient = 0, 0, 0
 	status := normStatus(a.Status)
 	switch {
 	case status == "completed" || status == "succeeded":
@@ -146,6 +156,14 @@ func pollFailed(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecisi
 	case c.Account():
 		return PollDecision{Verdict: StopAccount, Why: "the account was refused"}, w
 	case a.Transient:
+		if w.Transient == 0 {
+			w.TransientFrom = age
+		}
+		w.Transient++
+		if age-w.TransientFrom >= TransientLimit {
+			return PollDecision{Verdict: Park,
+				Why: fmt.Sprintf("RunComfy has not answered this job's polls for %s (the last: %s); it stays %s and the next run polls it again", TransientLimit, describeMsg(c), cur)}, w
+		}
 		return PollDecision{Verdict: KeepPolling, Why: "poll failed; trying again"}, w
 	case c.Code == CodeNotFound && age < MissingGrace:
 		// Too soon to believe: the API may not have caught up with the
@@ -154,6 +172,7 @@ func pollFailed(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecisi
 		return PollDecision{Verdict: KeepPolling, Backoff: 1,
 			Why: "RunComfy does not know the request yet; it was submitted moments ago, so polling on"}, w
 	}
+	w.Transient = 0
 	w.Errors++
 	if c.Code == CodeNotFound {
 		w.Missing++
@@ -175,4 +194,11 @@ func pollFailed(cur State, w Watch, a PollAnswer, age time.Duration) (PollDecisi
 	}
 	return PollDecision{Verdict: Park,
 		Why: fmt.Sprintf("poll keeps answering an error (%s); the job may still be running and billed, so it stays %s and the next run polls it again", msg, cur)}, w
+}
+
+func describeMsg(a Answer) string {
+	if a.Message != "" {
+		return a.Message
+	}
+	return describe(a)
 }

@@ -121,3 +121,29 @@ func TestPollCost(t *testing.T) {
 func raw(s string) json.RawMessage { return json.RawMessage(s) }
 
 func ptr(f float64) *float64 { return &f }
+
+// Polls that fail as an outage does are waited out, but not forever: past
+// TransientLimit the job is parked in flight, with a message. (Found in
+// review: 500 straight 503s left the run polling.)
+func TestPollTransientIsBounded(t *testing.T) {
+	var w Watch
+	var d PollDecision
+	for i := 0; i < 1000; i++ {
+		age := time.Duration(i) * 10 * time.Second
+		d, w = Poll(Running, w, PollAnswer{Failure: &Answer{HTTPStatus: 503}, Transient: true}, age)
+		if age < TransientLimit && d.Verdict != KeepPolling {
+			t.Fatalf("parked after %v of an outage", age)
+		}
+		if d.Verdict == Park {
+			break
+		}
+	}
+	if d.Verdict != Park || d.Why == "" || d.Step != nil {
+		t.Fatalf("after a long outage: %+v", d)
+	}
+	// An answer in between starts the clock over.
+	_, w = Poll(Running, Watch{Transient: 5, TransientFrom: 0}, PollAnswer{Status: "in_progress"}, 2*TransientLimit)
+	if w.Transient != 0 {
+		t.Fatalf("a real answer did not reset the count: %+v", w)
+	}
+}

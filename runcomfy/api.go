@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Scalar is a JSON value kept as text when it is a string, a number or a
-// boolean, and as "" when it is null, absent, an object or an array.
+// Scalar is a JSON value kept as text when it is a string or a number, and
+// as "" when it is null, absent, a boolean, an object or an array.
 type Scalar string
 
 func (s *Scalar) UnmarshalJSON(b []byte) error {
@@ -28,8 +28,10 @@ func (s *Scalar) UnmarshalJSON(b []byte) error {
 			return err
 		}
 		*s = Scalar(strings.TrimSpace(str))
+	case string(b) == "true", string(b) == "false":
+		*s = "" // no request is named true: an id that says nothing
 	default:
-		*s = Scalar(b) // a number or true/false, as written
+		*s = Scalar(b) // a number, as written
 	}
 	return nil
 }

@@ -142,8 +142,8 @@ func TestSubmitRequestIDScalar(t *testing.T) {
 		{`12345678901234567890123`, "12345678901234567890123"}, // past int64 and float64 precision
 		{`1.5e3`, "1.5e3"},
 		{`-7`, "-7"},
-		{`true`, "true"},
-		{`false`, "false"},
+		{`true`, ""}, // names no request: outcome open
+		{`false`, ""},
 		{`null`, ""},
 		{`{"id":"r1"}`, ""},
 		{`["r1"]`, ""},
@@ -320,7 +320,7 @@ func TestValidationDetailRendered(t *testing.T) {
 // TestIsMalformed: a 2xx answer the client cannot use is malformed and not
 // retried, whatever the call; an error answer or a failure to connect is not.
 func TestIsMalformed(t *testing.T) {
-	huge := `{"status":"` + strings.Repeat("a", maxBody) + `"}`
+	huge := `{"status":"` + strings.Repeat("a", maxAnswer) + `"}`
 	for _, tt := range []struct {
 		name string
 		h    http.HandlerFunc

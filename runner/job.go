@@ -100,7 +100,7 @@ func (r *run) submit(j *store.Job) (bool, error) {
 	}
 	d := lifecycle.Submit(AnswerOf(err), string(resp.RequestID))
 	if d.To == lifecycle.Queued {
-		if err := r.saveRequestID(j.ID, d.Step); err != nil {
+		if err := r.saveAnswer(j.ID, d.Step); err != nil {
 			return false, fmt.Errorf("job %s: request %s was created but could not be saved: %w", j.ID, d.RequestID, err)
 		}
 		r.submitted.Add(1)
@@ -112,8 +112,10 @@ func (r *run) submit(j *store.Job) (bool, error) {
 	if d.To == lifecycle.Pending {
 		r.reserved.Add(-1)
 	}
-	// RunComfy has answered: what it said lands even after a second signal.
-	if werr := r.cfg.Store.Apply(context.WithoutCancel(r.work), j.ID, d.Step); werr != nil {
+	// RunComfy has answered: what it said lands, tried like a request id
+	// (or the next start calls the job unknown, which a 4xx or a 429 did
+	// not make it).
+	if werr := r.saveAnswer(j.ID, d.Step); werr != nil {
 		return false, werr
 	}
 	switch {
@@ -135,14 +137,14 @@ func (r *run) submit(j *store.Job) (bool, error) {
 // to pass, short enough that a ledger that is really broken stops the run soon.
 var saveWaits = [...]time.Duration{250 * time.Millisecond, time.Second}
 
-// saveRequestID records the request id of a job the API just created. The
-// POST succeeded, so the job is paid for: the id is tried a few times, and
-// neither the tries nor the waits between them heed any signal
-// (context.WithoutCancel) — a Ctrl-C must not be what loses it. If every try
-// fails, the id is logged at Error level, so that the user can find the job
-// in the log; the ledger keeps the job in submitting, which the next start
-// turns into unknown.
-func (r *run) saveRequestID(id string, step lifecycle.Step) error {
+// saveAnswer records what a submit answer meant for a job that left
+// submitting: above all the request id of a job the API just created. That
+// job is paid for: the write is tried a few times, and neither the tries nor
+// the waits between them heed any signal (context.WithoutCancel) — a Ctrl-C
+// must not be what loses it. If every try fails, a request id is logged at
+// Error level, so that the user can find the job in the log; the ledger
+// keeps the job in submitting, which the next start turns into unknown.
+func (r *run) saveAnswer(id string, step lifecycle.Step) error {
 	ctx := context.WithoutCancel(r.work)
 	var err error
 	for try := 0; ; try++ {
@@ -153,7 +155,7 @@ func (r *run) saveRequestID(id string, step lifecycle.Step) error {
 			// The job is no longer in submitting. If an earlier try's write
 			// landed although it reported failure, the id is saved; any other
 			// conflict will not go away by trying again.
-			if j, jerr := r.cfg.Store.Job(ctx, id); jerr == nil && j.RequestID == step.RequestID {
+			if j, jerr := r.cfg.Store.Job(ctx, id); jerr == nil && j.State == step.To && j.RequestID == step.RequestID {
 				return nil
 			}
 			break
@@ -161,13 +163,15 @@ func (r *run) saveRequestID(id string, step lifecycle.Step) error {
 		if try == len(saveWaits) || errors.Is(err, store.ErrClosed) {
 			break
 		}
-		r.log.Warn("saving the request id failed; trying again", "job", id, "request_id", step.RequestID, "error", err)
+		r.log.Warn("saving the submit answer failed; trying again", "job", id, "request_id", step.RequestID, "error", err)
 		if serr := r.cfg.Sleep(ctx, saveWaits[try]); serr != nil {
 			break
 		}
 	}
-	r.log.Error("a job was created at RunComfy and may be billed, but its request id could not be saved in the ledger; note it to collect or cancel it by hand",
-		"job", id, "request_id", step.RequestID, "error", err)
+	if step.RequestID != "" {
+		r.log.Error("a job was created at RunComfy and may be billed, but its request id could not be saved in the ledger; note it to collect or cancel it by hand",
+			"job", id, "request_id", step.RequestID, "error", err)
+	}
 	return err
 }
 

@@ -415,3 +415,61 @@ func TestSubmitOutcome(t *testing.T) {
 		}
 	}
 }
+
+// A second signal right after RunComfy answered a POST: the request id is
+// saved all the same (the write heeds no signal). Found in review: nothing
+// failed when that write used the work context.
+func TestSecondSignalRightAfterTheAnswerKeepsTheID(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{})
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	work, stopWork := context.WithCancel(context.Background())
+	intake, stopIntake := context.WithCancel(work)
+	defer stopIntake()
+	Run(intake, work, Config{Manifest: manifestOf(t, 1, "x"), Store: st,
+		API: interruptAfterSubmit{API: e.client, cancel: stopWork}, HTTP: e.client.HTTPClient(),
+		OutDir: filepath.Join(e.dir, "out"), Concurrency: 1, ProgressEvery: -1})
+	j, err := st.Job(context.Background(), "job-000")
+	if err != nil || j.RequestID == "" || j.State != lifecycle.Queued || e.srv.Stats().Created != 1 {
+		t.Fatalf("second signal right after the answer: job %s with request %q (%v)", j.State, j.RequestID, err)
+	}
+}
+
+// transient503 answers every result with 503 and counts.
+type transient503 struct {
+	API
+	polls atomic.Int64
+}
+
+func (a *transient503) Result(ctx context.Context, id string) (runcomfy.Result, error) {
+	a.polls.Add(1)
+	return runcomfy.Result{}, &runcomfy.Error{Op: "result", HTTPStatus: 503}
+}
+
+// Polls that keep failing as in an outage are waited out for
+// lifecycle.TransientLimit, then the job is left in flight and the run ends
+// (found in review: it polled forever).
+func TestOutageIsWaitedOutNotForever(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{})
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	api := &transient503{API: e.client}
+	var now atomic.Int64 // a clock the waits move: a minute a poll
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	now.Store(time.Now().UnixNano())
+	sum, err := Run(context.Background(), context.Background(), Config{Manifest: manifestOf(t, 1, "x"), Store: st, API: api, HTTP: e.client.HTTPClient(),
+		OutDir: filepath.Join(e.dir, "out"), Concurrency: 1, ProgressEvery: -1, Now: clock,
+		Sleep: func(ctx context.Context, d time.Duration) error { now.Add(int64(time.Minute)); return ctx.Err() }})
+	if err != nil || sum.Counts[lifecycle.Queued] != 1 {
+		t.Fatalf("%v %+v: want the job left queued", err, sum.Counts)
+	}
+	if n := api.polls.Load(); n < 50 || n > 70 {
+		t.Fatalf("%d polls a minute apart before the job was parked, want about an hour's", n)
+	}
+}

@@ -113,7 +113,7 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		if detail == "" {
 			detail = fmt.Sprintf("attempt %d", attempt)
 		}
-		sets = "attempts = ?, request_id = NULL, remote_status = '', queue_position = NULL, error = '', cost_usd = NULL, outputs = '[]', finished_at = NULL"
+		sets = "attempts = ?, request_id = NULL, remote_status = '', queue_position = NULL, error = '', cost_usd = NULL, outputs = '[]', submitted_at = NULL, finished_at = NULL"
 		args = []any{attempt}
 		if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", id); err != nil {
 			return cur, err
@@ -132,6 +132,9 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		}
 	case cur == lifecycle.Submitting:
 		sets, args = "error = ?", []any{st.Error}
+		if st.To == lifecycle.Failed {
+			sets, args = "error = ?, finished_at = ?", []any{st.Error, now}
+		}
 		if err := setSubmission(tx, id, "outcome = ?", string(st.To)); err != nil {
 			return cur, err
 		}
