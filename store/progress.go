@@ -30,16 +30,19 @@ type Uncosted struct {
 	Submissions int
 }
 
-// EachUncosted calls fn for every job with such submissions. A submission
-// whose outcome proved nothing was created (pending, or a 4xx rejection) or
-// that ended without a reported cost is not counted: RunComfy bills what it
-// reports.
+// EachUncosted calls fn for every job with such submissions: every one
+// that may be billed and whose cost RunComfy did not report — in flight,
+// unknown, completed or failed at RunComfy without a cost. Only a
+// submission whose outcome proved nothing was created (pending, or a 4xx
+// rejection: failed without a request id) or that was cancelled in the
+// queue is not counted. A budget counts these at their estimate, never at
+// $0.
 func (s *Store) EachUncosted(ctx context.Context, fn func(Uncosted) error) (err error) {
 	defer wrapErr(&err, "ledger: list uncosted submissions")
 	rows, err := s.db.QueryContext(ctx, `SELECT s.job_id, j.model, j.input, count(*)
 		FROM submissions s JOIN jobs j ON j.id = s.job_id
-		WHERE s.cost_usd IS NULL AND s.outcome IN ('', ?)
-		GROUP BY s.job_id ORDER BY j.rowid`, string(lifecycle.Unknown))
+		WHERE s.cost_usd IS NULL AND (s.outcome IN ('', ?, ?) OR s.outcome = ? AND s.request_id IS NOT NULL)
+		GROUP BY s.job_id ORDER BY j.rowid`, string(lifecycle.Unknown), string(lifecycle.Completed), string(lifecycle.Failed))
 	if err != nil {
 		return err
 	}
