@@ -45,6 +45,10 @@ func (st State) InFlight() bool { return st == Queued || st == Running }
 // paid for, so a change of its input waits until it is collected.
 func (st State) Awaited() bool { return st.InFlight() || st == Completed }
 
+// Cancellable reports a job RunComfy can cancel: one still in its queue (a
+// running job answers not_cancellable, and is billed).
+func (st State) Cancellable() bool { return st == Queued }
+
 // Outstanding reports a job whose request is, or may be, at RunComfy and
 // unfinished: in flight, or in the middle of its POST.
 func (st State) Outstanding() bool { return st.InFlight() || st == Submitting }

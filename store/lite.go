@@ -40,7 +40,7 @@ type Output struct {
 func (s *Store) EachOutput(ctx context.Context, fn func(Output) error) (err error) {
 	defer wrapErr(&err, "ledger: list outputs")
 	rows, err := s.db.QueryContext(ctx, `SELECT j.id, j.model, j.request_id, j.input, f.n, f.url, f.path, f.bytes, f.sha256
-		FROM jobs j JOIN files f ON f.job_id = j.id WHERE j.state = 'done' ORDER BY j.rowid, f.n`)
+		FROM jobs j JOIN files f ON f.job_id = j.id WHERE j.state = ? ORDER BY j.rowid, f.n`, string(lifecycle.Done))
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,9 @@ func cancelTargets(ctx context.Context, st *store.Store, ids []string, manifestP
 	if len(ids) == 0 {
 		var jobs []store.Job
 		err := st.EachJob(ctx, func(j store.Job) error {
-			jobs = append(jobs, j)
+			if j.State.Cancellable() {
+				jobs = append(jobs, j)
+			}
 			return nil
 		}, lifecycle.Queued)
 		return jobs, err
