@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 )
 
@@ -38,8 +39,11 @@ type Options struct {
 	// BaseDelay and MaxDelay shape the backoff; defaults 500ms and 30s.
 	BaseDelay, MaxDelay time.Duration
 	// Timeout bounds one attempt of an API call, response body included;
-	// default 60s, negative for none. Downloads through HTTPClient() are
-	// not affected. A submit that times out after being sent is not retried.
+	// default 60s, negative for none. Time spent waiting for memory to
+	// read the answer into (see maxBodiesHeld) does not count. A status,
+	// result, cancel or model call that times out is retried; a submit
+	// that times out after being sent is not. Downloads through
+	// HTTPClient() are not affected.
 	Timeout time.Duration
 	// Sleep waits d or until ctx is done; default a timer. Tests inject it
 	// together with Now.
@@ -66,6 +70,7 @@ type Client struct {
 	now         func() time.Time
 	rand        func() float64
 	log         *slog.Logger
+	bodies      *bodyBudget // memory for answers, shared by every call
 
 	mu         sync.Mutex
 	pauseUntil time.Time // set by a 429; every request waits for it
@@ -118,6 +123,7 @@ func New(o Options) (*Client, error) {
 		now:         o.Now,
 		rand:        o.Rand,
 		log:         o.Logger,
+		bodies:      newBodyBudget(maxBodiesHeld),
 	}
 	if o.RPS > 0 && !math.IsInf(o.RPS, 1) {
 		// Burst 1: "at most N per second" holds in every second, even
@@ -202,7 +208,7 @@ func (c *Client) Submit(ctx context.Context, modelID string, input any, o Submit
 	if err != nil {
 		return out, localError("submit", fmt.Errorf("encode input: %w", err))
 	}
-	err = c.call(ctx, callSpec{op: "submit", method: http.MethodPost, path: path, body: body,
+	err = c.call(ctx, callSpec{op: "submit", method: http.MethodPost, path: path, body: body, limit: maxAnswer,
 		retry: submitRetryable, intake: o.Intake, beforeSend: o.BeforeSend}, &out)
 	return out, err
 }
@@ -210,7 +216,7 @@ func (c *Client) Submit(ctx context.Context, modelID string, input any, o Submit
 // Status calls GET /v1/requests/{id}/status.
 func (c *Client) Status(ctx context.Context, requestID string) (StatusResponse, error) {
 	var out StatusResponse
-	err := c.requestCall(ctx, "status", http.MethodGet, requestID, "/status", &out)
+	err := c.requestCall(ctx, "status", http.MethodGet, requestID, "/status", maxAnswer, &out)
 	return out, err
 }
 
@@ -218,7 +224,7 @@ func (c *Client) Status(ctx context.Context, requestID string) (StatusResponse, 
 // job ends it holds the current status and no output.
 func (c *Client) Result(ctx context.Context, requestID string) (Result, error) {
 	var out Result
-	err := c.requestCall(ctx, "result", http.MethodGet, requestID, "/result?include_cost=true", &out)
+	err := c.requestCall(ctx, "result", http.MethodGet, requestID, "/result?include_cost=true", maxResultAnswer, &out)
 	return out, err
 }
 
@@ -226,7 +232,7 @@ func (c *Client) Result(ctx context.Context, requestID string) (Result, error) {
 // with Outcome "not_cancellable", not with an error.
 func (c *Client) Cancel(ctx context.Context, requestID string) (CancelResponse, error) {
 	var out CancelResponse
-	err := c.requestCall(ctx, "cancel", http.MethodPost, requestID, "/cancel", &out)
+	err := c.requestCall(ctx, "cancel", http.MethodPost, requestID, "/cancel", maxAnswer, &out)
 	return out, err
 }
 
@@ -237,16 +243,16 @@ func (c *Client) Model(ctx context.Context, modelID string) (ModelInfo, error) {
 	if err != nil {
 		return out, localError("model", err)
 	}
-	err = c.call(ctx, callSpec{op: "model", method: http.MethodGet, path: path, retry: retryable}, &out)
+	err = c.call(ctx, callSpec{op: "model", method: http.MethodGet, path: path, limit: maxAnswer, retry: retryable}, &out)
 	return out, err
 }
 
-func (c *Client) requestCall(ctx context.Context, op, method, requestID, suffix string, out any) error {
+func (c *Client) requestCall(ctx context.Context, op, method, requestID, suffix string, limit int64, out any) error {
 	if requestID == "" {
 		return localError(op, errors.New("empty request id"))
 	}
 	path := "/v1/requests/" + url.PathEscape(requestID) + suffix
-	return c.call(ctx, callSpec{op: op, method: method, path: path, retry: retryable}, out)
+	return c.call(ctx, callSpec{op: op, method: method, path: path, limit: limit, retry: retryable}, out)
 }
 
 // modelPath keeps the id's slashes as path separators, as the API wants,
@@ -277,6 +283,7 @@ func submitRetryable(err error) bool { return retryable(err) && SubmitNotCreated
 type callSpec struct {
 	op, method, path string
 	body             []byte
+	limit            int64            // the most bytes its answer may have
 	retry            func(error) bool // whether a failed attempt may be repeated
 	intake           context.Context  // bounds the waits before sending; nil = ctx
 	beforeSend       func() error     // runs right before each attempt is sent
@@ -292,6 +299,7 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		waitCtx, stop = mergeDone(ctx, cs.intake)
 		defer stop()
 	}
+	warned := false // about a clipped Retry-After, once per call
 	for attempt := 0; ; attempt++ {
 		if err := c.wait(waitCtx); err != nil {
 			// Stopped before sending: nothing was created by this attempt,
@@ -304,7 +312,7 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 				return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 			}
 		}
-		err := c.once(ctx, op, cs.method, cs.path, cs.body, out)
+		err := c.once(ctx, cs, out)
 		if err == nil {
 			if c.limited.Load() != 0 {
 				c.limited.Store(0)
@@ -312,6 +320,11 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			return nil
 		}
 		e, _ := asError(err)
+		if e != nil && e.retryAsked != "" && !warned {
+			warned = true
+			c.log.Warn("runcomfy: Retry-After over the cap; waiting the cap at most",
+				"op", op, "asked", e.retryAsked, "cap", maxRetryAfter)
+		}
 		limited := e != nil && e.HTTPStatus == http.StatusTooManyRequests
 		if !limited && e != nil && e.HTTPStatus != 0 {
 			c.limited.Store(0) // an answer that is not a 429: the account is let through
@@ -416,17 +429,246 @@ func (c *Client) pause(d time.Duration) {
 	}
 }
 
-// maxBody bounds a response body; a result is a few KB of JSON.
-const maxBody = 16 << 20
+// Size limits of API answers, per call. An answer over its call's limit is
+// malformed: it is not read further, and not asked for again.
+const (
+	// maxAnswer bounds the answer to a submit, status, cancel or model
+	// call: they are a few hundred bytes.
+	maxAnswer = 1 << 20
+	// maxResultAnswer bounds a result answer, which may carry its outputs
+	// inline as data: URLs. RunComfy's partner nodes cap bodies at 64 MiB
+	// too.
+	maxResultAnswer = 64 << 20
+	// maxBodiesHeld bounds the bytes of answers one Client holds in
+	// memory at once, across all its calls: room for the largest answer
+	// of unknown length while its buffer grows (growthReserve, 80 MiB)
+	// and small answers beside it, or two 50 MB results. Each read waits
+	// its turn for the memory it needs; at -j 32 with 50 MB results the
+	// client no longer holds 32 of them at once.
+	maxBodiesHeld = 96 << 20
+	// probeSize is what an answer of unknown length (chunked, or
+	// compressed on the way) is first read into: nearly all of them fit.
+	probeSize = 64 << 10
+)
+
+// bodyBudget is the memory for answers: bytes are reserved before they are
+// read and released once decoded.
+type bodyBudget struct {
+	sem  *semaphore.Weighted
+	size int64
+	held atomic.Int64 // reserved now (for tests)
+	peak atomic.Int64 // the most ever reserved at once (for tests)
+}
+
+func newBodyBudget(size int64) *bodyBudget {
+	return &bodyBudget{sem: semaphore.NewWeighted(size), size: size}
+}
+
+func (b *bodyBudget) add(n int64) {
+	now := b.held.Add(n)
+	for p := b.peak.Load(); now > p && !b.peak.CompareAndSwap(p, now); p = b.peak.Load() {
+	}
+}
+
+// release gives back *n bytes and zeroes *n.
+func (b *bodyBudget) release(n *int64) {
+	if *n > 0 {
+		b.held.Add(-*n)
+		b.sem.Release(*n)
+		*n = 0
+	}
+}
+
+// reserve takes n more bytes of the budget, adding them to *held. While it
+// waits, the attempt's timer stands still: waiting for memory is not the
+// server's slowness. The caller must hold nothing while it may wait (see
+// readAnswer), or two calls could each wait for what the other holds.
+func (c *Client) reserve(ctx context.Context, t *attemptTimer, n int64, held *int64) error {
+	// A reservation larger than the budget would wait forever. It cannot
+	// happen with the constants above; a smaller budget (a test's) is
+	// taken whole instead.
+	n = min(n, c.bodies.size)
+	if n <= 0 {
+		return nil
+	}
+	if !c.bodies.sem.TryAcquire(n) {
+		t.pause()
+		err := c.bodies.sem.Acquire(ctx, n)
+		t.resume()
+		if err != nil {
+			return err
+		}
+	}
+	*held += n
+	c.bodies.add(n)
+	return nil
+}
+
+// growthReserve is the most memory an answer of unknown length can take
+// while readAnswer grows its buffer to limit: the largest step, a buffer
+// and the one it is copied from.
+func growthReserve(limit int64) int64 {
+	cur := min(probeSize, limit)
+	most := cur
+	for cur < limit {
+		next := min(4*cur, limit)
+		most = max(most, cur+next)
+		cur = next
+	}
+	return most
+}
+
+// errTooLarge is an answer over its call's size limit.
+func errTooLarge(op string, length, limit int64) error {
+	if length >= 0 {
+		return fmt.Errorf("%w: %s answer of %d bytes is over its size limit of %s", errMalformed, op, length, sizeText(limit))
+	}
+	return fmt.Errorf("%w: %s answer is over its size limit of %s", errMalformed, op, sizeText(limit))
+}
+
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// readAnswer reads an answer's body of declared length (-1 when unknown),
+// at most limit bytes, into memory reserved from the client's budget and
+// added to *held; the caller releases it once done with the bytes. A body
+// over the limit is an errMalformed; a body cut short is the read's error.
+func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, body io.Reader, length, limit int64, held *int64) ([]byte, error) {
+	if length > limit {
+		return nil, errTooLarge(op, length, limit) // not a byte read
+	}
+	if length >= 0 {
+		if err := c.reserve(ctx, t, length, held); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, length)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return buf, nil // http.Response.Body ends at Content-Length
+	}
+
+	// Unknown length: a probe first, which small answers fit.
+	buf := make([]byte, 0, min(probeSize, limit))
+	if err := c.reserve(ctx, t, int64(cap(buf)), held); err != nil {
+		return nil, err
+	}
+	n, err := io.ReadFull(body, buf[:cap(buf)])
+	buf = buf[:n]
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf, nil // the whole answer
+	case err != nil:
+		return nil, err
+	}
+	// A large answer. Trade the probe's reservation for the most its
+	// buffer can take, in one step and holding nothing meanwhile (the
+	// probe's bytes are not counted while it waits).
+	c.bodies.release(held)
+	if err := c.reserve(ctx, t, growthReserve(limit), held); err != nil {
+		return nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= limit {
+				var one [1]byte
+				n, err := io.ReadFull(body, one[:])
+				switch {
+				case n > 0:
+					return nil, errTooLarge(op, -1, limit)
+				case err == io.EOF:
+					return buf, nil
+				}
+				return nil, err
+			}
+			grown := make([]byte, len(buf), min(4*int64(cap(buf)), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// attemptTimer bounds the time one attempt spends on the network: when it
+// runs out the attempt is cancelled. It stands still while the attempt
+// waits for memory to read its answer into. Only the attempt's goroutine
+// calls its methods; a nil timer (no Timeout) never runs out.
+type attemptTimer struct {
+	t       *time.Timer
+	left    time.Duration // when paused: what is left
+	since   time.Time     // when it last started running
+	paused  bool
+	expired atomic.Bool // ran out, and cancelled the attempt
+}
+
+func startAttemptTimer(d time.Duration, cancel context.CancelFunc) *attemptTimer {
+	if d <= 0 {
+		return nil
+	}
+	a := &attemptTimer{left: d, since: time.Now()}
+	a.t = time.AfterFunc(d, func() {
+		a.expired.Store(true)
+		cancel()
+	})
+	return a
+}
+
+func (a *attemptTimer) pause() {
+	if a == nil || a.paused {
+		return
+	}
+	if a.t.Stop() { // else it ran out already
+		a.left -= time.Since(a.since)
+		a.paused = true
+	}
+}
+
+func (a *attemptTimer) resume() {
+	if a == nil || !a.paused {
+		return
+	}
+	a.paused = false
+	a.since = time.Now()
+	a.t.Reset(max(a.left, 0))
+}
+
+func (a *attemptTimer) stop() {
+	if a != nil {
+		a.t.Stop()
+	}
+}
+
+func (a *attemptTimer) ranOut() bool { return a != nil && a.expired.Load() }
 
 // once makes one attempt. Every failure is an *Error; NotSent comes from
 // httptrace, which reports whether the whole request was written.
-func (c *Client) once(ctx context.Context, op, method, path string, body []byte, out any) error {
-	actx := ctx
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(actx, c.timeout)
-		defer cancel()
+func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
+	op := cs.op
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	timer := startAttemptTimer(c.timeout, cancel)
+	defer timer.stop()
+	// timedOut tells an attempt cut by its timer, which is a timeout that
+	// may be retried, from one stopped by the caller's ctx, which is not.
+	timedOut := func(err error) error {
+		if timer.ranOut() && ctx.Err() == nil {
+			return fmt.Errorf("attempt timed out after %s: %w", c.timeout, context.DeadlineExceeded)
+		}
+		return err
 	}
 	var wrote atomic.Bool
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
@@ -437,10 +679,10 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 		},
 	})
 	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if cs.body != nil {
+		rd = bytes.NewReader(cs.body)
 	}
-	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(actx, cs.method, c.base+cs.path, rd)
 	if err != nil {
 		return localError(op, err)
 	}
@@ -451,27 +693,34 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "comfybatch")
-	if body != nil {
+	if cs.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &Error{Op: op, NotSent: !wrote.Load(), RetryAfter: RetryAfterUnset, Err: err}
+		return &Error{Op: op, NotSent: !wrote.Load(), RetryAfter: RetryAfterUnset, Err: timedOut(err)}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	e := &Error{
-		Op:         op,
-		HTTPStatus: resp.StatusCode,
-		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), c.now()),
+	e := &Error{Op: op, HTTPStatus: resp.StatusCode}
+	var clipped bool
+	e.RetryAfter, clipped = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+	if clipped {
+		e.retryAsked = clip(strings.ToValidUTF8(strings.TrimSpace(resp.Header.Get("Retry-After")), "?"), 100)
 	}
+	var held int64
+	defer c.bodies.release(&held) // after decoding
+	data, err := c.readAnswer(actx, timer, op, resp.Body, resp.ContentLength, cs.limit, &held)
 	switch {
-	case err != nil: // cut off mid-body: a connection error, not an answer
+	case errors.Is(err, errMalformed): // over the size limit
 		e.Err = err
 		return e
-	case len(data) > maxBody:
-		e.Err = fmt.Errorf("%w: body over %d bytes", errMalformed, maxBody)
+	case err != nil:
+		// Cut off mid-body, by the timer or the connection. Headers
+		// without their body are no answer: for a submit, the job may
+		// exist and its id is lost.
+		e.HTTPStatus = 0
+		e.Err = fmt.Errorf("HTTP %d answer cut off: %w", resp.StatusCode, timedOut(err))
 		return e
 	}
 
@@ -498,16 +747,24 @@ func (c *Client) once(ctx context.Context, op, method, path string, body []byte,
 	// token redacted): for a submit it may hold the request id of a job
 	// that exists and is billed, in a shape this client did not expect.
 	if err := decodeLenient(data, out); err != nil {
-		e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, clip(c.redact(strings.ToValidUTF8(string(bytes.TrimSpace(data)), "?")), 500))
+		e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, c.excerpt(data))
 		return e
 	}
 	if v, ok := out.(interface{ check() error }); ok {
 		if err := v.check(); err != nil {
-			e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, clip(c.redact(strings.ToValidUTF8(string(bytes.TrimSpace(data)), "?")), 500))
+			e.Err = fmt.Errorf("%w: %v; the answer was: %s", errMalformed, err, c.excerpt(data))
 			return e
 		}
 	}
 	return nil
+}
+
+// excerpt is the start of an answer for an error message: 500 characters
+// at most, token redacted, without copying the whole answer.
+func (c *Client) excerpt(data []byte) string {
+	data = bytes.TrimSpace(data)
+	data = data[:min(len(data), 4*500+len(c.token))]
+	return clip(c.redact(strings.ToValidUTF8(string(data), "?")), 500)
 }
 
 // decodeLenient decodes a JSON object into out, ignoring unknown fields and
@@ -539,14 +796,17 @@ func decodeLenient(data []byte, out any) error {
 	return nil
 }
 
-// scrub replaces the token in a body, as written and as JSON escapes it.
+// scrub replaces the token in a body, as written and as JSON escapes it. A
+// body without it is returned as is, not copied: it may be 64 MiB.
 func (c *Client) scrub(data []byte) []byte {
 	if c.token == "" {
 		return data
 	}
-	data = bytes.ReplaceAll(data, []byte(c.token), []byte("[redacted]"))
+	if bytes.Contains(data, []byte(c.token)) {
+		data = bytes.ReplaceAll(data, []byte(c.token), []byte("[redacted]"))
+	}
 	if q, err := json.Marshal(c.token); err == nil {
-		if esc := q[1 : len(q)-1]; !bytes.Equal(esc, []byte(c.token)) {
+		if esc := q[1 : len(q)-1]; !bytes.Equal(esc, []byte(c.token)) && bytes.Contains(data, esc) {
 			data = bytes.ReplaceAll(data, esc, []byte("[redacted]"))
 		}
 	}

@@ -28,6 +28,10 @@ type Error struct {
 	// failure before sending).
 	NotSent bool
 	Err     error // the underlying cause, if any
+
+	// retryAsked is the Retry-After header as sent when it asked for
+	// longer than maxRetryAfter and RetryAfter was clipped; "" otherwise.
+	retryAsked string
 }
 
 func (e *Error) Error() string {
@@ -144,40 +148,59 @@ func IsNotFound(err error) bool {
 	return ok && (e.HTTPStatus == http.StatusNotFound || e.Code == CodeNotFound)
 }
 
-// maxRetryAfter bounds a server's Retry-After so that a garbage value cannot
-// overflow a Duration or stall a run for days.
-const maxRetryAfter = 24 * time.Hour
+// maxRetryAfter bounds how long a server's Retry-After is honoured. Ten
+// minutes is longer than any real rate-limit window (rate limits count per
+// second or per minute, and a gateway's 503 asks for seconds), yet short
+// enough that a garbage value ("Retry-After: 999999", a date next year)
+// cannot put a run to sleep through the night: every call of a client
+// shares a 429's pause. Clipping a value that was meant costs one early
+// request every ten minutes, which the server answers with another
+// Retry-After; trusting a bogus one costs the whole run. Both forms, delay-
+// seconds and HTTP date, are clipped, and a clipped value is logged once
+// per call (see Client.call).
+const maxRetryAfter = 10 * time.Minute
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an
 // HTTP date (relative to now). It returns RetryAfterUnset for an empty or
-// unusable value; a date in the past gives 0.
+// unusable value; a date in the past gives 0; either form is clipped to
+// ten minutes.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
+	d, _ := parseRetryAfter(v, now)
+	return d
+}
+
+// parseRetryAfter is ParseRetryAfter, also reporting whether the server
+// asked for longer than maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) (d time.Duration, clipped bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return RetryAfterUnset
+		return RetryAfterUnset, false
 	}
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if secs < 0 {
-			return RetryAfterUnset
+			return RetryAfterUnset, false
 		}
 		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
+			return maxRetryAfter, true
 		}
-		return time.Duration(secs) * time.Second
+		return time.Duration(secs) * time.Second, false
 	}
 	// A number that does not fit int64 is still a (huge) number of seconds.
 	if strings.Trim(v, "0123456789") == "" {
-		return maxRetryAfter
+		return maxRetryAfter, true
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
-		return RetryAfterUnset
+		return RetryAfterUnset, false
 	}
-	d := t.Sub(now)
+	d = t.Sub(now) // saturates rather than overflows
 	if d < 0 {
-		return 0
+		return 0, false
 	}
-	return min(d, maxRetryAfter)
+	if d > maxRetryAfter {
+		return maxRetryAfter, true
+	}
+	return d, false
 }
 
 // Backoff is the full-jitter exponential backoff: r * min(max, base*2^attempt),
@@ -254,7 +277,10 @@ const maxMessage = 300
 func serverMessage(body []byte) (code int, msg string) {
 	var eb errorBody
 	if err := json.Unmarshal(body, &eb); err != nil {
-		return 0, shorten(strings.Join(strings.Fields(string(body)), " "))
+		// Its start is enough for maxMessage characters, and copying a
+		// large answer whole into a string would double it in memory.
+		head := body[:min(len(body), 64*maxMessage)]
+		return 0, shorten(strings.Join(strings.Fields(string(head)), " "))
 	}
 	for _, raw := range []json.RawMessage{eb.ErrorMessage, eb.Message, eb.Error} {
 		if t := ErrorText(raw); t != "" {

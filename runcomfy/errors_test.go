@@ -85,12 +85,17 @@ func TestParseRetryAfter(t *testing.T) {
 		{"1.5", RetryAfterUnset},
 		{"soon", RetryAfterUnset},
 		{"Sat, 01 Mar 2025 12:00:00", RetryAfterUnset}, // no zone: not an HTTP date
-		{"100000", 24 * time.Hour},
-		{"99999999999999999999999", 24 * time.Hour},
+		{"600", 10 * time.Minute},
+		{"601", 10 * time.Minute},
+		{"100000", 10 * time.Minute},
+		{"999999", 10 * time.Minute},
+		{"99999999999999999999999", 10 * time.Minute},
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 		{now.Add(5 * time.Second).Format(time.RFC850), 5 * time.Second},
-		{now.Add(1000 * time.Hour).Format(http.TimeFormat), 24 * time.Hour},
+		{now.Add(1000 * time.Hour).Format(http.TimeFormat), 10 * time.Minute},
+		{now.Add(10 * time.Minute).Format(http.TimeFormat), 10 * time.Minute},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", 10 * time.Minute},
 	}
 	for _, tt := range tests {
 		if got := ParseRetryAfter(tt.in, now); got != tt.want {

@@ -42,6 +42,18 @@ type Config struct {
 	TruncateRate    float64       // downloads whose body stops short of Content-Length
 	ExpireRate      float64       // jobs whose first output URL answers 410 until the result is fetched again
 
+	// StallBody makes every result answer (not the endpoint's error
+	// answers) send its headers, with the Content-Length of the whole
+	// answer, at once, then wait this long before the body, or until the
+	// client goes away: a server that stalls mid-answer.
+	StallBody time.Duration
+	// ResultBodyPad pads every result answer (not the endpoint's error
+	// answers) with a field "padding" of this many bytes, which clients
+	// ignore: a large answer, like one that carries its outputs inline as
+	// data: URLs. It is written a piece at a time, so it costs the server
+	// no memory.
+	ResultBodyPad int
+
 	ExtraStatus   string // if set, reported once between in_queue and in_progress
 	OutputsPerJob int    // default 1; more than 1 answers "videos": [...]
 	CostUSD       float64
@@ -555,6 +567,7 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	}
 	gen := j.resultFetches
 	answers := s.cfg.Answers
+	stall, pad := s.cfg.StallBody, s.cfg.ResultBodyPad
 	s.mu.Unlock()
 
 	out := map[string]any{
@@ -584,7 +597,52 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 			out["error"] = map[string]any{"code": "generation_failed", "message": "model crashed"}
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeResult(w, r, out, stall, pad)
+}
+
+// padChunk is what ResultBodyPad is written from.
+var padChunk = bytes.Repeat([]byte("x"), 64<<10)
+
+// writeResult writes a result answer, padded with pad bytes and its body
+// held back for stall, as Config.ResultBodyPad and StallBody say.
+func writeResult(w http.ResponseWriter, r *http.Request, out map[string]any, stall time.Duration, pad int) {
+	b, err := json.Marshal(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var head []byte
+	if pad > 0 {
+		// {"padding":"xxx…","request_id":…}: out is never empty, so
+		// b[1:] starts with its first key.
+		head = []byte(`{"padding":"`)
+		b[0] = ','
+		b = append([]byte{'"'}, b...)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(head)+max(pad, 0)+len(b)))
+	w.WriteHeader(http.StatusOK)
+	if stall > 0 {
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		t := time.NewTimer(stall)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return // the client gave up
+		}
+	}
+	if _, err := w.Write(head); err != nil {
+		return
+	}
+	for left := pad; left > 0; left -= len(padChunk) {
+		if _, err := w.Write(padChunk[:min(left, len(padChunk))]); err != nil {
+			return
+		}
+	}
+	w.Write(b)
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
