@@ -730,6 +730,20 @@ func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
 	data = c.scrub(data)
 	code, msg := serverMessage(data)
 	e.Code, e.Message = code, c.redact(msg)
+	if (resp.StatusCode/100 != 2 || code != 0) && op == "submit" {
+		// An answer that says something went wrong may still name the
+		// request it created: that id is all it takes to find a job that
+		// exists and is billed, so it is kept beside the error (the
+		// caller's rules put such a job in flight, not failed).
+		if r, ok := out.(*SubmitResponse); ok {
+			var probe struct {
+				RequestID Scalar `json:"request_id"`
+			}
+			if json.Unmarshal(data, &probe) == nil {
+				r.RequestID = probe.RequestID
+			}
+		}
+	}
 	if resp.StatusCode/100 != 2 {
 		return e
 	}

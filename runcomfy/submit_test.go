@@ -357,3 +357,26 @@ func TestIsMalformed(t *testing.T) {
 		t.Error("a local error is not malformed")
 	}
 }
+
+// An error answer that names the request it created keeps that id beside
+// the error (found in review: a 200 with error_code 400001 and a request id
+// was recorded failed, which --retry-failed would pay again).
+func TestSubmitErrorAnswerKeepsItsRequestID(t *testing.T) {
+	for _, tt := range []struct {
+		status int
+		body   string
+	}{
+		{200, `{"request_id":"r1","error_code":400001,"error_message":"bad model"}`},
+		{200, `{"request_id":"r2","error_code":500001}`},
+		{500, `{"request_id":"r3","error_message":"internal"}`},
+		{503, `{"request_id":4242}`},
+	} {
+		srv := httptest.NewServer(reply(tt.status, tt.body))
+		c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 1})
+		res, err := c.Submit(context.Background(), "m/x", map[string]any{}, SubmitOptions{})
+		srv.Close()
+		if err == nil || res.RequestID == "" {
+			t.Errorf("%d %s: Submit = %+v, %v; want the error and the request id", tt.status, tt.body, res, err)
+		}
+	}
+}
