@@ -45,6 +45,7 @@ func (p *parser) includes(n *yaml.Node) {
 			continue
 		}
 		path := filepath.Join(p.m.Dir, rel)
+		p.m.Includes = append(p.m.Includes, path)
 		if err := p.include(path, ext); err != nil {
 			p.fail(at, "", "include", fmt.Sprintf("cannot read %s: %s", path, reason(err)))
 		}

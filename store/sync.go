@@ -464,3 +464,29 @@ func (s *Store) Claim(ctx context.Context, manifest string) error {
 	}
 	return nil
 }
+
+// Meta reads a fact the ledger keeps about itself ("" when absent).
+func (s *Store) Meta(ctx context.Context, key string) (value string, err error) {
+	defer wrapErr(&err, "ledger: read "+key)
+	err = s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return value, err
+}
+
+// SetMeta records a fact about the ledger; "" removes it.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if value == "" {
+			_, err := tx.Exec("DELETE FROM meta WHERE key = ?", key)
+			return err
+		}
+		_, err := tx.Exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ledger: record %s: %w", key, err)
+	}
+	return nil
+}

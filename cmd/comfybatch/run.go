@@ -105,6 +105,15 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err != nil {
 		return err
 	}
+	// A rerun with nothing to do answers from the ledger, without reading
+	// a manifest of 100,000 jobs (runner.NothingToDo says when).
+	if sum, done, err := a.noop(ctx, path, o, log); err != nil || done {
+		if err != nil {
+			return err
+		}
+		return a.report(sum.Summary, nil, a.ledgerPath(path), sum.OutDir, o.submitOnly)
+	}
+	manifestBefore, _ := runner.FileSum(path)
 	m, _, err := a.load(path, o.schemas)
 	if err != nil {
 		return err
@@ -162,6 +171,11 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	})
 	close(running)
 	disp.stop()
+	if err == nil || errors.As(err, new(incompleteError)) {
+		if serr := runner.StampNothingToDo(a.work, st, m, a.sources(path, o, out), manifestBefore, o.flags()); serr != nil {
+			log.Warn("could not record that nothing is left to do; the next run reads the manifest", "error", serr)
+		}
+	}
 	var be *runner.BudgetError
 	if errors.As(err, &be) {
 		err = usageError{err} // nothing was submitted: fix and run again
@@ -271,4 +285,57 @@ func fakeConfig() runcomfytest.Config {
 		CostUSD:   0.25,
 		Token:     "fake-token",
 	}
+}
+
+func (o runFlags) flags() lifecycle.Flags {
+	return lifecycle.Flags{RetryFailed: o.retryFailed, ResubmitUnknown: o.resubmitUnknown, SubmitOnly: o.submitOnly}
+}
+
+// sources are the files that decide the manifest's jobs, for the no-op
+// check: the manifest, the schema files, this binary.
+func (a *app) sources(path string, o runFlags, out string) runner.Sources {
+	src := runner.Sources{Manifest: path, OutDir: out}
+	if exe, err := os.Executable(); err == nil {
+		src.Binary = exe
+	}
+	for _, s := range o.schemas {
+		if _, p, ok := strings.Cut(s, "="); ok {
+			src.Schemas = append(src.Schemas, p)
+		}
+	}
+	return src
+}
+
+// noopSummary is what a no-op rerun reports.
+type noopSummary struct {
+	runner.Summary
+	OutDir string
+}
+
+// noop opens the ledger, when there is one, to see whether a run would do
+// nothing at all.
+func (a *app) noop(ctx context.Context, path string, o runFlags, log *slog.Logger) (noopSummary, bool, error) {
+	ledger := a.ledgerPath(path)
+	if _, err := os.Stat(ledger); err != nil {
+		return noopSummary{}, false, nil
+	}
+	st, err := store.Open(ledger, store.Options{})
+	if err != nil {
+		return noopSummary{}, false, nil // the long way says what is wrong
+	}
+	defer st.Close()
+	if claimLedger(ctx, st, path, log, false) != nil {
+		return noopSummary{}, false, nil
+	}
+	src := a.sources(path, o, a.out)
+	counts, ok := runner.NothingToDo(ctx, st, src, o.flags())
+	if !ok {
+		return noopSummary{}, false, nil
+	}
+	out := a.out
+	if out == "" {
+		out = runner.StampedOutDir(ctx, st)
+	}
+	log.Debug("nothing changed since the last run, and nothing is left to do")
+	return noopSummary{Summary: runner.Summary{Counts: counts}, OutDir: out}, true, st.Close()
 }
