@@ -47,7 +47,8 @@ var migrations embed.FS
 // Options tune Open.
 type Options struct {
 	// ReadOnly opens without the runner lock and without writing: status and
-	// results use it while a run is going on.
+	// results use it while a run is going on. It never checkpoints,
+	// truncates or deletes the ledger's -wal, even after an unclean stop.
 	ReadOnly bool
 	// Now is the clock for event times; default time.Now.
 	Now func() time.Time
@@ -70,6 +71,9 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// markedOpen: the writer set ledger_state.open = 1; closing clears it.
+	markedOpen bool
 
 	stats writerStats // counted by the writer (writer.go)
 }
@@ -104,15 +108,33 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("lock ledger %s: %w", path, err)
 	}
+	// Under the lock no other writer can create, fill or remove the -wal:
+	// what it is now is what the last writer left.
+	wal := statWAL(path)
 	fresh, err := checkLedgerFile(f, path)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	if !fresh {
+		info, err := inspect(path, wal)
+		if err == nil {
+			err = checkComplete(path, info, wal)
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	s := &Store{path: path, lock: f, now: now}
 	if err := s.openDBs(fresh, opts.NoSync); err != nil {
 		s.closeDBs()
 		f.Close()
+		if isCorrupt(err) {
+			// Damage inspect did not see (it reads every page first):
+			// the file may have been written to by then.
+			err = fmt.Errorf("%s: %w (%v)", path, ErrCorrupt, err)
+		}
 		return nil, err
 	}
 	s.writes = make(chan writeReq, 1024)
@@ -121,7 +143,29 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// openReadOnly opens without the lock, beside a run or after one. It never
+// checkpoints, truncates or deletes the -wal: the connection is opened with
+// mode=ro, and a read-only SQLite connection does not checkpoint, not even
+// when it is the last to close.
+//
+// With no -wal to read, the .db is read alone and without locks (inspect);
+// the only writes a .db can then get are a new ledger's first commit and a
+// checkpoint by a writer that has just opened it. Either changes the .db or
+// the -wal under the reader, so a refusal is retried when they changed
+// while it was reading.
 func openReadOnly(path string, now func() time.Time) (*Store, error) {
+	for attempt := 1; ; attempt++ {
+		db, wal := statFile(path), statWAL(path)
+		s, err := tryOpenReadOnly(path, now, wal)
+		if err == nil || errors.Is(err, ErrNoLedger) || attempt == 5 ||
+			(db.same(statFile(path)) && wal.same(statWAL(path))) {
+			return s, err
+		}
+		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
+	}
+}
+
+func tryOpenReadOnly(path string, now func() time.Time, wal fileInfo) (*Store, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", path, ErrNoLedger)
@@ -137,13 +181,28 @@ func openReadOnly(path string, now func() time.Time) (*Store, error) {
 	if fresh {
 		return nil, fmt.Errorf("%s: %w", path, ErrNoLedger)
 	}
-	db, err := sql.Open("sqlite3", dsn(path, "_query_only=1"))
+	info, err := inspect(path, wal)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkComplete(path, info, wal); err != nil {
+		return nil, err
+	}
+	if n := migrationCount(); info.version < n {
+		// Said here, before SQLite opens it for reading and creates an
+		// empty -wal and -shm beside it.
+		return nil, fmt.Errorf("%s: ledger version %d is older than this comfybatch's (%d); run `comfybatch run` once to upgrade it", path, info.version, n)
+	}
+	db, err := sql.Open("sqlite3", dsn(path, "mode=ro", "_query_only=1"))
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{path: path, db: db, now: now}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
+		if isCorrupt(err) {
+			err = fmt.Errorf("%s: %w (%v); the file was not changed", path, ErrCorrupt, err)
+		}
 		return nil, err
 	}
 	return s, nil
@@ -177,6 +236,9 @@ func checkLedgerFile(f *os.File, path string) (fresh bool, err error) {
 	}
 	if string(hdr[:16]) != "SQLite format 3\x00" {
 		return false, fmt.Errorf("%s: %w (not a SQLite file); pass another --ledger path", path, ErrNotLedger)
+	}
+	if st.Size() < int64(len(hdr)) {
+		return false, fmt.Errorf("%s: %w (a SQLite header cut short: %d bytes); pass another --ledger path", path, ErrNotLedger, st.Size())
 	}
 	if id := binary.BigEndian.Uint32(hdr[68:72]); id != ApplicationID {
 		return false, fmt.Errorf("%s: %w (a SQLite database of another program); pass another --ledger path", path, ErrNotLedger)
@@ -224,6 +286,9 @@ func (s *Store) openDBs(fresh, noSync bool) error {
 	if err := migrate(wdb, s.path); err != nil {
 		return err
 	}
+	if err := s.markOpen(); err != nil {
+		return err
+	}
 	db, err := sql.Open("sqlite3", dsn(s.path, "_journal_mode=WAL", "_query_only=1"))
 	if err != nil {
 		return err
@@ -232,8 +297,10 @@ func (s *Store) openDBs(fresh, noSync bool) error {
 	return s.checkVersion()
 }
 
-// initLedger stamps an empty file as a ledger in one rollback-journal
-// transaction, so the stamp is in the main file before WAL mode is turned on.
+// initLedger stamps an empty file as a ledger and creates every table in one
+// rollback-journal transaction, so the stamp is in the main file before WAL
+// mode is turned on, and a reader beside it sees either an empty file (no
+// ledger yet) or a whole ledger of the latest version, never one half made.
 func initLedger(path string) error {
 	db, err := sql.Open("sqlite3", dsn(path, "_journal_mode=DELETE"))
 	if err != nil {
@@ -241,39 +308,41 @@ func initLedger(path string) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if _, err = db.Exec(fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
+	tx, err := db.Begin()
+	if err != nil {
 		return fmt.Errorf("create ledger %s: %w", path, err)
 	}
-	return migrate(db, path)
+	if _, err = tx.Exec(fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("create ledger %s: %w", path, err)
+	}
+	for i := 0; i < migrationCount(); i++ {
+		if err := applyMigration(tx, i); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("create ledger %s: %w", path, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create ledger %s: %w", path, err)
+	}
+	return nil
 }
 
 func migrate(db *sql.DB, path string) error {
-	names, err := migrations.ReadDir("migrations")
-	if err != nil {
-		return err
-	}
-	sort.Slice(names, func(i, j int) bool { return names[i].Name() < names[j].Name() })
 	var version int
 	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read ledger version: %w", err)
 	}
-	if version > len(names) {
-		return fmt.Errorf("%s: ledger version %d is newer than this comfybatch knows (%d); upgrade comfybatch", path, version, len(names))
+	n := migrationCount()
+	if version > n {
+		return fmt.Errorf("%s: ledger version %d is newer than this comfybatch knows (%d); upgrade comfybatch", path, version, n)
 	}
-	for i := version; i < len(names); i++ {
-		body, err := migrations.ReadFile("migrations/" + names[i].Name())
-		if err != nil {
-			return err
-		}
+	for i := version; i < n; i++ {
 		tx, err := db.Begin()
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(string(body)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate ledger to version %d: %w", i+1, err)
-		}
-		if _, err := tx.Exec("PRAGMA user_version = " + strconv.Itoa(i+1)); err != nil {
+		if err := applyMigration(tx, i); err != nil {
 			tx.Rollback()
 			return err
 		}
@@ -282,6 +351,25 @@ func migrate(db *sql.DB, path string) error {
 		}
 	}
 	return nil
+}
+
+// applyMigration runs migration i (0-based, in file name order) and sets the
+// ledger's version to i+1, inside tx.
+func applyMigration(tx *sql.Tx, i int) error {
+	names, err := migrations.ReadDir("migrations")
+	if err != nil {
+		return err
+	}
+	sort.Slice(names, func(a, b int) bool { return names[a].Name() < names[b].Name() })
+	body, err := migrations.ReadFile("migrations/" + names[i].Name())
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(string(body)); err != nil {
+		return fmt.Errorf("migrate ledger to version %d: %w", i+1, err)
+	}
+	_, err = tx.Exec("PRAGMA user_version = " + strconv.Itoa(i+1))
+	return err
 }
 
 func (s *Store) checkVersion() error {
@@ -312,7 +400,9 @@ func migrationCount() int {
 }
 
 // Close stops the writer after the writes already queued, then closes the
-// database and releases the lock.
+// database and releases the lock. A writer's Close is a clean close: it
+// records in the ledger that it was closed and checkpoints every write into
+// the .db, which then is the whole ledger on its own.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.writes != nil {
@@ -336,7 +426,11 @@ func (s *Store) closeDBs() error {
 		errs = append(errs, s.db.Close())
 	}
 	if s.wdb != nil {
-		// A clean close checkpoints the WAL into the main file.
+		if s.markedOpen {
+			// Our readers are closed: only other processes' readers can
+			// hold the checkpoint up.
+			errs = append(errs, s.markClosed())
+		}
 		errs = append(errs, s.wdb.Close())
 	}
 	return errors.Join(errs...)

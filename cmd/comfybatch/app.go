@@ -54,7 +54,8 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.Is(err, runner.ErrInterrupted):
 		return exitInterrupted
-	case errors.As(err, &me), errors.As(err, &ue), errors.As(err, &ae), errors.Is(err, store.ErrNotLedger):
+	case errors.As(err, &me), errors.As(err, &ue), errors.As(err, &ae), errors.Is(err, store.ErrNotLedger),
+		errors.Is(err, store.ErrIncomplete), errors.Is(err, store.ErrCorrupt):
 		return exitUsage
 	case errors.As(err, &inc):
 		return exitIncomplete
