@@ -145,7 +145,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		cfg.Concurrency = 8
 	}
 	if cfg.Downloads <= 0 {
-		cfg.Downloads = cfg.Concurrency
+		cfg.Downloads = 2 * cfg.Concurrency
 	}
 	if cfg.PollMax <= 0 {
 		cfg.PollMax = DefaultPollMax

@@ -59,7 +59,7 @@ func envBehind(t *testing.T, fake *runcomfytest.Server, url, token string) *env 
 	return &env{t: t, srv: fake, client: c, dir: dir, ledger: filepath.Join(dir, "ledger.db")}
 }
 
-func manifestOf(t *testing.T, n int, prompt string) *manifest.Manifest {
+func manifestOf(t testing.TB, n int, prompt string) *manifest.Manifest {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "model: %s\njobs:\n", model)

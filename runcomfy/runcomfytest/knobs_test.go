@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -122,5 +123,30 @@ func TestResultBodyPadAndStall(t *testing.T) {
 	code, body := a.do("GET", "/v1/requests/"+id+"/result", "")
 	if code != 200 || len(body) < 1<<20 || !strings.Contains(body, `"status":"completed"`) {
 		t.Errorf("HTTP %d, %d bytes", code, len(body))
+	}
+}
+
+// MaxRunning: the account runs n jobs at once, first come first served;
+// the others wait their turn in the queue.
+func TestMaxRunning(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := New(Config{MaxRunning: 2, RunTime: 10 * time.Second, Now: func() time.Time { return now }})
+	for i := range 5 {
+		s.mu.Lock()
+		s.createLocked("m", json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)))
+		s.mu.Unlock()
+	}
+	starts := map[time.Duration]int{}
+	for _, j := range s.jobs {
+		starts[j.queueEnd.Sub(now)]++
+		if j.runEnd.Sub(j.queueEnd) != 10*time.Second {
+			t.Fatalf("run time %v", j.runEnd.Sub(j.queueEnd))
+		}
+	}
+	if starts[0] != 2 || starts[10*time.Second] != 2 || starts[20*time.Second] != 1 {
+		t.Fatalf("starts %v: want 2 at once, 2 after 10 s, 1 after 20 s", starts)
+	}
+	if b := s.Busy(); b != 50*time.Second {
+		t.Fatalf("busy %v", b)
 	}
 }

@@ -8,6 +8,7 @@ package runcomfytest
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -53,6 +54,14 @@ type Config struct {
 	// data: URLs. It is written a piece at a time, so it costs the server
 	// no memory.
 	ResultBodyPad int
+
+	// MaxRunning is how many jobs the account runs at once (0 = no limit):
+	// the others wait in the queue, first come first served, as RunComfy
+	// runs an account's jobs.
+	MaxRunning int
+	// FileDelay holds every output file's body back this long: a slow
+	// download, without making the test wait on bandwidth.
+	FileDelay time.Duration
 
 	ExtraStatus   string // if set, reported once between in_queue and in_progress
 	OutputsPerJob int    // default 1; more than 1 answers "videos": [...]
@@ -148,6 +157,7 @@ type Server struct {
 	duplicates  int
 	seq         int64
 	dequeuedSeq int64 // highest seq seen out of the queue: positions derive from it
+	slots       endHeap // with MaxRunning: the ends of the jobs holding the account's places
 	emptyBodies int   // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
 	ts          *httptest.Server
 }
@@ -441,7 +451,21 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		kind:    s.cfg.Answers.OutputKind,
 	}
 	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime))
+	if n := s.cfg.MaxRunning; n > 0 {
+		// The job starts when one of the account's n places frees: the
+		// earliest end among the n jobs scheduled last (jobs start in the
+		// order they were created).
+		if len(s.slots) == n {
+			if free := s.slots[0]; free.After(j.queueEnd) {
+				j.queueEnd = free
+			}
+			heap.Pop(&s.slots)
+		}
+	}
 	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime))
+	if s.cfg.MaxRunning > 0 {
+		heap.Push(&s.slots, j.runEnd)
+	}
 	switch {
 	case s.chanceLocked(s.cfg.FailedStatusRate):
 		j.outcome = failStatus
@@ -735,6 +759,13 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	}
 	body := data[start:end]
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if d := s.config().FileDelay; d > 0 && r.Method == http.MethodGet {
+		select { // a slow download: the whole body comes this late
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
@@ -866,4 +897,48 @@ func (s *Server) echo(r *http.Request, msg string) string {
 		return msg
 	}
 	return echoAuth(msg, r)
+}
+
+// endHeap is a min-heap of times.
+type endHeap []time.Time
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *endHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Busy is the time the created jobs spend running at the account, all
+// together: with MaxRunning n and a run's wall time w, Busy / (n·w) is the
+// share of the account's places the run kept busy.
+func (s *Server) Busy() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var d time.Duration
+	for _, j := range s.jobs {
+		d += j.runEnd.Sub(j.queueEnd)
+	}
+	return d
+}
+
+// Span is the time from the first job's creation to the last job's end:
+// the stretch in which the account had work it could do.
+func (s *Server) Span() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first, last time.Time
+	for _, j := range s.jobs {
+		if first.IsZero() || j.created.Before(first) {
+			first = j.created
+		}
+		if j.runEnd.After(last) {
+			last = j.runEnd
+		}
+	}
+	return last.Sub(first)
 }

@@ -1,0 +1,58 @@
+package runner
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"comfybatch/lifecycle"
+	"comfybatch/runcomfy"
+	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
+)
+
+// accountRun runs jobs one-second jobs on an account that runs max at once,
+// with downloads that take dl, and reports the wall time and the share of
+// the account's places that were busy while it had work (from the first
+// submission to the last job's end there: the last downloads come after,
+// and no scheduling can keep the account busy during them).
+func accountRun(b *testing.B, jobs, max int, dl time.Duration) (time.Duration, float64) {
+	srv := runcomfytest.New(runcomfytest.Config{RunTime: time.Second, MaxRunning: max, FileDelay: dl, Token: "throughput-token"})
+	url := srv.Start()
+	defer srv.Close()
+	c, err := runcomfy.New(runcomfy.Options{BaseURL: url, Token: "throughput-token"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	st, err := store.Open(filepath.Join(dir, "l.db"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	start := time.Now()
+	sum, err := Run(context.Background(), context.Background(), Config{Manifest: manifestOf(b, jobs, "throughput"), Store: st, API: c,
+		HTTP: c.HTTPClient(), OutDir: filepath.Join(dir, "out"), Concurrency: max, PollMax: time.Second, ProgressEvery: -1})
+	wall := time.Since(start)
+	if err != nil || sum.Counts[lifecycle.Done] != jobs {
+		b.Fatalf("run: %v %v", err, sum.Counts)
+	}
+	return wall, float64(srv.Busy()) / (float64(max) * float64(srv.Span()))
+}
+
+// BenchmarkAccountBusy: 48 one-second jobs on an account that runs 8, -j 8,
+// downloads of 1.5 s against instant ones. Goals: slow ÷ instant ≤ 1.3, the
+// account busy ≥ 90% of the slow run.
+//
+//	go test -run XXX -bench AccountBusy -benchtime 1x ./runner/
+func BenchmarkAccountBusy(b *testing.B) {
+	for range b.N {
+		fast, _ := accountRun(b, 48, 8, 0)
+		slow, busy := accountRun(b, 48, 8, 1500*time.Millisecond)
+		b.ReportMetric(fast.Seconds(), "s-instant")
+		b.ReportMetric(slow.Seconds(), "s-1.5s-downloads")
+		b.ReportMetric(slow.Seconds()/fast.Seconds(), "ratio")
+		b.ReportMetric(busy, "busy-share")
+	}
+}
