@@ -73,7 +73,9 @@ type Client struct {
 	bodies      *bodyBudget // memory for answers, shared by every call
 
 	mu         sync.Mutex
-	pauseUntil time.Time // set by a 429; every request waits for it
+	pauseUntil time.Time // set by a 429 when there is no rate to lower; every request waits for it
+	maxRate    float64   // the rate asked for (Options.RPS); the limiter's rate adapts below it
+	lastSlow   time.Time // when the rate was last lowered
 	// limited counts the pauses for 429s without Retry-After since the
 	// last answer that was not a 429, from every call: the pause grows with
 	// it, so that workers taking turns at a refusing account back off
@@ -129,6 +131,7 @@ func New(o Options) (*Client, error) {
 		// Burst 1: "at most N per second" holds in every second, even
 		// right after an idle spell.
 		c.limiter = rate.NewLimiter(rate.Limit(o.RPS), 1)
+		c.maxRate = o.RPS
 	}
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = 8
@@ -317,6 +320,7 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			if c.limited.Load() != 0 {
 				c.limited.Store(0)
 			}
+			c.speedUp()
 			return nil
 		}
 		e, _ := asError(err)
@@ -336,17 +340,22 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		case limited:
 			delay = c.rateLimited()
 		}
+		adapted := false
 		if limited {
-			// The limit is the account's, not this call's: hold every
-			// call of this client, whether or not this one retries.
-			c.pause(delay)
-			c.log.Warn("runcomfy: rate limited, pausing all calls", "op", op, "pause", delay)
+			// With a shared rate, a 429 lowers it for every call, and only
+			// this call waits (its Retry-After, else a backoff): a trickle
+			// of 429s costs a little throughput, not a pause of the world.
+			// Without a rate there is nothing to lower: every call waits.
+			if adapted = c.slowDown(op); !adapted {
+				c.pause(delay)
+				c.log.Warn("runcomfy: rate limited, pausing all calls", "op", op, "pause", delay)
+			}
 		}
 		if ctx.Err() != nil || attempt+1 >= c.maxAttempts || !cs.retry(err) {
 			return err
 		}
 		c.log.Debug("runcomfy: retrying", "op", op, "attempt", attempt+1, "delay", delay, "err", err)
-		if limited {
+		if limited && !adapted {
 			continue // c.wait sleeps out the pause
 		}
 		if err := c.sleep(waitCtx, delay); err != nil {
@@ -407,6 +416,51 @@ func (c *Client) waitPause(ctx context.Context) error {
 		}
 	}
 }
+
+// minRate is as low as a run of 429s takes the shared rate: a request every
+// two seconds still finds out when the account lets calls through again.
+const minRate = 0.5
+
+// slowDown halves the shared rate after a 429 (at most once a second: the
+// 429s of one burst answer requests sent at the old rate), and reports
+// whether there is a rate to lower.
+func (c *Client) slowDown(op string) bool {
+	if c.limiter == nil {
+		return false
+	}
+	c.mu.Lock()
+	now := c.now()
+	if now.Sub(c.lastSlow) < time.Second {
+		c.mu.Unlock()
+		return true
+	}
+	c.lastSlow = now
+	cur := float64(c.limiter.Limit())
+	next := max(minRate, cur/2)
+	c.limiter.SetLimitAt(now, rate.Limit(next))
+	c.mu.Unlock()
+	c.log.Warn("runcomfy: rate limited; slowing every call down", "op", op, "rps", round2(next))
+	return true
+}
+
+// speedUp raises the shared rate back after an answer that was let
+// through, by a sixty-fourth of the rate asked for: from half speed it is
+// back at full after 32 such answers.
+func (c *Client) speedUp() {
+	if c.limiter == nil {
+		return
+	}
+	cur := float64(c.limiter.Limit())
+	if cur >= c.maxRate {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur = float64(c.limiter.Limit())
+	c.limiter.SetLimitAt(c.now(), rate.Limit(min(c.maxRate, cur+c.maxRate/64)))
+}
+
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 // rateLimited is the pause for a 429 without Retry-After. A 429 that comes
 // back while a pause is on answers a request sent before it began: the same

@@ -105,13 +105,49 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err != nil {
 		return err
 	}
-	// A rerun with nothing to do answers from the ledger, without reading
-	// a manifest of 100,000 jobs (runner.NothingToDo says when).
-	if sum, done, err := a.noop(ctx, path, o, log); err != nil || done {
-		if err != nil {
+	// An existing ledger is opened (and locked) first: a rerun with nothing
+	// to do answers from it without reading a manifest of 100,000 jobs
+	// (runner.NothingToDo says when). A new one is made only once the
+	// manifest proved valid, so a broken manifest leaves no file behind.
+	var st *store.Store
+	openLedger := func() error {
+		var err error
+		if st, err = store.Open(a.ledgerPath(path), store.Options{}); err != nil {
+			if errors.Is(err, store.ErrLocked) {
+				return fmt.Errorf("%w: wait for the other run to finish, or use `comfybatch status` to watch it", err)
+			}
+			// A ledger that cannot be opened is a configuration problem
+			// (a bad --ledger path, a foreign file, a lost -wal): exit 2,
+			// nothing submitted.
+			return usageError{err}
+		}
+		return nil
+	}
+	defer func() {
+		if st != nil {
+			st.Close()
+		}
+	}()
+	if _, err := os.Stat(a.ledgerPath(path)); err == nil {
+		if err := openLedger(); err != nil {
 			return err
 		}
-		return a.report(sum.Summary, nil, a.ledgerPath(path), sum.OutDir, o.submitOnly)
+		if err := claimLedger(ctx, st, path, log, false); err != nil {
+			return err
+		}
+		src := a.sources(path, o, a.out)
+		if counts, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok {
+			out := a.out
+			if out == "" {
+				out = runner.StampedOutDir(ctx, st)
+			}
+			log.Debug("nothing changed since the last run, and nothing is left to do")
+			if err := st.Close(); err != nil {
+				return err
+			}
+			st = nil
+			return a.report(runner.Summary{Counts: counts}, nil, a.ledgerPath(path), out, o.submitOnly)
+		}
 	}
 	manifestBefore, _ := runner.FileSum(path)
 	m, _, err := a.load(path, o.schemas)
@@ -127,16 +163,11 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 		return usagef("the output folder %s is a file, not a folder: move it away, or choose another with --out or output.dir", out)
 	}
-	st, err := store.Open(a.ledgerPath(path), store.Options{})
-	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%w: wait for the other run to finish, or use `comfybatch status` to watch it", err)
+	if st == nil {
+		if err := openLedger(); err != nil {
+			return err
 		}
-		// A ledger that cannot be opened is a configuration problem (a bad
-		// --ledger path, a foreign file): exit 2, nothing submitted.
-		return usageError{err}
 	}
-	defer st.Close()
 	if err := claimLedger(ctx, st, path, log, true); err != nil {
 		return err
 	}
@@ -304,38 +335,4 @@ func (a *app) sources(path string, o runFlags, out string) runner.Sources {
 		}
 	}
 	return src
-}
-
-// noopSummary is what a no-op rerun reports.
-type noopSummary struct {
-	runner.Summary
-	OutDir string
-}
-
-// noop opens the ledger, when there is one, to see whether a run would do
-// nothing at all.
-func (a *app) noop(ctx context.Context, path string, o runFlags, log *slog.Logger) (noopSummary, bool, error) {
-	ledger := a.ledgerPath(path)
-	if _, err := os.Stat(ledger); err != nil {
-		return noopSummary{}, false, nil
-	}
-	st, err := store.Open(ledger, store.Options{})
-	if err != nil {
-		return noopSummary{}, false, nil // the long way says what is wrong
-	}
-	defer st.Close()
-	if claimLedger(ctx, st, path, log, false) != nil {
-		return noopSummary{}, false, nil
-	}
-	src := a.sources(path, o, a.out)
-	counts, ok := runner.NothingToDo(ctx, st, src, o.flags())
-	if !ok {
-		return noopSummary{}, false, nil
-	}
-	out := a.out
-	if out == "" {
-		out = runner.StampedOutDir(ctx, st)
-	}
-	log.Debug("nothing changed since the last run, and nothing is left to do")
-	return noopSummary{Summary: runner.Summary{Counts: counts}, OutDir: out}, true, st.Close()
 }
