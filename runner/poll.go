@@ -62,7 +62,15 @@ func PollInterval(polls int, age time.Duration, queuePos int, typ Typical, limit
 	case learned && typ.P90-age > sliver:
 		d = typ.P90 - age
 	default:
-		d = max(time.Second, age/10)
+		// Past the typical end, a tenth of the age, at least a second —
+		// or, for a model whose jobs take a second or two, a quarter of
+		// its 90th percentile (a quarter second at least): a half-second
+		// job is not left finished for a second, a slot at RunComfy idle.
+		floor := time.Second
+		if learned {
+			floor = min(time.Second, max(typ.P90/4, 250*time.Millisecond))
+		}
+		d = max(floor, age/10)
 	}
 	if queuePos > 0 && polls > 0 {
 		// The position comes from an earlier poll, so the first has none.
