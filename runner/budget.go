@@ -49,7 +49,7 @@ type costs struct {
 	why     map[string]string          // by model id: why it has no price
 	highest map[string]float64         // by model id: the highest cost RunComfy reported
 
-	mu  sync.Mutex
+	mu    sync.Mutex
 	est   map[string]float64 // job id -> estimate; only jobs with one
 	taken map[string]float64 // job id -> what its submission in this run was counted for
 	// committed is, from the start of the run, the ledger's spent plus the

@@ -115,9 +115,9 @@ type run struct {
 	submitted atomic.Int64 // POSTs that returned a request id
 	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
-	files     outFiles  // the output folder's shared lock and fsyncs (download.go)
-	timing    timings   // how long each model's jobs take, for polling (poll.go)
-	costs     *costs    // prices and estimates; nil when nobody looks at money
+	files     outFiles // the output folder's shared lock and fsyncs (download.go)
+	timing    timings  // how long each model's jobs take, for polling (poll.go)
+	costs     *costs   // prices and estimates; nil when nobody looks at money
 
 	// Downloads run in their own pool, so that a finished job frees its
 	// place among the -j jobs at RunComfy at once.
