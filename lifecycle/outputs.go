@@ -2,9 +2,9 @@ package lifecycle
 
 import (
 	"bytes"
-	"slices"
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strings"
 )
 

@@ -110,7 +110,7 @@ type Manifest struct {
 	Model     string // default model; "" when absent
 	OutputDir string // output.dir resolved against Dir; "" when absent
 	Defaults  map[string]any
-	Jobs      []Job // in file order; included jobs after the YAML ones, in include order
+	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
 	Includes  []string // the included files' paths, in include order
 
 	byID []int32 // indexes of Jobs sorted by id, for Job

@@ -156,9 +156,9 @@ type Server struct {
 	byInput     map[string]int
 	duplicates  int
 	seq         int64
-	dequeuedSeq int64 // highest seq seen out of the queue: positions derive from it
+	dequeuedSeq int64   // highest seq seen out of the queue: positions derive from it
 	slots       endHeap // with MaxRunning: the ends of the jobs holding the account's places
-	emptyBodies int   // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
+	emptyBodies int     // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
 	ts          *httptest.Server
 }
 
