@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	"comfybatch/lifecycle"
 )
 
 // Scalar is a JSON value kept as text when it is a string or a number, and
@@ -121,13 +123,14 @@ type ModelInfo struct {
 	PriceUnit    string          `json:"price_unit,omitempty"`
 }
 
-// Known error_code values of the Model API.
+// Known error_code values of the Model API: lifecycle's, which decides
+// what they mean.
 const (
-	CodeBadModel       = 400001
-	CodeNoBalance      = 400002
-	CodeBadToken       = 400004
-	CodeNotYourRequest = 403001
-	CodeNotFound       = 404001
+	CodeBadModel       = lifecycle.CodeBadModel
+	CodeNoBalance      = lifecycle.CodeNoBalance
+	CodeBadToken       = lifecycle.CodeBadToken
+	CodeNotYourRequest = lifecycle.CodeNotYourRequest
+	CodeNotFound       = lifecycle.CodeNotFound
 )
 
 // RetryAfterUnset marks an APIError without a usable Retry-After.
