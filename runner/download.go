@@ -290,6 +290,9 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	if err != nil {
 		return store.File{}, err
 	}
+	// The bytes as stored, never re-encoded on the way: lengths and
+	// ranges then count the same bytes that are written.
+	req.Header.Set("Accept-Encoding", "identity")
 	if have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 		req.Header.Set("If-Range", validator)
@@ -314,6 +317,14 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 		have, total = 0, resp.ContentLength
 	case code == http.StatusPartialContent:
 		start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if have > 0 && strongValidator(resp.Header) != validator {
+			// A host that ignores If-Range sends the tail of whatever it
+			// has now: without its validator matching ours, the tail is
+			// not known to belong to the bytes on disk.
+			restart(f, h)
+			os.Remove(validatorFile(part))
+			return store.File{}, transientf("download %s: a partial answer for another version of the file; starting over", rawURL)
+		}
 		if !ok || start != have {
 			restart(f, h)
 			return store.File{}, transientf("download %s: unusable Content-Range %q; starting over", rawURL, resp.Header.Get("Content-Range"))
@@ -435,6 +446,7 @@ func (r *run) proveSize(ctx context.Context, rawURL string, size int64) error {
 		return err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", size))
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := r.cfg.HTTP.Do(req)
 	if err != nil {
 		return transientf("download %s: the body had no length, and asking for it failed: %w", rawURL, err)

@@ -3,8 +3,8 @@ package runner
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,14 +37,22 @@ func historyPath(id, requestID string, f store.File) string {
 }
 
 func (k keeper) Archive(id, requestID string, files []store.File) ([]store.File, error) {
-	out := make([]store.File, len(files))
-	for i, f := range files {
+	var out []store.File
+	for _, f := range files {
 		dst := historyPath(id, requestID, f)
-		if err := k.move(f.Path, dst); err != nil {
-			return nil, fmt.Errorf("keep %s in %s: %w", f.Path, HistoryDir, err)
+		switch {
+		case k.holds(dst, f):
+			// Moved by an earlier try that crashed before the ledger
+			// heard of it; what is at the live name now is another file.
+		case k.holds(f.Path, f):
+			if err := k.move(f.Path, dst); err != nil {
+				return nil, fmt.Errorf("keep %s in %s: %w", f.Path, HistoryDir, err)
+			}
+		default:
+			continue // gone from disk: nothing to keep, nothing to record
 		}
 		f.Path = dst
-		out[i] = f
+		out = append(out, f)
 	}
 	return out, nil
 }
@@ -54,10 +62,18 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 	whole := true
 	for i, f := range files {
 		live := filepath.Base(f.Path)
-		if err := k.move(f.Path, live); err != nil {
+		switch {
+		case k.holds(live, f):
+			// Restored by an earlier try that crashed before the ledger
+			// heard of it.
+		case k.holds(f.Path, f):
+			if err := k.move(f.Path, live); err != nil {
+				whole = false
+			}
+		default:
 			whole = false
 		}
-		if st, err := os.Stat(filepath.Join(k.out, live)); err != nil || st.Size() != f.Bytes {
+		if !k.holds(live, f) {
 			whole = false
 		}
 		f.Path = live
@@ -66,15 +82,29 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 	return out, whole, nil
 }
 
+// holds reports whether the file at rel (under the output folder) is f:
+// its size and its sha256. A kept result is restored only when its bytes
+// are the ones paid for.
+func (k keeper) holds(rel string, f store.File) bool {
+	file, err := os.Open(filepath.Join(k.out, rel))
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+	if st, err := file.Stat(); err != nil || st.Size() != f.Bytes {
+		return false
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, file); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == f.SHA256
+}
+
 // move renames src to dst (both relative to the output folder), never over
-// an existing file. When src is gone and dst is there, an earlier attempt
-// already moved it; when both are gone, the file is lost (a missing done
-// file is downloaded again), which is no reason to stop.
+// an existing file.
 func (k keeper) move(src, dst string) error {
 	from, to := filepath.Join(k.out, src), filepath.Join(k.out, dst)
-	if _, err := os.Stat(from); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
 	if _, err := os.Stat(to); err == nil {
 		return fmt.Errorf("%s is already there", dst)
 	}

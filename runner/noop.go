@@ -43,10 +43,6 @@ type noopStamp struct {
 	Includes []string `json:"includes"`
 	Jobs     int      `json:"jobs"`
 	OutDir   string   `json:"out_dir"`
-	// OutMtime is the output folder's modification time when the stamp
-	// was taken: while it is the same, no file was added, removed or
-	// renamed there, and checking each file's size can be skipped.
-	OutMtime int64 `json:"out_mtime"`
 }
 
 // sum hashes every source file's path and bytes, streamed.
@@ -111,9 +107,6 @@ func NothingToDo(ctx context.Context, st *store.Store, src Sources, f lifecycle.
 	if _, err := os.Stat(filepath.Join(src.OutDir, MetadataFile)); err != nil {
 		return nil, false
 	}
-	if fi, err := os.Stat(src.OutDir); err == nil && stamp.OutMtime != 0 && fi.ModTime().UnixNano() == stamp.OutMtime {
-		return counts, true
-	}
 	missing := errors.New("a file is missing")
 	err = st.EachFile(ctx, func(_ string, fl store.File) error {
 		if fi, err := os.Stat(filepath.Join(src.OutDir, fl.Path)); err != nil || fi.Size() != fl.Bytes {
@@ -151,11 +144,7 @@ func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest
 	if total != len(m.Jobs) {
 		return st.SetMeta(ctx, stampKey, "")
 	}
-	stamp := noopStamp{Sum: sum, Includes: src.Includes, Jobs: total, OutDir: src.OutDir}
-	if fi, err := os.Stat(src.OutDir); err == nil {
-		stamp.OutMtime = fi.ModTime().UnixNano()
-	}
-	b, _ := json.Marshal(stamp)
+	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: total, OutDir: src.OutDir})
 	return st.SetMeta(ctx, stampKey, string(b))
 }
 

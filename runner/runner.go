@@ -14,7 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -476,6 +476,12 @@ func (r *run) checkDoneFiles() error {
 	return nil
 }
 
+// leftover matches the names of comfybatch's own temporary files, and no
+// other: a partial output (output.part) with its validator, one named the
+// way earlier versions named them (.<id>.<n>.part), and metadata.jsonl
+// being written (writeMetadata).
+var leftover = regexp.MustCompile(`^(\.[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9a-f]{12}\.[0-9]+\.part(\.validator)?|\.[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9]+\.part|\.metadata-[0-9]+-[0-9]+\.jsonl)$`)
+
 // sweep removes what killed runs left in the output folder: partial files
 // that no completed job of this ledger can resume (an earlier request's,
 // or a finished one's), their validators, and half-written metadata. Only
@@ -499,8 +505,7 @@ func (r *run) sweep() error {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		ours := strings.HasPrefix(name, ".") && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.validator") ||
-			strings.HasPrefix(name, ".metadata-") && strings.HasSuffix(name, ".jsonl"))
+		ours := leftover.MatchString(name)
 		if !ours || keep[name] || !e.Type().IsRegular() {
 			continue
 		}

@@ -379,8 +379,11 @@ func (s *Store) historyFiles(ctx context.Context, id string, attempt int) ([]Fil
 // submission they belong to, and drops them from its current files.
 func keepHistory(tx *sql.Tx, id string, archived []File) error {
 	for _, f := range archived {
+		// Under the submission the files belong to: the one whose request
+		// the job holds (an earlier attempt, after a reuse), else its last.
 		if _, err := tx.Exec(`INSERT INTO history_files (job_id, attempt, n, url, path, bytes, sha256)
-			SELECT ?, attempts, ?, ?, ?, ?, ? FROM jobs WHERE id = ?
+			SELECT ?, coalesce((SELECT max(x.attempt) FROM submissions x WHERE x.job_id = j.id AND x.request_id = j.request_id), j.attempts),
+			       ?, ?, ?, ?, ? FROM jobs j WHERE j.id = ?
 			ON CONFLICT (job_id, attempt, n) DO UPDATE SET url = excluded.url, path = excluded.path, bytes = excluded.bytes, sha256 = excluded.sha256`,
 			id, f.N, f.URL, f.Path, f.Bytes, f.SHA256, id); err != nil {
 			return err

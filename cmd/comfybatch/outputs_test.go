@@ -103,3 +103,55 @@ func TestLeftoversAndOutputFolder(t *testing.T) {
 		t.Fatalf("metadata.jsonl mode %v, want 0644: %v", fi.Mode().Perm(), err)
 	}
 }
+
+// Two manifests with one output folder: the second ledger is refused the
+// folder (exit 2), so it never overwrites the first one's paid outputs
+// under the same names (found in review).
+func TestOutputFolderBelongsToOneLedger(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	api := srv.Start()
+	defer srv.Close()
+	dir := t.TempDir()
+	a, _ := writeManifest(t, dir, 1)
+	sub := filepath.Join(dir, "b")
+	os.MkdirAll(sub, 0o755)
+	b, _ := writeManifest(t, sub, 1)
+	bb, _ := os.ReadFile(b)
+	os.WriteFile(b, []byte(strings.Replace(strings.Replace(string(bb), "dir: out", "dir: ../out", 1), "take 0", "take 0 other", 1)), 0o644)
+	env := tokenEnv(api)
+	if r := runBinary(t, env, "run", a, "--poll-max", "50ms"); r.code != 0 {
+		t.Fatalf("a: exit %d\n%s", r.code, r.stderr)
+	}
+	r := runBinary(t, env, "run", b, "--poll-max", "50ms")
+	if r.code != 2 || !strings.Contains(r.stderr, "holds the outputs of the ledger") || srv.Stats().Created != 1 {
+		t.Fatalf("b: exit %d, created %d:\n%s", r.code, srv.Stats().Created, r.stderr)
+	}
+	sa := status(t, a)
+	data, _ := os.ReadFile(filepath.Join(dir, "out", "clip-0000.mp4"))
+	if string(data) != string(runcomfytest.OutputBytes(sa.Jobs[0].RequestID, 0)) {
+		t.Fatal("a's output was overwritten")
+	}
+}
+
+// A no-op rerun notices an output changed in place (truncated): it is not
+// "done" until it is whole again (found in review, when the short way
+// trusted the folder's modification time).
+func TestNoOpNoticesATruncatedOutput(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	api := srv.Start()
+	defer srv.Close()
+	dir := t.TempDir()
+	manifest, jobs := writeManifest(t, dir, 2)
+	env := tokenEnv(api)
+	for range 2 {
+		if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	os.Truncate(filepath.Join(dir, "out", "clip-0000.mp4"), 10)
+	r := runBinary(t, env, "run", manifest, "-v", "--poll-max", "50ms")
+	if r.code != 0 || strings.Contains(r.stderr, "nothing changed since the last run") {
+		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+	}
+	checkOutputs(t, dir, status(t, manifest), jobs)
+}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"comfybatch/store"
 )
@@ -44,4 +46,40 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 	}
 	log.Warn("the manifest this ledger belongs to is no longer where it was; taking this one for it (moved or renamed)", "was", owner, "now", abs)
 	return st.Claim(ctx, abs)
+}
+
+// outClaim is the file, in an output folder, that names the ledger whose
+// outputs it holds.
+const outClaim = ".comfybatch-ledger"
+
+// claimOutDir holds an output folder to one ledger. Two ledgers writing one
+// folder (two manifests with the same output.dir) would overwrite each
+// other's paid outputs under the same names, rewrite each other's
+// metadata.jsonl, and sweep each other's partial downloads. The first run
+// claims the folder; a run of another ledger is refused, unless the ledger
+// that claimed it is gone from where it was (moved or deleted).
+func claimOutDir(out, ledger string, log *slog.Logger) error {
+	abs, err := filepath.Abs(ledger)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(out, outClaim)
+	b, err := os.ReadFile(path)
+	owner := strings.TrimSpace(string(b))
+	switch {
+	case err == nil && owner == abs:
+		return nil
+	case err == nil && owner != "":
+		if _, err := os.Stat(owner); err == nil {
+			return usagef("the output folder %s holds the outputs of the ledger %s, not %s: two ledgers writing one folder would overwrite each other's paid files; give this manifest its own folder with --out or output.dir",
+				out, owner, abs)
+		}
+		log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("output folder: %w", err)
+	}
+	return os.WriteFile(path, []byte(abs+"\n"), 0o644)
 }

@@ -171,6 +171,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err := claimLedger(ctx, st, path, log, true); err != nil {
 		return err
 	}
+	if err := claimOutDir(out, a.ledgerPath(path), log); err != nil {
+		return err
+	}
 
 	disp := a.newDisplay(sink, log, o.progressEvery)
 	running := make(chan struct{})
