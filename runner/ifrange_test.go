@@ -51,7 +51,13 @@ func TestHostIgnoringIfRangeIsNotSpliced(t *testing.T) {
 	st, _ := store.Open(e.ledger, store.Options{})
 	Run(ctx, ctx, Config{Manifest: jobsManifest(t, "a=x"), Store: st, API: e.api, HTTP: http.DefaultClient, OutDir: e.out,
 		PollMax: 20 * time.Millisecond, ProgressEvery: -1, StallTimeout: time.Minute,
-		Sleep: func(ctx context.Context, d time.Duration) error { if seen.Load() == 0 { return nil }; cancel(); return ctx.Err() }})
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			if seen.Load() == 0 {
+				return nil
+			}
+			cancel()
+			return ctx.Err()
+		}})
 	st.Close()
 	ls, _ := filepath.Glob(filepath.Join(e.out, ".*"))
 	t.Logf("after run 1: %v", ls)

@@ -32,8 +32,12 @@ func TestCrashAfterRestoreHeals(t *testing.T) {
 	hB := filepath.Join(out, "_history", "clip-0000", rB, "clip-0000.mp4")
 	hA := filepath.Join(out, "_history", "clip-0000", rA, "clip-0000.mp4")
 	os.MkdirAll(filepath.Dir(hB), 0o755)
-	if err := os.Rename(live, hB); err != nil { t.Fatal(err) }
-	if err := os.Rename(hA, live); err != nil { t.Fatal(err) }
+	if err := os.Rename(live, hB); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(hA, live); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		_, r := run("A again", A)
 		t.Logf("rerun %d: exit %d\n%s", i, r.code, r.stderr)
