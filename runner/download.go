@@ -340,10 +340,17 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	default:
 		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
 	}
-	if v := strongValidator(resp.Header); v != "" {
-		os.WriteFile(validatorFile(part), []byte(v), 0o644)
-	} else {
-		os.Remove(validatorFile(part))
+	// The validator is written beside the partial file only when a
+	// download is left partial: a whole one never needs it, and every
+	// entry made in the output folder costs its lock (outFiles).
+	keepPartial := func() {
+		r.files.entries.Lock()
+		defer r.files.entries.Unlock()
+		if v := strongValidator(resp.Header); v != "" {
+			os.WriteFile(validatorFile(part), []byte(v), 0o644)
+		} else if validator != "" {
+			os.Remove(validatorFile(part))
+		}
 	}
 
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
@@ -353,10 +360,12 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	written, err := io.Copy(io.MultiWriter(f, h), body)
 	size := have + written
 	if err != nil {
+		keepPartial()
 		return store.File{}, transientf("download %s: cut off after %d bytes: %w", rawURL, size, stalledOr(rctx, err))
 	}
 	switch {
 	case total >= 0 && size != total:
+		keepPartial()
 		return store.File{}, transientf("download %s: got %d of %d bytes", rawURL, size, total)
 	case total < 0 && !delimited(resp):
 		// The body ended when the connection closed, which is also what
@@ -375,7 +384,9 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	name := o.name(extension(u.Path, resp.Header.Get("Content-Type")))
 	r.files.entries.Lock()
 	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
-	os.Remove(validatorFile(part))
+	if validator != "" {
+		os.Remove(validatorFile(part))
+	}
 	r.files.entries.Unlock()
 	if err != nil {
 		return store.File{}, err
