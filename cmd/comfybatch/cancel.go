@@ -101,6 +101,9 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	if err := claimLedger(ctx, st, manifestPath, log, false); err != nil {
 		return err
 	}
+	if err := claimAPI(ctx, st, a.apiIdentity(), false); err != nil {
+		return err
+	}
 
 	targets, err := cancelTargets(ctx, st, ids, manifestPath)
 	if err != nil {

@@ -155,3 +155,20 @@ func TestNoOpNoticesATruncatedOutput(t *testing.T) {
 	}
 	checkOutputs(t, dir, status(t, manifest), jobs)
 }
+
+// A ledger run on --fake is never taken for RunComfy's: a real run on it
+// is refused, nothing sent (found in review: the fake's results were
+// reported as done, paid outputs).
+func TestFakeLedgerIsNotARealOne(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	api := srv.Start()
+	defer srv.Close()
+	manifest, _ := writeManifest(t, t.TempDir(), 2)
+	if r := runBinary(t, nil, "run", manifest, "--fake"); r.code != 0 {
+		t.Fatalf("--fake: exit %d\n%s", r.code, r.stderr)
+	}
+	r := runBinary(t, tokenEnv(api), "run", manifest)
+	if r.code != 2 || !strings.Contains(r.stderr, "run against simulated") || srv.Stats().Submits != 0 {
+		t.Fatalf("real run on a --fake ledger: exit %d, %d submits:\n%s", r.code, srv.Stats().Submits, r.stderr)
+	}
+}

@@ -83,3 +83,34 @@ func claimOutDir(out, ledger string, log *slog.Logger) error {
 	}
 	return os.WriteFile(path, []byte(abs+"\n"), 0o644)
 }
+
+// apiIdentity names the API a run talks to: "simulated" under --fake,
+// else the base URL.
+func (a *app) apiIdentity() string {
+	if a.fake {
+		return "simulated"
+	}
+	return strings.TrimSuffix(strings.TrimRight(a.baseURL(), "/"), "/v1") // the client takes both spellings
+}
+
+// claimAPI holds a ledger to the API its requests were made at: the
+// simulated API's results are not RunComfy's, and a request id means
+// nothing to another API. A run against another API is refused, so that
+// a quickstart on --fake is never taken for paid results by a real run.
+func claimAPI(ctx context.Context, st *store.Store, api string, write bool) error {
+	had, err := st.Meta(ctx, "api")
+	if err != nil {
+		return err
+	}
+	switch {
+	case had == api:
+		return nil
+	case had == "":
+		if !write {
+			return nil
+		}
+		return st.SetMeta(ctx, "api", api)
+	}
+	return usagef("the ledger %s holds jobs run against %s, not %s: their results and request ids mean nothing there; use another ledger (--ledger) and output folder (--out) for this API",
+		st.Path(), had, api)
+}

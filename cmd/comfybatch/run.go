@@ -135,6 +135,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		if err := claimLedger(ctx, st, path, log, false); err != nil {
 			return err
 		}
+		if err := claimAPI(ctx, st, a.apiIdentity(), false); err != nil {
+			return err
+		}
 		src := a.sources(path, o, a.out)
 		if counts, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok {
 			out := a.out
@@ -169,6 +172,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		}
 	}
 	if err := claimLedger(ctx, st, path, log, true); err != nil {
+		return err
+	}
+	if err := claimAPI(ctx, st, a.apiIdentity(), true); err != nil {
 		return err
 	}
 	if err := claimOutDir(out, a.ledgerPath(path), log); err != nil {
