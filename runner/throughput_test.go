@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -101,4 +102,43 @@ func rate429() float64 {
 		return 0
 	}
 	return 0.02
+}
+
+// BenchmarkPollingFirstAndSecondRun: 128 jobs of 2–4 s at -j 64 on a fresh
+// ledger (the run learns as it goes), then 128 more of the same model on
+// that ledger (it starts from what the first learned). Reports status and
+// result calls per job of each. Goals: ≤ 2.0 and ≤ 1.5.
+//
+//	go test -run XXX -bench PollingFirstAndSecondRun -benchtime 1x ./runner/
+func BenchmarkPollingFirstAndSecondRun(b *testing.B) {
+	const jobs, conc = 128, 64
+	for range b.N {
+		meter := newPollMeter(runcomfytest.New(runcomfytest.Config{RunTime: 3 * time.Second, Jitter: 1.0 / 3, Token: "bench-token-t"}))
+		ts := httptest.NewServer(meter)
+		client := pooledClient(b, ts.URL, "bench-token-t", conc, 0)
+		dir := b.TempDir()
+		perRun := func(prompt string) float64 {
+			st, err := store.Open(filepath.Join(dir, "ledger.db"), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			meter.mu.Lock()
+			before := meter.calls
+			meter.mu.Unlock()
+			sum, err := Run(context.Background(), context.Background(), Config{Manifest: manifestOf(b, jobs, prompt), Store: st, API: client,
+				HTTP: client.HTTPClient(), OutDir: filepath.Join(dir, "out"), Concurrency: conc, ProgressEvery: -1})
+			st.Close()
+			if err != nil || sum.Counts[lifecycle.Done] != jobs {
+				b.Fatalf("run: %v %v", err, sum.Counts)
+			}
+			meter.mu.Lock()
+			defer meter.mu.Unlock()
+			return float64(meter.calls-before) / jobs
+		}
+		first := perRun("first")
+		second := perRun("second")
+		ts.Close()
+		b.ReportMetric(first, "calls/job-first-run")
+		b.ReportMetric(second, "calls/job-second-run")
+	}
 }
