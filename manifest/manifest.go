@@ -150,33 +150,6 @@ func (m *Manifest) index() bool {
 			return false
 		}
 	}
-	// Ids equal but for case name one file on macOS and Windows: the
-	// whole-document read reports them. Only ids with an upper-case
-	// letter can clash so; most manifests have none, and pay nothing.
-	var folded []string
-	for _, j := range m.Jobs {
-		if strings.ToLower(j.ID) != j.ID {
-			folded = append(folded, strings.ToLower(j.ID))
-		}
-	}
-	if len(folded) == 0 {
-		return true
-	}
-	slices.Sort(folded)
-	lower := make(map[string]bool, len(folded))
-	for _, f := range folded {
-		lower[f] = true
-	}
-	for i := 1; i < len(folded); i++ {
-		if folded[i-1] == folded[i] {
-			return false
-		}
-	}
-	for _, j := range m.Jobs {
-		if strings.ToLower(j.ID) == j.ID && lower[j.ID] {
-			return false
-		}
-	}
 	return true
 }
 
@@ -790,9 +763,7 @@ func (p *parser) claim(id string, at Pos, fp *[32]byte, derived bool) bool {
 	if p.ids == nil {
 		return true
 	}
-	// Ids are compared without regard to case: on macOS and Windows the
-	// files of Clip and clip are one file.
-	key := strings.ToLower(id)
+	key := id
 	prev, taken := p.ids[key]
 	if !taken {
 		u := idUse{id: id, file: at.File, line: int32(min(at.Line, math.MaxInt32)), col: int32(min(at.Col, math.MaxInt32)), job: -1, derived: derived}
@@ -804,8 +775,6 @@ func (p *parser) claim(id string, at Pos, fp *[32]byte, derived bool) bool {
 	}
 	var msg string
 	switch {
-	case prev.id != id:
-		msg = fmt.Sprintf("id %s differs from %s (at %s) only in case: on macOS and Windows their output files would be one file; rename one of them", id, prev.id, prev.at())
 	case derived && fp != nil && prev.job >= 0 && *fp == p.m.Jobs[prev.job].fp:
 		msg = fmt.Sprintf("same model and input as the job at %s; give one of them an explicit id", prev.at())
 	case derived || prev.derived:

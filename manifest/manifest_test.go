@@ -511,20 +511,3 @@ func TestReservedID(t *testing.T) {
 		t.Fatalf("Parse = %v, want a reserved-id error at m.yaml:3", err)
 	}
 }
-
-// Ids that differ only in case are refused: on macOS and Windows their
-// files would be one (found in review).
-func TestIDsDifferingOnlyInCase(t *testing.T) {
-	for _, doc := range []string{
-		"model: m/x\njobs:\n  - id: Clip\n    input: {prompt: a}\n  - id: clip\n    input: {prompt: b}\n",
-		"model: m/x\njobs:\n  - id: res\n    input: {prompt: a}\n    matrix: {resolution: [720P, 720p]}\n",
-	} {
-		_, err := Parse("m.yaml", []byte(doc), Options{})
-		if err == nil || !strings.Contains(err.Error(), "only in case") {
-			t.Errorf("Parse(%q) = %v, want an only-in-case error", doc, err)
-		}
-	}
-	if _, err := Parse("m.yaml", []byte("model: m/x\njobs:\n  - id: Clip\n    input: {prompt: a}\n  - id: clip-2\n    input: {prompt: b}\n"), Options{}); err != nil {
-		t.Errorf("distinct ids refused: %v", err)
-	}
-}

@@ -235,6 +235,10 @@ func (r *run) fetchFile(ctx context.Context, o output, rawURL string) (store.Fil
 	return store.File{}, last
 }
 
+// resumeWorth is the size past which a download's validator is kept from
+// its first byte, so that it resumes even after the process is killed.
+const resumeWorth = 8 << 20
+
 // validatorFile keeps, beside a partial file, the server's validator for the
 // bytes in it (a strong ETag, else Last-Modified): a partial file is
 // continued only with If-Range on it, so a server whose file changed sends
@@ -327,11 +331,13 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 		}
 		if !ok || start != have {
 			restart(f, h)
+			os.Remove(validatorFile(part))
 			return store.File{}, transientf("download %s: unusable Content-Range %q; starting over", rawURL, resp.Header.Get("Content-Range"))
 		}
 		total = size
 	case code == http.StatusRequestedRangeNotSatisfiable:
 		restart(f, h)
+		os.Remove(validatorFile(part))
 		return store.File{}, transientf("download %s: range not satisfiable; starting over", rawURL)
 	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
 		return store.File{}, fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
@@ -340,9 +346,17 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	default:
 		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
 	}
-	// The validator is written beside the partial file only when a
-	// download is left partial: a whole one never needs it, and every
-	// entry made in the output folder costs its lock (outFiles).
+	// The validator is written beside the partial file when a download is
+	// left partial, or up front for a large one (a kill -9 or a power cut
+	// leaves no chance to write it later, and a large file is worth
+	// resuming): a small whole one never needs it, and every entry made in
+	// the output folder costs its lock (outFiles).
+	if v := strongValidator(resp.Header); v != "" && v != validator && total > resumeWorth {
+		r.files.entries.Lock()
+		os.WriteFile(validatorFile(part), []byte(v), 0o644)
+		r.files.entries.Unlock()
+		validator = v
+	}
 	keepPartial := func() {
 		r.files.entries.Lock()
 		defer r.files.entries.Unlock()

@@ -493,3 +493,33 @@ func (s *Store) SetMeta(ctx context.Context, key, value string) error {
 	}
 	return nil
 }
+
+// RequestHosts tells where the ledger's recorded outputs are served from:
+// a loopback host (the simulated API, or a fake-server) or another.
+func (s *Store) RequestHosts(ctx context.Context) (loopback, other bool, err error) {
+	defer wrapErr(&err, "ledger: read output hosts")
+	rows, err := s.db.QueryContext(ctx, "SELECT url FROM files WHERE url LIKE 'http%' UNION ALL SELECT outputs FROM jobs WHERE outputs LIKE '[\"http%' LIMIT 200")
+	if err != nil {
+		return false, false, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return false, false, err
+		}
+		if strings.Contains(v, "://127.0.0.1") || strings.Contains(v, "://localhost") || strings.Contains(v, "://[::1]") {
+			loopback = true
+		} else {
+			other = true
+		}
+	}
+	return loopback, other, rows.Err()
+}
+
+// RequestCount counts the submissions that got a request id.
+func (s *Store) RequestCount(ctx context.Context) (n int, err error) {
+	defer wrapErr(&err, "ledger: count request ids")
+	err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM submissions WHERE request_id IS NOT NULL").Scan(&n)
+	return n, err
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
 )
 
 // 6. `run ... 2>&1 | head -1`: the reader goes away after one line, and
@@ -170,5 +172,32 @@ func TestFakeLedgerIsNotARealOne(t *testing.T) {
 	r := runBinary(t, tokenEnv(api), "run", manifest)
 	if r.code != 2 || !strings.Contains(r.stderr, "run against simulated") || srv.Stats().Submits != 0 {
 		t.Fatalf("real run on a --fake ledger: exit %d, %d submits:\n%s", r.code, srv.Stats().Submits, r.stderr)
+	}
+}
+
+// A ledger from before the API was recorded is judged by what it holds:
+// request ids with RunComfy's outputs (or none yet) are not the simulated
+// API's to answer (found in review: --fake failed them, then locked the
+// real API out).
+func TestUnrecordedAPIIsInferred(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, QueueTime: time.Minute})
+	api := srv.Start()
+	defer srv.Close()
+	manifest, _ := writeManifest(t, t.TempDir(), 2)
+	if r := runBinary(t, tokenEnv(api), "run", manifest, "--submit-only"); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	st, err := store.Open(filepath.Join(filepath.Dir(manifest), "jobs.ledger.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetMeta(context.Background(), "api", "") // as a ledger made before it was recorded
+	st.Close()
+	r := runBinary(t, nil, "run", manifest, "--fake")
+	if r.code != 2 || !strings.Contains(r.stderr, "other than the simulated one") {
+		t.Fatalf("--fake on a ledger with request ids of another API: exit %d\n%s", r.code, r.stderr)
+	}
+	if s := status(t, manifest); s.Counts["queued"] != 2 {
+		t.Fatalf("counts %v: the jobs were touched", s.Counts)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 		return err
 	}
 	switch {
-	case owner == abs:
+	case samePath(owner, abs):
 		return nil
 	case owner == "":
 		if !write {
@@ -58,7 +59,7 @@ const outClaim = ".comfybatch-ledger"
 // metadata.jsonl, and sweep each other's partial downloads. The first run
 // claims the folder; a run of another ledger is refused, unless the ledger
 // that claimed it is gone from where it was (moved or deleted).
-func claimOutDir(out, ledger string, log *slog.Logger) error {
+func claimOutDir(out, ledger string, log *slog.Logger, write bool) error {
 	abs, err := filepath.Abs(ledger)
 	if err != nil {
 		return err
@@ -67,16 +68,21 @@ func claimOutDir(out, ledger string, log *slog.Logger) error {
 	b, err := os.ReadFile(path)
 	owner := strings.TrimSpace(string(b))
 	switch {
-	case err == nil && owner == abs:
+	case err == nil && samePath(owner, abs):
 		return nil
 	case err == nil && owner != "":
-		if _, err := os.Stat(owner); err == nil {
+		if _, err := os.Stat(owner); !errors.Is(err, os.ErrNotExist) {
 			return usagef("the output folder %s holds the outputs of the ledger %s, not %s: two ledgers writing one folder would overwrite each other's paid files; give this manifest its own folder with --out or output.dir",
 				out, owner, abs)
 		}
-		log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
+		if write {
+			log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
+		}
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return err
+	}
+	if !write {
+		return nil
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("output folder: %w", err)
@@ -102,6 +108,31 @@ func claimAPI(ctx context.Context, st *store.Store, api string, write bool) erro
 	if err != nil {
 		return err
 	}
+	if had == "" {
+		// A ledger from before the API was recorded: its requests were
+		// made somewhere. Its output URLs tell: the simulated API serves
+		// files from a loopback host, RunComfy from its CDN.
+		simulated, real, err := st.RequestHosts(ctx)
+		if err != nil {
+			return err
+		}
+		if api == "simulated" && !simulated && !real {
+			// Request ids without outputs to tell where they are from: the
+			// simulated API must not be asked about (and fail) what may
+			// be RunComfy's paid jobs.
+			if n, err := st.RequestCount(ctx); err != nil {
+				return err
+			} else if n > 0 {
+				real = true
+			}
+		}
+		switch {
+		case api == "simulated" && real:
+			had = "an API other than the simulated one"
+		case api != "simulated" && simulated && !loopbackAPI(api):
+			had = "the simulated API"
+		}
+	}
 	switch {
 	case had == api:
 		return nil
@@ -113,4 +144,28 @@ func claimAPI(ctx context.Context, st *store.Store, api string, write bool) erro
 	}
 	return usagef("the ledger %s holds jobs run against %s, not %s: their results and request ids mean nothing there; use another ledger (--ledger) and output folder (--out) for this API",
 		st.Path(), had, api)
+}
+
+// loopbackAPI reports an API base on this machine (a fake-server).
+func loopbackAPI(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	switch h := u.Hostname(); h {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
+}
+
+// samePath reports whether two paths name one file (a symlink, another
+// spelling), not only the same string.
+func samePath(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

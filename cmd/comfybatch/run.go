@@ -166,6 +166,10 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 		return usagef("the output folder %s is a file, not a folder: move it away, or choose another with --out or output.dir", out)
 	}
+	// Checked before a new ledger is made: a refusal leaves no file.
+	if err := claimOutDir(out, a.ledgerPath(path), log, false); err != nil {
+		return err
+	}
 	if st == nil {
 		if err := openLedger(); err != nil {
 			return err
@@ -177,7 +181,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err := claimAPI(ctx, st, a.apiIdentity(), true); err != nil {
 		return err
 	}
-	if err := claimOutDir(out, a.ledgerPath(path), log); err != nil {
+	if err := claimOutDir(out, a.ledgerPath(path), log, true); err != nil {
 		return err
 	}
 
