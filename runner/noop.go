@@ -148,6 +148,18 @@ func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest
 	if total != len(m.Jobs) {
 		return st.SetMeta(ctx, stampKey, "")
 	}
+	// Every job as the manifest has it now: a change that waited for its
+	// earlier request to be collected (deferred) is work for the next run,
+	// which must read the manifest to see it.
+	known, err := st.Known(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range m.ByID() {
+		if k, ok := known[j.ID]; !ok || k.Fingerprint != j.Fingerprint() {
+			return st.SetMeta(ctx, stampKey, "")
+		}
+	}
 	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: total, OutDir: src.OutDir})
 	return st.SetMeta(ctx, stampKey, string(b))
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"comfybatch/runcomfy/runcomfytest"
 )
@@ -60,5 +61,28 @@ func TestNoOpRerunNoticesEveryChange(t *testing.T) {
 	}
 	if srv.Stats().Created != 3 {
 		t.Fatalf("created %d, want 3", srv.Stats().Created)
+	}
+}
+
+// A job edited while its request was at RunComfy is collected first and
+// submitted with its new input by the next run: that run must not take the
+// short way (found checking the no-op path: it would have, for ever).
+func TestNoOpAfterADeferredChange(t *testing.T) {
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, QueueTime: 300 * time.Millisecond})
+	api := srv.Start()
+	defer srv.Close()
+	manifest, _ := writeManifest(t, t.TempDir(), 1)
+	env := tokenEnv(api)
+	if r := runBinary(t, env, "run", manifest, "--submit-only"); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	b, _ := os.ReadFile(manifest)
+	os.WriteFile(manifest, []byte(strings.Replace(string(b), "take 0", "take 0, edited", 1)), 0o644)
+	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 1 || srv.Stats().Created != 1 {
+		t.Fatalf("the run collecting the earlier request: exit %d, created %d\n%s", r.code, srv.Stats().Created, r.stderr)
+	}
+	r := runBinary(t, env, "run", manifest, "-v", "--poll-max", "50ms")
+	if r.code != 0 || strings.Contains(r.stderr, "nothing changed since the last run") || srv.Stats().Created != 2 {
+		t.Fatalf("the next run: exit %d, created %d\n%s", r.code, srv.Stats().Created, r.stderr)
 	}
 }
