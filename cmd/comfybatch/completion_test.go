@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -25,8 +26,31 @@ func TestHelpHasExamples(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	r := runMain(t, nil, "--version")
-	if r.code != 0 || r.stdout != "comfybatch version "+version+"\n" {
+	if r.code != 0 || r.stdout != "comfybatch version "+versionString()+"\n" || !strings.HasPrefix(r.stdout, "comfybatch version "+version) {
 		t.Fatalf("--version: exit %d, %q", r.code, r.stdout)
+	}
+	// The built binary names the commit it was built from (in a checkout).
+	b := runBinary(t, nil, "--version")
+	inCheckout := exec.Command("git", "rev-parse", "HEAD").Run() == nil
+	if b.code != 0 || inCheckout && !strings.Contains(b.stdout, "(") {
+		t.Fatalf("the binary's --version: exit %d, %q; want the module version and the commit", b.code, b.stdout)
+	}
+}
+
+// --json is refused where there is no data to print in it, and fake-server
+// refuses shares outside 0..1: each a usage error, exit 2.
+func TestUsageRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"run", "x.yaml", "--json"},
+		{"results", "x.yaml", "--format", "csv", "--json"},
+		{"fake-server", "--json"},
+		{"fake-server", "--rate-429", "1.5"},
+		{"fake-server", "--truncate-rate", "-0.1"},
+		{"fake-server", "--max-running", "-1"},
+	} {
+		if r := runMain(t, nil, args...); r.code != 2 || r.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
 	}
 }
 

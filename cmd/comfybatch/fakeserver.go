@@ -50,6 +50,21 @@ any token (or the one given with --token).`,
 }
 
 func (a *app) fakeServer(ctx context.Context, addr string, cfg runcomfytest.Config) error {
+	if a.jsonOut {
+		return usagef("fake-server prints no data: --json does not apply")
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"--jitter", cfg.Jitter}, {"--failure-rate", cfg.FailureRate}, {"--rate-429", cfg.Rate429}, {"--retry-after-share", cfg.RetryAfterShare},
+		{"--rate-5xx", cfg.Rate5xx}, {"--drop-rate", cfg.DropSubmitRate}, {"--truncate-rate", cfg.TruncateRate}, {"--expire-rate", cfg.ExpireRate}} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return usagef("%s %v: want a share from 0 to 1", r.flag, r.v)
+		}
+	}
+	if cfg.MaxRunning < 0 || cfg.FileDelay < 0 || cfg.QueueTime < 0 || cfg.RunTime < 0 || !(cfg.CostUSD >= 0) {
+		return usagef("fake-server: --max-running, --file-delay, --queue-time, --run-time and --cost must not be negative")
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return usagef("fake-server: %v", err)

@@ -85,6 +85,9 @@ func (a *app) results(ctx context.Context, manifestPath, format string) error {
 	if format != "jsonl" && format != "csv" {
 		return usagef("--format %q: want jsonl or csv", format)
 	}
+	if a.jsonOut && format == "csv" {
+		return usagef("--json and --format csv ask for two formats: choose one")
+	}
 	path := a.ledgerPath(manifestPath)
 	out := a.resultsOutDir(manifestPath)
 	var write func(resultJSON) error

@@ -79,6 +79,9 @@ func manifestArg(cmd *cobra.Command, args []string) error {
 }
 
 func (a *app) run(ctx context.Context, path string, o runFlags) error {
+	if a.jsonOut {
+		return usagef("run prints no data: --json does not apply; use --log-format json for its log, and `comfybatch status --json` for where the jobs are")
+	}
 	if o.concurrency < 1 {
 		return usagef("-j/--concurrency must be at least 1")
 	}
