@@ -115,8 +115,10 @@ func modelRound(t *testing.T, seed uint64, jobs, runs int) {
 	if e.srv.Stats().Created == 0 {
 		t.Fatalf("seed %d: nothing was ever created: the round proves nothing", seed)
 	}
+	// (Completed is allowed: a download cut on every try is left for the
+	// next run, which is no payment question.)
 	for id, j := range e.jobs() {
-		if !j.State.Settled() {
+		if !j.State.Settled() && j.State != lifecycle.Completed {
 			t.Fatalf("seed %d: job %s is %s after a run that was not stopped", seed, id, j.State)
 		}
 	}
