@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -61,13 +62,7 @@ type Event struct {
 // the write is queued refuses it.
 func (s *Store) Apply(ctx context.Context, id string, step lifecycle.Step, files ...File) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var cur lifecycle.State
-		if err := tx.QueryRow("SELECT state FROM jobs WHERE id = ?", id).Scan(&cur); err == nil && lifecycle.BySync(cur, step.To) {
-			// Only a changed manifest takes these edges (Sync): an answer
-			// from RunComfy never resets or reuses a job's result.
-			return fmt.Errorf("%w: is %s, and %s → %s is taken only when the manifest changes", ErrConflict, cur, cur, step.To)
-		}
-		if _, err := s.apply(tx, id, step); err != nil {
+		if _, err := s.apply(tx, id, step, false); err != nil {
 			return err
 		}
 		for _, f := range files {
@@ -86,8 +81,12 @@ func (s *Store) Apply(ctx context.Context, id string, step lifecycle.Step, files
 // apply is the one place a job's state changes. What it writes besides the
 // state depends on the edge: the columns of a job's current submission are
 // cleared when a new one begins, a request id is saved when it arrives, a
-// result when it ends.
-func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State, error) {
+// result when it ends. bySync says the move comes from bringing the ledger
+// in line with a changed manifest: only that moves a job whose state a new
+// input may replace (lifecycle.State.Replaceable), and only that takes the
+// edges marked BySync — an answer from RunComfy never resets or reuses a
+// job's result.
+func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step, bySync bool) (lifecycle.State, error) {
 	var cur lifecycle.State
 	var remote string
 	if err := tx.QueryRow("SELECT state, remote_status FROM jobs WHERE id = ?", id).Scan(&cur, &remote); err != nil {
@@ -96,8 +95,13 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		}
 		return "", err
 	}
-	if !lifecycle.Allowed(cur, st.To) {
+	switch {
+	case !lifecycle.Allowed(cur, st.To):
 		return cur, fmt.Errorf("%w: is %s, and %s → %s is not a transition", ErrConflict, cur, cur, st.To)
+	case bySync && !cur.Replaceable():
+		return cur, fmt.Errorf("%w: it is %s, which a changed manifest does not replace", ErrConflict, cur)
+	case !bySync && lifecycle.BySync(cur, st.To):
+		return cur, fmt.Errorf("%w: is %s, and %s → %s is taken only when the manifest changes", ErrConflict, cur, cur, st.To)
 	}
 	now := s.stamp()
 	var sets string
@@ -165,7 +169,7 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 	case (st.To == lifecycle.Failed || st.To == lifecycle.Cancelled) && cur.InFlight():
 		// coalesce: a cost reported earlier is kept when this answer has none.
 		sets = "remote_status = ?, queue_position = NULL, error = ?, cost_usd = coalesce(?, cost_usd), finished_at = ?"
-		args = []any{cmpOr(st.Remote, remote), st.Error, nullFloat(st.Cost), now}
+		args = []any{cmp.Or(st.Remote, remote), st.Error, nullFloat(st.Cost), now}
 		if err := setSubmission(tx, id, "outcome = ?, cost_usd = coalesce(?, cost_usd)", string(st.To), nullFloat(st.Cost)); err != nil {
 			return cur, err
 		}
@@ -173,7 +177,7 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 		if st.Remote != "" && st.Remote != remote && detail == "" {
 			detail = "remote status " + st.Remote
 		}
-		sets, args = "remote_status = ?, queue_position = ?", []any{cmpOr(st.Remote, remote), nullInt(st.QueuePosition)}
+		sets, args = "remote_status = ?, queue_position = ?", []any{cmp.Or(st.Remote, remote), nullInt(st.QueuePosition)}
 	}
 	q := "UPDATE jobs SET state = ?, updated_at = ?"
 	if sets != "" {
@@ -194,12 +198,6 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step) (lifecycle.State
 	return cur, nil
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
 
 // Recover applies lifecycle.Recover to every job left in submitting by a
 // process that died mid-POST.
@@ -220,7 +218,7 @@ func (s *Store) Recover(ctx context.Context) (n int, err error) {
 		}
 		rows.Close()
 		for _, id := range ids {
-			if _, err := s.apply(tx, id, lifecycle.Recover()); err != nil {
+			if _, err := s.apply(tx, id, lifecycle.Recover(), false); err != nil {
 				return fmt.Errorf("job %s: %w", id, err)
 			}
 		}

@@ -258,16 +258,8 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 			}
 		}
 		for _, sp := range change {
-			// Checked again inside the write: a job that went into
-			// submitting (or anywhere awaited) since it was read is not
-			// replaced; Submitting → Pending is an edge of its own.
-			var cur lifecycle.State
-			if err := tx.QueryRow("SELECT state FROM jobs WHERE id = ?", sp.ID).Scan(&cur); err != nil {
-				return fmt.Errorf("job %s: %w", sp.ID, err)
-			}
-			if !cur.Replaceable() {
-				return fmt.Errorf("job %s: %w: it became %s while the manifest was being synced", sp.ID, ErrConflict, cur)
-			}
+			// apply (bySync) checks again, inside the write, that the job
+			// is still one a new input may replace.
 			if err := keepHistory(tx, sp.ID, archived[sp.ID]); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
@@ -278,7 +270,7 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 				continue
 			}
 			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
-			if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: lifecycle.Pending, Detail: detail}); err != nil {
+			if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: lifecycle.Pending, Detail: detail}, true); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
 			if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL,
@@ -414,7 +406,7 @@ func (s *Store) reuse(tx *sql.Tx, sp Spec, oldFP string, ru reuse) error {
 		why = "the input changed back to that of attempt " + fmt.Sprint(ru.attempt) + ", which ended " + string(to) + "; `run --retry-failed` submits it again"
 		detail = change + ", which ended " + string(to) + ": not submitted again"
 	}
-	if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: to, Detail: detail}); err != nil {
+	if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: to, Detail: detail}, true); err != nil {
 		return err
 	}
 	var req any
@@ -443,29 +435,6 @@ func (s *Store) reuse(tx *sql.Tx, sp Spec, oldFP string, ru reuse) error {
 	}
 	_, err := tx.Exec("DELETE FROM history_files WHERE job_id = ? AND attempt = ?", sp.ID, ru.attempt)
 	return err
-}
-
-// Owner is the manifest the ledger belongs to (its absolute path), "" for a
-// ledger that has not been claimed yet.
-func (s *Store) Owner(ctx context.Context) (owner string, err error) {
-	defer wrapErr(&err, "ledger: read its manifest")
-	err = s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'manifest'").Scan(&owner)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	return owner, err
-}
-
-// Claim records the manifest the ledger belongs to.
-func (s *Store) Claim(ctx context.Context, manifest string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec("INSERT INTO meta (key, value) VALUES ('manifest', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", manifest)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("ledger: record its manifest: %w", err)
-	}
-	return nil
 }
 
 // Meta reads a fact the ledger keeps about itself ("" when absent).

@@ -137,7 +137,7 @@ func TestFailingWriteInGroupRollsBackAlone(t *testing.T) {
 					if _, err := tx.Exec("INSERT INTO events (job_id, at, from_state, to_state) VALUES (?, 'x', 'queued', 'queued')", id); err != nil {
 						return err
 					}
-					_, err := s.apply(tx, id, lifecycle.Step{To: lifecycle.Done})
+					_, err := s.apply(tx, id, lifecycle.Step{To: lifecycle.Done}, false)
 					return err
 				})
 			}

@@ -13,6 +13,9 @@ import (
 	"comfybatch/store"
 )
 
+// manifestKey is the ledger meta key that names the manifest it belongs to.
+const manifestKey = "manifest"
+
 // claimLedger holds a ledger to the one manifest it belongs to. A ledger
 // records every request id of its manifest's jobs and writes their files;
 // run with another manifest, it would take that manifest's jobs for changed
@@ -25,7 +28,7 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 	if err != nil {
 		return err
 	}
-	owner, err := st.Owner(ctx)
+	owner, err := st.Meta(ctx, manifestKey)
 	if err != nil {
 		return err
 	}
@@ -36,7 +39,7 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 		if !write {
 			return nil
 		}
-		return st.Claim(ctx, abs)
+		return st.SetMeta(ctx, manifestKey, abs)
 	}
 	if _, err := os.Stat(owner); err == nil || !errors.Is(err, os.ErrNotExist) {
 		return usagef("the ledger %s belongs to the manifest %s, not %s: running another manifest on it would mix their jobs and files; give this manifest a ledger of its own with --ledger (its default is <manifest stem>.ledger.db beside it)",
@@ -46,7 +49,7 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 		return nil
 	}
 	log.Warn("the manifest this ledger belongs to is no longer where it was; taking this one for it (moved or renamed)", "was", owner, "now", abs)
-	return st.Claim(ctx, abs)
+	return st.SetMeta(ctx, manifestKey, abs)
 }
 
 // outClaim is the file, in an output folder, that names the ledger whose
