@@ -198,7 +198,6 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step, bySync bool) (li
 	return cur, nil
 }
 
-
 // Recover applies lifecycle.Recover to every job left in submitting by a
 // process that died mid-POST.
 func (s *Store) Recover(ctx context.Context) (n int, err error) {
