@@ -345,6 +345,15 @@ func TestMissingRequestFails(t *testing.T) {
 	if j := b.jobs()["job-000"]; !strings.Contains(j.Error, "missing or expired") {
 		t.Fatalf("error %q", j.Error)
 	}
+	// Jobs that went missing teach nothing of how long the model takes.
+	ro, err := store.Open(b.ledger, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if learned, err := ro.Durations(context.Background()); err != nil || len(learned) != 0 {
+		t.Fatalf("durations learned from missing requests: %v %v", learned, err)
+	}
 }
 
 // TestChangedInFlightIsCollectedFirst: a job edited while its request is at
