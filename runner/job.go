@@ -245,7 +245,7 @@ func (r *run) collect(j store.Job) error {
 			// Only a result teaches how long the model's jobs take: a
 			// request gone missing or cancelled says nothing of it, and
 			// its age would pull every later poll late.
-			r.timing.of(j.Model).add(took(res, age))
+			r.timing.add(j.Model, took(res, age))
 		}
 		if c := r.costs; c != nil && step.Cost != nil {
 			c.reported(j.ID, j.Model, *step.Cost)

@@ -3,6 +3,7 @@ package runner
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -126,6 +127,13 @@ func (d *durations) samples() []time.Duration {
 type timings struct {
 	mu      sync.Mutex
 	byModel map[string]*durations
+	learned atomic.Bool // a job finished in this run: there is something new to save
+}
+
+// add records how long one of a model's jobs took.
+func (t *timings) add(model string, took time.Duration) {
+	t.of(model).add(took)
+	t.learned.Store(true)
 }
 
 func (t *timings) of(model string) *durations {

@@ -237,7 +237,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	if c := r.costs; c != nil && c.capped > 0 {
 		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
 	}
-	if learned := r.timing.all(); len(learned) > 0 {
+	if learned := r.timing.all(); r.timing.learned.Load() {
 		if err := cfg.Store.SaveDurations(r.work, learned); err != nil {
 			r.log.Warn("could not save what this run learned of job durations", "error", err)
 		}
