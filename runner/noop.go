@@ -45,27 +45,18 @@ type noopStamp struct {
 	OutDir   string   `json:"out_dir"`
 }
 
-// sum hashes every source file's path and bytes, streamed.
+// sum hashes every source file's bytes (and, but for the binary's, its
+// path: go run builds the binary somewhere new each time), streamed.
 func (s Sources) sum() (string, error) {
 	h := sha256.New()
-	files := append([]string{s.Manifest, s.Binary}, s.Includes...)
-	files = append(files, s.Schemas...)
-	for i, p := range files {
-		if i == 1 {
-			fmt.Fprint(h, "binary\n") // its bytes, wherever it runs from (go run builds it elsewhere each time)
-		} else {
-			fmt.Fprintf(h, "%q\n", p)
-		}
-		if p == "" {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
+	if s.Binary != "" {
+		if err := hashFile(h, s.Binary); err != nil {
 			return "", err
 		}
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
+	}
+	for _, p := range append(append([]string{s.Manifest}, s.Includes...), s.Schemas...) {
+		fmt.Fprintf(h, "%q\n", p)
+		if err := hashFile(h, p); err != nil {
 			return "", err
 		}
 	}
@@ -73,43 +64,65 @@ func (s Sources) sum() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+func hashFile(h io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(h, f)
+	return err
+}
+
+// FileSum hashes one file's bytes.
+func FileSum(path string) (string, error) {
+	h := sha256.New()
+	if err := hashFile(h, path); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// idle reports whether a run under f would act on none of the jobs counted,
+// and how many they are.
+func idle(counts map[lifecycle.State]int, f lifecycle.Flags) (total int, ok bool) {
+	for state, n := range counts {
+		total += n
+		if n > 0 && lifecycle.Next(state, lifecycle.Unchanged, f) != lifecycle.ActionNone {
+			return total, false
+		}
+	}
+	return total, true
+}
+
 // NothingToDo reports whether a run of src with flags f would do nothing:
 // its sources are those the ledger stamped after its last run, the ledger
 // holds just the manifest's jobs, none of which a run would act on, and
-// every recorded file is on disk with its size. It never errs on the side
-// of skipping: anything it cannot tell sends the run the long way.
-func NothingToDo(ctx context.Context, st *store.Store, src Sources, f lifecycle.Flags) (map[lifecycle.State]int, bool) {
+// every recorded file is on disk with its size. It gives the jobs' counts
+// and the output folder the stamp names (src.OutDir, when given, must be
+// it). It never errs on the side of skipping: anything it cannot tell sends
+// the run the long way.
+func NothingToDo(ctx context.Context, st *store.Store, src Sources, f lifecycle.Flags) (counts map[lifecycle.State]int, outDir string, ok bool) {
 	raw, err := st.Meta(ctx, stampKey)
-	if err != nil || raw == "" {
-		return nil, false
-	}
 	var stamp noopStamp
-	if json.Unmarshal([]byte(raw), &stamp) != nil {
-		return nil, false
+	if err != nil || raw == "" || json.Unmarshal([]byte(raw), &stamp) != nil {
+		return nil, "", false
 	}
 	if src.OutDir == "" {
 		src.OutDir = stamp.OutDir // decided by the manifest, whose bytes are in the sum
 	}
 	src.Includes = stamp.Includes
 	if sum, err := src.sum(); err != nil || sum != stamp.Sum {
-		return nil, false
+		return nil, "", false
 	}
-	counts, err := st.Counts(ctx)
-	if err != nil {
-		return nil, false
+	if counts, err = st.Counts(ctx); err != nil {
+		return nil, "", false
 	}
-	total := 0
-	for state, n := range counts {
-		total += n
-		if n > 0 && lifecycle.Next(state, lifecycle.Unchanged, f) != lifecycle.ActionNone {
-			return nil, false
-		}
-	}
-	if total != stamp.Jobs {
-		return nil, false
+	if total, ok := idle(counts, f); !ok || total != stamp.Jobs {
+		return nil, "", false
 	}
 	if _, err := os.Stat(filepath.Join(src.OutDir, MetadataFile)); err != nil {
-		return nil, false
+		return nil, "", false
 	}
 	missing := errors.New("a file is missing")
 	err = st.EachFile(ctx, func(_ string, fl store.File) error {
@@ -119,69 +132,31 @@ func NothingToDo(ctx context.Context, st *store.Store, src Sources, f lifecycle.
 		return nil
 	})
 	if err != nil {
-		return nil, false
+		return nil, "", false
 	}
-	return counts, true
+	return counts, src.OutDir, true
 }
 
 // StampNothingToDo records, after a run, the stamp NothingToDo looks for,
 // when the run left nothing to do; otherwise it clears it. manifestBefore
-// is FileSum of the manifest taken before it was read: a manifest edited
-// since is not stamped.
-func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest, src Sources, manifestBefore string, f lifecycle.Flags) error {
+// is FileSum of the manifest taken before it was read (a manifest edited
+// since is not stamped); deferred counts the jobs whose change waited for
+// their earlier request (SyncReport.Deferred): the next run must read the
+// manifest to submit them.
+func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest, src Sources, manifestBefore string, deferred int, f lifecycle.Flags) error {
 	src.Includes = slices.Clone(m.Includes)
 	sum, err := src.sum()
-	if now, ferr := FileSum(src.Manifest); err != nil || ferr != nil || now != manifestBefore {
+	if now, ferr := FileSum(src.Manifest); err != nil || ferr != nil || now != manifestBefore || deferred > 0 {
 		return st.SetMeta(ctx, stampKey, "")
 	}
 	counts, err := st.Counts(ctx)
 	if err != nil {
 		return err
 	}
-	total := 0
-	for state, n := range counts {
-		total += n
-		if n > 0 && lifecycle.Next(state, lifecycle.Unchanged, f) != lifecycle.ActionNone {
-			return st.SetMeta(ctx, stampKey, "")
-		}
-	}
-	if total != len(m.Jobs) {
+	if total, ok := idle(counts, f); !ok || total != len(m.Jobs) {
 		return st.SetMeta(ctx, stampKey, "")
 	}
-	// Every job as the manifest has it now: a change that waited for its
-	// earlier request to be collected (deferred) is work for the next run,
-	// which must read the manifest to see it.
-	known, err := st.Known(ctx)
-	if err != nil {
-		return err
-	}
-	for _, j := range m.ByID() {
-		if k, ok := known[j.ID]; !ok || k.Fingerprint != j.Fingerprint() {
-			return st.SetMeta(ctx, stampKey, "")
-		}
-	}
-	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: total, OutDir: src.OutDir})
+	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: len(m.Jobs), OutDir: src.OutDir})
 	return st.SetMeta(ctx, stampKey, string(b))
 }
 
-// FileSum hashes one file's bytes.
-func FileSum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// StampedOutDir is the output folder the stamp recorded.
-func StampedOutDir(ctx context.Context, st *store.Store) string {
-	raw, _ := st.Meta(ctx, stampKey)
-	var stamp noopStamp
-	json.Unmarshal([]byte(raw), &stamp)
-	return stamp.OutDir
-}

@@ -142,11 +142,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			return err
 		}
 		src := a.sources(path, o, a.out)
-		if counts, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok {
-			out := a.out
-			if out == "" {
-				out = runner.StampedOutDir(ctx, st)
-			}
+		if counts, out, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok {
 			log.Debug("nothing changed since the last run, and nothing is left to do")
 			if err := st.Close(); err != nil {
 				return err
@@ -218,8 +214,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	})
 	close(running)
 	disp.stop()
-	if err == nil || errors.As(err, new(incompleteError)) {
-		if serr := runner.StampNothingToDo(a.work, st, m, a.sources(path, o, out), manifestBefore, o.flags()); serr != nil {
+	if err == nil {
+		if serr := runner.StampNothingToDo(a.work, st, m, a.sources(path, o, out), manifestBefore, sum.Sync.Deferred, o.flags()); serr != nil {
 			log.Warn("could not record that nothing is left to do; the next run reads the manifest", "error", serr)
 		}
 	}
