@@ -153,13 +153,7 @@ func (r *run) saveBytes(o output, ext, source string, data []byte) (store.File, 
 		return store.File{}, serr
 	}
 	name := o.name(ext)
-	r.files.entries.Lock()
-	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
-	r.files.entries.Unlock()
-	if err != nil {
-		return store.File{}, err
-	}
-	if err := r.files.syncDir(r.cfg.OutDir); err != nil {
+	if err := r.place(part, name, ""); err != nil {
 		return store.File{}, err
 	}
 	sum := sha256.Sum256(data)
@@ -272,6 +266,16 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 		return store.File{}, err
 	}
 	validator := ""
+	// startOver drops what is on disk, and the validator that vouched for
+	// it, so that nothing of another version of the file is kept.
+	startOver := func() error {
+		if validator != "" {
+			os.Remove(validatorFile(part))
+			validator = ""
+		}
+		have = 0
+		return restart(f, h)
+	}
 	if have > 0 {
 		if b, err := os.ReadFile(validatorFile(part)); err == nil {
 			validator = strings.TrimSpace(string(b))
@@ -279,10 +283,9 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 		if validator == "" {
 			// Nothing proves these bytes are the server's current file:
 			// start over rather than splice.
-			if err := restart(f, h); err != nil {
+			if err := startOver(); err != nil {
 				return store.File{}, err
 			}
-			have = 0
 		}
 	}
 
@@ -314,30 +317,27 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	case code == http.StatusOK:
 		// The server sends the whole file: start over.
 		if have > 0 {
-			if err := restart(f, h); err != nil {
+			if err := startOver(); err != nil {
 				return store.File{}, err
 			}
 		}
-		have, total = 0, resp.ContentLength
+		total = resp.ContentLength
 	case code == http.StatusPartialContent:
 		start, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if have > 0 && strongValidator(resp.Header) != validator {
 			// A host that ignores If-Range sends the tail of whatever it
 			// has now: without its validator matching ours, the tail is
 			// not known to belong to the bytes on disk.
-			restart(f, h)
-			os.Remove(validatorFile(part))
+			startOver()
 			return store.File{}, transientf("download %s: a partial answer for another version of the file; starting over", rawURL)
 		}
 		if !ok || start != have {
-			restart(f, h)
-			os.Remove(validatorFile(part))
+			startOver()
 			return store.File{}, transientf("download %s: unusable Content-Range %q; starting over", rawURL, resp.Header.Get("Content-Range"))
 		}
 		total = size
 	case code == http.StatusRequestedRangeNotSatisfiable:
-		restart(f, h)
-		os.Remove(validatorFile(part))
+		startOver()
 		return store.File{}, transientf("download %s: range not satisfiable; starting over", rawURL)
 	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
 		return store.File{}, fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
@@ -396,19 +396,25 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 		return store.File{}, err
 	}
 	name := o.name(extension(u.Path, resp.Header.Get("Content-Type")))
+	if err := r.place(part, name, validator); err != nil {
+		return store.File{}, err
+	}
+	return store.File{N: o.n, URL: rawURL, Path: name, Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// place renames a whole partial file to its output name (with its
+// validator file, when it has one, removed) and makes the rename durable.
+func (r *run) place(part, name, validator string) error {
 	r.files.entries.Lock()
-	err = os.Rename(part, filepath.Join(r.cfg.OutDir, name))
-	if validator != "" {
+	err := os.Rename(part, filepath.Join(r.cfg.OutDir, name))
+	if err == nil && validator != "" {
 		os.Remove(validatorFile(part))
 	}
 	r.files.entries.Unlock()
 	if err != nil {
-		return store.File{}, err
+		return err
 	}
-	if err := r.files.syncDir(r.cfg.OutDir); err != nil {
-		return store.File{}, err
-	}
-	return store.File{N: o.n, URL: rawURL, Path: name, Bytes: size, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return r.files.syncDir(r.cfg.OutDir)
 }
 
 // errStalled is the cause of a download abandoned for sending nothing.
