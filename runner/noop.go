@@ -159,4 +159,3 @@ func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest
 	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: len(m.Jobs), OutDir: src.OutDir})
 	return st.SetMeta(ctx, stampKey, string(b))
 }
-
