@@ -146,6 +146,12 @@ func urlProblem(raw string) (rule, msg string) {
 	return "https", fmt.Sprintf("%s: scheme %s is not accepted; use https", show(raw), u.Scheme)
 }
 
+// IsLoopbackURL reports a URL whose host, as written, is this machine.
+func IsLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && isLoopback(u.Hostname())
+}
+
 // isLoopback looks at the host as written, without DNS: a name that
 // resolves to 127.0.0.1 is still a name RunComfy would have to reach.
 func isLoopback(host string) bool {

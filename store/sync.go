@@ -463,27 +463,31 @@ func (s *Store) SetMeta(ctx context.Context, key, value string) error {
 	return nil
 }
 
-// RequestHosts tells where the ledger's recorded outputs are served from:
-// a loopback host (the simulated API, or a fake-server) or another.
-func (s *Store) RequestHosts(ctx context.Context) (loopback, other bool, err error) {
-	defer wrapErr(&err, "ledger: read output hosts")
-	rows, err := s.db.QueryContext(ctx, "SELECT url FROM files WHERE url LIKE 'http%' UNION ALL SELECT outputs FROM jobs WHERE outputs LIKE '[\"http%' LIMIT 200")
+// SampleOutputs returns up to n output URLs the ledger holds (downloaded
+// files' and jobs' outputs): where they are served from tells which API
+// the ledger's requests were made at.
+func (s *Store) SampleOutputs(ctx context.Context, n int) (_ []string, err error) {
+	defer wrapErr(&err, "ledger: read output URLs")
+	rows, err := s.db.QueryContext(ctx, `SELECT url FROM files WHERE url LIKE 'http%'
+		UNION ALL SELECT outputs FROM jobs WHERE outputs != '[]' LIMIT ?`, n)
 	if err != nil {
-		return false, false, err
+		return nil, err
 	}
 	defer rows.Close()
+	var out []string
 	for rows.Next() {
 		var v string
 		if err := rows.Scan(&v); err != nil {
-			return false, false, err
+			return nil, err
 		}
-		if strings.Contains(v, "://127.0.0.1") || strings.Contains(v, "://localhost") || strings.Contains(v, "://[::1]") {
-			loopback = true
+		var list []string
+		if json.Unmarshal([]byte(v), &list) == nil {
+			out = append(out, list...) // a job's outputs
 		} else {
-			other = true
+			out = append(out, v) // a file's URL
 		}
 	}
-	return loopback, other, rows.Err()
+	return out, rows.Err()
 }
 
 // RequestCount counts the submissions that got a request id.

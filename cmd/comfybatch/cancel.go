@@ -98,10 +98,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 		return usageError{err}
 	}
 	defer st.Close()
-	if err := claimLedger(ctx, st, manifestPath, log, false); err != nil {
-		return err
-	}
-	if err := claimAPI(ctx, st, a.apiIdentity(), false); err != nil {
+	if err := a.claim(ctx, st, manifestPath, "", log, false); err != nil {
 		return err
 	}
 

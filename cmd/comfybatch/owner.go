@@ -5,13 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
+
+// claim holds the ledger to its manifest and API, and the output folder
+// (when out is given) to the ledger, or says which is another's: checked
+// only, or recorded too when write is set.
+func (a *app) claim(ctx context.Context, st *store.Store, manifestPath, out string, log *slog.Logger, write bool) error {
+	if err := claimLedger(ctx, st, manifestPath, log, write); err != nil {
+		return err
+	}
+	if err := claimAPI(ctx, st, a.apiIdentity(), write); err != nil {
+		return err
+	}
+	if out == "" {
+		return nil
+	}
+	return claimOutDir(out, st.Path(), log, write)
+}
 
 // manifestKey is the ledger meta key that names the manifest it belongs to.
 const manifestKey = "manifest"
@@ -32,23 +48,16 @@ func claimLedger(ctx context.Context, st *store.Store, manifestPath string, log 
 	if err != nil {
 		return err
 	}
+	barred, moved := contested(owner, abs)
 	switch {
-	case samePath(owner, abs):
-		return nil
-	case owner == "":
-		if !write {
-			return nil
-		}
-		return st.SetMeta(ctx, manifestKey, abs)
-	}
-	if _, err := os.Stat(owner); err == nil || !errors.Is(err, os.ErrNotExist) {
+	case barred:
 		return usagef("the ledger %s belongs to the manifest %s, not %s: running another manifest on it would mix their jobs and files; give this manifest a ledger of its own with --ledger (its default is <manifest stem>.ledger.db beside it)",
 			st.Path(), owner, abs)
-	}
-	if !write {
+	case owner != "" && !moved, !write:
 		return nil
+	case moved:
+		log.Warn("the manifest this ledger belongs to is no longer where it was; taking this one for it (moved or renamed)", "was", owner, "now", abs)
 	}
-	log.Warn("the manifest this ledger belongs to is no longer where it was; taking this one for it (moved or renamed)", "was", owner, "now", abs)
 	return st.SetMeta(ctx, manifestKey, abs)
 }
 
@@ -69,23 +78,19 @@ func claimOutDir(out, ledger string, log *slog.Logger, write bool) error {
 	}
 	path := filepath.Join(out, outClaim)
 	b, err := os.ReadFile(path)
-	owner := strings.TrimSpace(string(b))
-	switch {
-	case err == nil && samePath(owner, abs):
-		return nil
-	case err == nil && owner != "":
-		if _, err := os.Stat(owner); !errors.Is(err, os.ErrNotExist) {
-			return usagef("the output folder %s holds the outputs of the ledger %s, not %s: two ledgers writing one folder would overwrite each other's paid files; give this manifest its own folder with --out or output.dir",
-				out, owner, abs)
-		}
-		if write {
-			log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
-		}
-	case err != nil && !errors.Is(err, os.ErrNotExist):
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if !write {
+	owner := strings.TrimSpace(string(b))
+	barred, moved := contested(owner, abs)
+	switch {
+	case barred:
+		return usagef("the output folder %s holds the outputs of the ledger %s, not %s: two ledgers writing one folder would overwrite each other's paid files; give this manifest its own folder with --out or output.dir",
+			out, owner, abs)
+	case owner != "" && !moved, !write:
 		return nil
+	case moved:
+		log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("output folder: %w", err)
@@ -115,24 +120,32 @@ func claimAPI(ctx context.Context, st *store.Store, api string, write bool) erro
 		// A ledger from before the API was recorded: its requests were
 		// made somewhere. Its output URLs tell: the simulated API serves
 		// files from a loopback host, RunComfy from its CDN.
-		simulated, real, err := st.RequestHosts(ctx)
+		outs, err := st.SampleOutputs(ctx, 200)
 		if err != nil {
 			return err
 		}
-		if api == "simulated" && !simulated && !real {
+		var simulated, real bool
+		for _, u := range outs {
+			if runcomfy.IsLoopbackURL(u) {
+				simulated = true
+			} else {
+				real = true
+			}
+		}
+		if api == "simulated" && len(outs) == 0 {
 			// Request ids without outputs to tell where they are from: the
 			// simulated API must not be asked about (and fail) what may
 			// be RunComfy's paid jobs.
-			if n, err := st.RequestCount(ctx); err != nil {
+			n, err := st.RequestCount(ctx)
+			if err != nil {
 				return err
-			} else if n > 0 {
-				real = true
 			}
+			real = n > 0
 		}
 		switch {
 		case api == "simulated" && real:
 			had = "an API other than the simulated one"
-		case api != "simulated" && simulated && !loopbackAPI(api):
+		case api != "simulated" && simulated && !runcomfy.IsLoopbackURL(api):
 			had = "the simulated API"
 		}
 	}
@@ -149,17 +162,18 @@ func claimAPI(ctx context.Context, st *store.Store, api string, write bool) erro
 		st.Path(), had, api)
 }
 
-// loopbackAPI reports an API base on this machine (a fake-server).
-func loopbackAPI(base string) bool {
-	u, err := url.Parse(base)
-	if err != nil {
-		return false
+// contested tells what a claim held by owner (a path, "" for none) means
+// for the file at abs: barred when owner is another file that is still
+// there (or cannot be looked at), moved when it is gone from where it was
+// — taken for abs moved or renamed.
+func contested(owner, abs string) (barred, moved bool) {
+	if owner == "" || samePath(owner, abs) {
+		return false, false
 	}
-	switch h := u.Hostname(); h {
-	case "localhost", "127.0.0.1", "::1":
-		return true
+	if _, err := os.Stat(owner); errors.Is(err, os.ErrNotExist) {
+		return false, true
 	}
-	return false
+	return true, false
 }
 
 // samePath reports whether two paths name one file (a symlink, another

@@ -135,10 +135,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		if err := openLedger(); err != nil {
 			return err
 		}
-		if err := claimLedger(ctx, st, path, log, false); err != nil {
-			return err
-		}
-		if err := claimAPI(ctx, st, a.apiIdentity(), false); err != nil {
+		if err := a.claim(ctx, st, path, "", log, false); err != nil {
 			return err
 		}
 		src := a.sources(path, o, a.out)
@@ -174,13 +171,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			return err
 		}
 	}
-	if err := claimLedger(ctx, st, path, log, true); err != nil {
-		return err
-	}
-	if err := claimAPI(ctx, st, a.apiIdentity(), true); err != nil {
-		return err
-	}
-	if err := claimOutDir(out, a.ledgerPath(path), log, true); err != nil {
+	if err := a.claim(ctx, st, path, out, log, true); err != nil {
 		return err
 	}
 
