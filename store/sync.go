@@ -263,23 +263,12 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 			if err := keepHistory(tx, sp.ID, archived[sp.ID]); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
-			if ru, ok := reused[sp.ID]; ok {
-				if err := s.reuse(tx, sp.Spec, sp.old, ru); err != nil {
-					return fmt.Errorf("job %s: %w", sp.ID, err)
-				}
-				continue
+			var ru *reuse
+			if r, ok := reused[sp.ID]; ok {
+				ru = &r
 			}
-			detail := fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", sp.old, sp.Fingerprint)
-			if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: lifecycle.Pending, Detail: detail}, true); err != nil {
+			if err := s.replace(tx, sp.Spec, sp.old, ru); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
-			}
-			if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = '', queue_position = NULL,
-				request_id = NULL, cost_usd = NULL, error = '', outputs = '[]', submitted_at = NULL, finished_at = NULL WHERE id = ?`,
-				sp.Model, string(sp.Input), sp.Fingerprint, sp.ID); err != nil {
-				return err
-			}
-			if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", sp.ID); err != nil {
-				return err
 			}
 		}
 		return nil
@@ -384,42 +373,46 @@ func keepHistory(tx *sql.Tx, id string, archived []File) error {
 	return nil
 }
 
-// reuse makes an earlier completed submission the job's result again: the
-// job is done when its files are all back, else completed (to be saved
-// again from its outputs). Nothing is submitted, nothing paid.
-func (s *Store) reuse(tx *sql.Tx, sp Spec, oldFP string, ru reuse) error {
-	to := ru.to
-	if to == lifecycle.Completed && ru.whole {
-		to = lifecycle.Done
-	}
-	change := fmt.Sprintf("input changed back (fingerprint %.12s → %.12s) to that of attempt %d", oldFP, sp.Fingerprint, ru.attempt)
-	var detail, why string
-	switch to {
-	case lifecycle.Done, lifecycle.Completed:
-		detail = change + ", which RunComfy completed (request " + ru.requestID + "): its paid result is reused"
-	case lifecycle.Queued:
-		detail = change + ", whose request " + ru.requestID + " is still to be collected"
-	case lifecycle.Unknown:
-		why = "the input changed back to that of a submission whose outcome is unknown: it may be running and billed; check your RunComfy dashboard, then run --resubmit-unknown"
-		detail = change + ", whose outcome is unknown: not submitted again"
-	default:
-		why = "the input changed back to that of attempt " + fmt.Sprint(ru.attempt) + ", which ended " + string(to) + "; `run --retry-failed` submits it again"
-		detail = change + ", which ended " + string(to) + ": not submitted again"
+// replace gives a job its new input. Without ru it goes back to pending,
+// to be submitted; with ru it takes up the earlier submission its input
+// returned to: a completed one's result is the job's again (done when its
+// files are all back, else completed, to be saved again from its outputs),
+// anything else its state. Nothing is submitted, nothing paid.
+func (s *Store) replace(tx *sql.Tx, sp Spec, oldFP string, ru *reuse) error {
+	to, detail := lifecycle.Pending, fmt.Sprintf("input changed (fingerprint %.12s → %.12s); earlier submissions kept in history", oldFP, sp.Fingerprint)
+	var req, startedAt any
+	var cost sql.NullFloat64
+	remote, why, outputs := "", "", "[]"
+	if ru != nil {
+		to = ru.to
+		if to == lifecycle.Completed && ru.whole {
+			to = lifecycle.Done
+		}
+		change := fmt.Sprintf("input changed back (fingerprint %.12s → %.12s) to that of attempt %d", oldFP, sp.Fingerprint, ru.attempt)
+		switch to {
+		case lifecycle.Done, lifecycle.Completed:
+			detail = change + ", which RunComfy completed (request " + ru.requestID + "): its paid result is reused"
+			remote = "completed"
+		case lifecycle.Queued:
+			detail = change + ", whose request " + ru.requestID + " is still to be collected"
+		case lifecycle.Unknown:
+			why = "the input changed back to that of a submission whose outcome is unknown: it may be running and billed; check your RunComfy dashboard, then run --resubmit-unknown"
+			detail = change + ", whose outcome is unknown: not submitted again"
+		default:
+			why = "the input changed back to that of attempt " + fmt.Sprint(ru.attempt) + ", which ended " + string(to) + "; `run --retry-failed` submits it again"
+			detail = change + ", which ended " + string(to) + ": not submitted again"
+		}
+		if ru.requestID != "" {
+			req = ru.requestID
+		}
+		cost, outputs, startedAt = ru.cost, ru.outputs, ru.startedAt
 	}
 	if _, err := s.apply(tx, sp.ID, lifecycle.Step{To: to, Detail: detail}, true); err != nil {
 		return err
 	}
-	var req any
-	if ru.requestID != "" {
-		req = ru.requestID
-	}
-	remote := ""
-	if ru.to == lifecycle.Completed {
-		remote = "completed"
-	}
 	if _, err := tx.Exec(`UPDATE jobs SET model = ?, input = ?, fingerprint = ?, remote_status = ?, queue_position = NULL,
-		request_id = ?, cost_usd = ?, error = ?, outputs = ?, submitted_at = ? WHERE id = ?`,
-		sp.Model, string(sp.Input), sp.Fingerprint, remote, req, ru.cost, why, ru.outputs, ru.startedAt, sp.ID); err != nil {
+		request_id = ?, cost_usd = ?, error = ?, outputs = ?, submitted_at = ?, finished_at = NULL WHERE id = ?`,
+		sp.Model, string(sp.Input), sp.Fingerprint, remote, req, cost, why, outputs, startedAt, sp.ID); err != nil {
 		return err
 	}
 	if _, err := tx.Exec("DELETE FROM files WHERE job_id = ?", sp.ID); err != nil {
