@@ -222,7 +222,7 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 	rows.Close()
 	slices.SortFunc(add, func(a, b Spec) int { return a.Order - b.Order })
 	archived := map[string][]File{}
-	reused := map[string]reuse{}
+	reused := map[string]*reuse{} // nil: submitted again
 	for _, c := range change {
 		arch, ru, err := s.keep(ctx, c.ID, c.Fingerprint, keeper)
 		if err != nil {
@@ -230,7 +230,7 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 		}
 		archived[c.ID] = arch
 		if ru != nil {
-			reused[c.ID] = *ru
+			reused[c.ID] = ru
 		}
 	}
 	rep.New, rep.Changed, rep.Reused = len(add), len(change)-len(reused), len(reused)
@@ -263,11 +263,7 @@ func (s *Store) SyncKeeping(ctx context.Context, specs iter.Seq[Spec], keeper Ke
 			if err := keepHistory(tx, sp.ID, archived[sp.ID]); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
-			var ru *reuse
-			if r, ok := reused[sp.ID]; ok {
-				ru = &r
-			}
-			if err := s.replace(tx, sp.Spec, sp.old, ru); err != nil {
+			if err := s.replace(tx, sp.Spec, sp.old, reused[sp.ID]); err != nil {
 				return fmt.Errorf("job %s: %w", sp.ID, err)
 			}
 		}
