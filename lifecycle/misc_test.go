@@ -207,3 +207,29 @@ func TestEdges(t *testing.T) {
 		t.Errorf("an edge that could pay twice or lose a paid result is allowed")
 	}
 }
+
+func TestMayBeBilledAndRan(t *testing.T) {
+	tests := []struct {
+		outcome     State
+		hasRequest  bool
+		billed, ran bool
+	}{
+		{"", false, true, false},        // cut off mid-POST: may exist
+		{"", true, true, false},         // in flight
+		{Unknown, false, true, false},   // outcome unknown: may exist
+		{Completed, true, true, true},   // RunComfy finished it
+		{Failed, true, true, true},      // RunComfy ran and failed it
+		{Failed, false, false, false},   // rejected before any request existed (4xx)
+		{Pending, false, false, false},  // proved not created (not sent, 429, refused)
+		{Cancelled, true, false, false}, // cancelled in the queue
+		{Done, true, true, true},        // a job's state: done is a result
+	}
+	for _, tt := range tests {
+		if got := MayBeBilled(tt.outcome, tt.hasRequest); got != tt.billed {
+			t.Errorf("MayBeBilled(%q, %v) = %v", tt.outcome, tt.hasRequest, got)
+		}
+		if got := Ran(tt.outcome, tt.hasRequest); got != tt.ran {
+			t.Errorf("Ran(%q, %v) = %v", tt.outcome, tt.hasRequest, got)
+		}
+	}
+}

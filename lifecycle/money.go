@@ -116,3 +116,26 @@ func clip(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// MayBeBilled reports whether a submission may have cost money, by the
+// outcome the ledger recorded for it ("" while it has none) and whether
+// RunComfy named its request: all but one that proved no job was created
+// (pending), an input rejected before any request existed (failed without
+// a request id), and one cancelled in RunComfy's queue. A budget counts
+// each such submission at its estimate until RunComfy reports its cost.
+func MayBeBilled(outcome State, hasRequest bool) bool {
+	switch outcome {
+	case Pending, Cancelled:
+		return false
+	case Failed:
+		return hasRequest
+	}
+	return true
+}
+
+// Ran reports a job, or a submission by its outcome, that RunComfy took
+// and finished, with a result or a failure: what it cost is what RunComfy
+// reports, and unknown when it reported nothing (never $0).
+func Ran(st State, hasRequest bool) bool {
+	return hasRequest && (st == Completed || st == Done || st == Failed)
+}

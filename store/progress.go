@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"comfybatch/lifecycle"
@@ -41,8 +42,8 @@ func (s *Store) EachUncosted(ctx context.Context, fn func(Uncosted) error) (err 
 	defer wrapErr(&err, "ledger: list uncosted submissions")
 	rows, err := s.db.QueryContext(ctx, `SELECT s.job_id, j.model, j.input, count(*)
 		FROM submissions s JOIN jobs j ON j.id = s.job_id
-		WHERE s.cost_usd IS NULL AND (s.outcome IN ('', ?, ?) OR s.outcome = ? AND s.request_id IS NOT NULL)
-		GROUP BY s.job_id ORDER BY j.rowid`, string(lifecycle.Unknown), string(lifecycle.Completed), string(lifecycle.Failed))
+		WHERE s.cost_usd IS NULL AND `+outcomeWhere(lifecycle.MayBeBilled)+`
+		GROUP BY s.job_id ORDER BY j.rowid`)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,28 @@ func (s *Store) HighestCosts(ctx context.Context) (_ map[string]float64, err err
 // without reporting their cost: their spend is unknown, not $0.
 func (s *Store) Unreported(ctx context.Context) (n int, err error) {
 	defer wrapErr(&err, "ledger: count unreported costs")
-	err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM submissions WHERE cost_usd IS NULL AND outcome IN (?, ?)",
-		string(lifecycle.Completed), string(lifecycle.Failed)).Scan(&n)
+	err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM submissions s WHERE s.cost_usd IS NULL AND "+outcomeWhere(lifecycle.Ran)).Scan(&n)
 	return n, err
+}
+
+// outcomeWhere spells out, as an SQL condition on a submissions row s, a
+// lifecycle rule over its recorded outcome and whether it has a request id:
+// the rule stays lifecycle's, the ledger only applies it.
+func outcomeWhere(rule func(outcome lifecycle.State, hasRequest bool) bool) string {
+	var terms []string
+	for _, outcome := range append([]lifecycle.State{""}, lifecycle.States...) {
+		for _, hasRequest := range []bool{false, true} {
+			if rule(outcome, hasRequest) {
+				null := "IS NULL"
+				if hasRequest {
+					null = "IS NOT NULL"
+				}
+				terms = append(terms, fmt.Sprintf("(s.outcome = '%s' AND s.request_id %s)", outcome, null))
+			}
+		}
+	}
+	if len(terms) == 0 {
+		return "0"
+	}
+	return "(" + strings.Join(terms, " OR ") + ")"
 }

@@ -336,7 +336,7 @@ func printJob(w io.Writer, j jobJSON) {
 	switch {
 	case j.CostUSD != nil:
 		facts = append(facts, "cost "+usd(*j.CostUSD))
-	case j.State == lifecycle.Done || j.State == lifecycle.Completed || j.State == lifecycle.Failed && j.RequestID != "":
+	case lifecycle.Ran(j.State, j.RequestID != ""):
 		facts = append(facts, "cost unknown (not reported)")
 	}
 	fmt.Fprintf(w, "  %s\n", strings.Join(facts, "  "))
@@ -354,7 +354,7 @@ func printJob(w io.Writer, j jobJSON) {
 			switch {
 			case sb.CostUSD != nil:
 				cost = usd(*sb.CostUSD)
-			case sb.Outcome == string(lifecycle.Completed) || sb.Outcome == string(lifecycle.Failed):
+			case lifecycle.Ran(lifecycle.State(sb.Outcome), sb.RequestID != ""):
 				cost = "unknown"
 			}
 			outcome := sb.Outcome
