@@ -133,7 +133,12 @@ func (s *Store) Events(ctx context.Context, id string) (_ []Event, err error) {
 // Files returns a job's recorded output files in order.
 func (s *Store) Files(ctx context.Context, id string) (_ []File, err error) {
 	defer wrapErr(&err, "ledger: read files of job %s", id)
-	rows, err := s.db.QueryContext(ctx, "SELECT n, url, path, bytes, sha256 FROM files WHERE job_id = ? ORDER BY n", id)
+	return s.files(ctx, "SELECT n, url, path, bytes, sha256 FROM files WHERE job_id = ? ORDER BY n", id)
+}
+
+// files reads rows of (n, url, path, bytes, sha256).
+func (s *Store) files(ctx context.Context, q string, args ...any) ([]File, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

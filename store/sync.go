@@ -336,20 +336,7 @@ func (s *Store) keep(ctx context.Context, id, fingerprint string, keeper Keeper)
 }
 
 func (s *Store) historyFiles(ctx context.Context, id string, attempt int) ([]File, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT n, url, path, bytes, sha256 FROM history_files WHERE job_id = ? AND attempt = ? ORDER BY n", id, attempt)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []File
-	for rows.Next() {
-		var f File
-		if err := rows.Scan(&f.N, &f.URL, &f.Path, &f.Bytes, &f.SHA256); err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return s.files(ctx, "SELECT n, url, path, bytes, sha256 FROM history_files WHERE job_id = ? AND attempt = ? ORDER BY n", id, attempt)
 }
 
 // keepHistory records where a job's current files went, under the
