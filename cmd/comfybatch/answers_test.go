@@ -26,46 +26,24 @@ import (
 // an n-job manifest into a fresh folder.
 func hostile(t *testing.T, cfg runcomfytest.Config, n int) (*runcomfytest.Server, []string, string, []testJob) {
 	t.Helper()
-	cfg.Token = testToken
 	if err := cfg.Answers.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	srv, env := serveFake(t, cfg)
+	manifest, jobs := writeManifest(t, t.TempDir(), n)
+	return srv, env, manifest, jobs
+}
+
+// serveFake serves the simulated API with cfg (and the test token) on a
+// loopback port until the test ends, and gives the environment that points
+// the binary at it.
+func serveFake(t *testing.T, cfg runcomfytest.Config) (*runcomfytest.Server, []string) {
+	t.Helper()
+	cfg.Token = testToken
 	srv := runcomfytest.New(cfg)
 	url := srv.Start()
 	t.Cleanup(srv.Close)
-	manifest, jobs := writeManifest(t, t.TempDir(), n)
-	return srv, tokenEnv(url), manifest, jobs
-}
-
-// statusFull is status -v --json with the fields these tests read.
-type statusFull struct {
-	Counts         map[string]int `json:"counts"`
-	SpentUSD       float64        `json:"spent_usd"`
-	UnreportedCost int            `json:"unreported_cost_submissions"`
-	Jobs           []struct {
-		ID        string   `json:"id"`
-		State     string   `json:"state"`
-		RequestID string   `json:"request_id"`
-		CostUSD   *float64 `json:"cost_usd"`
-		Error     string   `json:"error"`
-		Files     []struct {
-			Path   string `json:"path"`
-			SHA256 string `json:"sha256"`
-		} `json:"files"`
-	} `json:"jobs"`
-}
-
-func statusOf(t *testing.T, manifest string) statusFull {
-	t.Helper()
-	r := runBinary(t, nil, "status", manifest, "-v", "--json")
-	if r.code != 0 {
-		t.Fatalf("status exited %d: %s", r.code, r.stderr)
-	}
-	var s statusFull
-	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
-	}
-	return s
+	return srv, tokenEnv(url)
 }
 
 // Class 1: submit answers. An answer that may follow the job's creation
@@ -102,7 +80,7 @@ func TestAnswersSubmit(t *testing.T) {
 					t.Fatalf("job %s created %d times", id, n)
 				}
 			}
-			if s := statusOf(t, manifest); s.Counts["unknown"] != 3 {
+			if s := status(t, manifest); s.Counts["unknown"] != 3 {
 				t.Fatalf("counts %v, want 3 unknown", s.Counts)
 			}
 		})
@@ -113,7 +91,7 @@ func TestAnswersSubmit(t *testing.T) {
 		if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
 			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 		}
-		s := statusOf(t, manifest)
+		s := status(t, manifest)
 		for _, j := range s.Jobs {
 			if j.State != "done" || strings.Trim(j.RequestID, "0123456789") != "" || j.RequestID == "" {
 				t.Fatalf("job %s: %s with request id %q", j.ID, j.State, j.RequestID)
@@ -134,7 +112,7 @@ func TestAnswersSubmit(t *testing.T) {
 			if st := srv.Stats(); st.Submits != 1 || st.Created != 0 {
 				t.Fatalf("%d POSTs, %d created; want the first refusal to stop the run", st.Submits, st.Created)
 			}
-			if s := statusOf(t, manifest); s.Counts["pending"] != 3 {
+			if s := status(t, manifest); s.Counts["pending"] != 3 {
 				t.Fatalf("counts %v, want every job pending", s.Counts)
 			}
 		})
@@ -156,7 +134,7 @@ func TestAnswersKillWhileWaitingOnRate(t *testing.T) {
 	if srv.Stats().Created != 1 {
 		t.Fatalf("created %d before the kill, want 1; stderr:\n%s", srv.Stats().Created, stderr)
 	}
-	s := statusOf(t, manifest)
+	s := status(t, manifest)
 	if s.Counts["submitting"] != 0 || s.Counts["unknown"] != 0 || s.Counts["pending"] != 3 || s.Counts["queued"] != 1 {
 		t.Fatalf("counts %v: want 1 queued and 3 pending, none submitting or unknown", s.Counts)
 	}
@@ -194,7 +172,7 @@ func TestAnswersPoll(t *testing.T) {
 		if r := runBinary(t, env, "run", manifest, "--poll-max", "100ms"); r.code != 1 {
 			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 		}
-		if s := statusOf(t, manifest); s.Counts["failed"] != 2 {
+		if s := status(t, manifest); s.Counts["failed"] != 2 {
 			t.Fatalf("counts %v", s.Counts)
 		}
 	})
@@ -218,7 +196,7 @@ func TestAnswersOutputs(t *testing.T) {
 				t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 			}
 			cfg.Token = testToken
-			s := statusOf(t, manifest)
+			s := status(t, manifest)
 			for _, j := range s.Jobs {
 				want := tt.outputs
 				if tt.kind == "text" {
@@ -253,7 +231,7 @@ func TestAnswersMoney(t *testing.T) {
 		if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
 			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 		}
-		if s := statusOf(t, manifest); s.SpentUSD != 0.75 || s.UnreportedCost != 0 {
+		if s := status(t, manifest); s.SpentUSD != 0.75 || s.UnreportedCost != 0 {
 			t.Fatalf("spent %v, unreported %d; want 0.75, 0", s.SpentUSD, s.UnreportedCost)
 		}
 	})
@@ -268,7 +246,7 @@ func TestAnswersMoney(t *testing.T) {
 			if how != "missing" && !strings.Contains(r.stderr, "ignored") {
 				t.Fatalf("no warning about the %s cost:\n%s", how, r.stderr)
 			}
-			s := statusOf(t, manifest)
+			s := status(t, manifest)
 			if s.SpentUSD != 0 || s.UnreportedCost != 2 {
 				t.Fatalf("spent %v, unreported %d; want 0 and 2 unknown", s.SpentUSD, s.UnreportedCost)
 			}
@@ -328,7 +306,7 @@ func TestAnswersCancel(t *testing.T) {
 					t.Fatalf("job %s: outcome %s state %s, want %s %s (%s)", j.ID, j.Outcome, j.State, tt.outcome, tt.state, j.Detail)
 				}
 			}
-			if s := statusOf(t, manifest); s.Counts[tt.state] != 2 {
+			if s := status(t, manifest); s.Counts[tt.state] != 2 {
 				t.Fatalf("counts %v", s.Counts)
 			}
 		})
@@ -344,7 +322,7 @@ func TestAnswersMessages(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}
-	s := statusOf(t, manifest)
+	s := status(t, manifest)
 	for _, j := range s.Jobs {
 		if j.State != "failed" || !strings.Contains(j.Error, "prompt: field required") || !strings.Contains(j.Error, "seed: ensure this value") {
 			t.Fatalf("job %s: %s, error %q", j.ID, j.State, j.Error)

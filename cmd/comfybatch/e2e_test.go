@@ -144,15 +144,19 @@ func submissionsPerJob(t *testing.T, srv *runcomfytest.Server, jobs []testJob) m
 	return out
 }
 
+// statusOut is `status -v --json` with the fields the tests read.
 type statusOut struct {
-	Ledger   string         `json:"ledger"`
-	Counts   map[string]int `json:"counts"`
-	SpentUSD float64        `json:"spent_usd"`
-	Jobs     []struct {
-		ID        string `json:"id"`
-		State     string `json:"state"`
-		RequestID string `json:"request_id"`
-		Attempts  int    `json:"attempts"`
+	Ledger         string         `json:"ledger"`
+	Counts         map[string]int `json:"counts"`
+	SpentUSD       float64        `json:"spent_usd"`
+	UnreportedCost int            `json:"unreported_cost_submissions"`
+	Jobs           []struct {
+		ID        string   `json:"id"`
+		State     string   `json:"state"`
+		RequestID string   `json:"request_id"`
+		Attempts  int      `json:"attempts"`
+		CostUSD   *float64 `json:"cost_usd"`
+		Error     string   `json:"error"`
 		Files     []struct {
 			Path   string `json:"path"`
 			Bytes  int64  `json:"bytes"`

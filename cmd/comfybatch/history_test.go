@@ -15,12 +15,9 @@ import (
 // result is reused (nothing submitted, plan says so), and no output of
 // either input is ever overwritten: each is kept with its request id.
 func TestUndoingAnEditReusesThePaidResult(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, CostUSD: 0.25})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{CostUSD: 0.25})
 	dir := t.TempDir()
 	manifest, _ := writeManifest(t, dir, 2)
-	env := tokenEnv(api)
 	original, _ := os.ReadFile(manifest)
 	edited := bytes.Replace(original, []byte("take 0"), []byte("take 0, at dusk"), 1)
 	out := filepath.Join(dir, "out")
@@ -89,16 +86,13 @@ func TestUndoingAnEditReusesThePaidResult(t *testing.T) {
 // A ledger belongs to one manifest: another manifest on it is refused,
 // with what to do, and nothing is sent or written.
 func TestLedgerBelongsToOneManifest(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{})
 	dir := t.TempDir()
 	a, _ := writeManifest(t, filepath.Join(dir), 2)
 	otherDir := filepath.Join(dir, "other")
 	os.MkdirAll(otherDir, 0o755)
 	b, _ := writeManifest(t, otherDir, 3)
 	ledger := filepath.Join(dir, "shared.ledger.db")
-	env := tokenEnv(api)
 	if r := runBinary(t, env, "run", a, "--ledger", ledger); r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}

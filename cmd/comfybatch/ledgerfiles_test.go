@@ -18,12 +18,9 @@ import (
 // a ledger that lacks what was written since its last checkpoint. The
 // original, with its -wal, finishes with every job submitted once.
 func TestLedgerCopiedWithoutWAL(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{QueueTime: 2 * time.Second, Token: testToken, Seed: 11})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{QueueTime: 2 * time.Second, Seed: 11})
 	dir := t.TempDir()
 	manifest, jobs := writeManifest(t, dir, 30)
-	env := tokenEnv(api)
 
 	cmd, _, stderr := startBinary(t, env, "run", manifest, "-j", "8", "--rps", "1000")
 	done := make(chan error, 1)

@@ -13,14 +13,11 @@ import (
 // A rerun with nothing to do skips the manifest, and any change is still
 // noticed: an edited include, a deleted output, a flag with work to do.
 func TestNoOpRerunNoticesEveryChange(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{})
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "rows.csv"), []byte("prompt,img_url,seed\nboat,https://example.com/b.png,1\ncar,https://example.com/c.png,2\n"), 0o644)
 	manifest := filepath.Join(dir, "jobs.yaml")
 	os.WriteFile(manifest, []byte("model: wan-ai/wan-2-6/flash/image-to-video\ndefaults: {duration: 5}\ninclude: [rows.csv]\n"), 0o644)
-	env := tokenEnv(api)
 	run := func(args ...string) result {
 		t.Helper()
 		return runBinary(t, env, append([]string{"run", manifest, "-v", "--poll-max", "50ms"}, args...)...)
@@ -68,11 +65,8 @@ func TestNoOpRerunNoticesEveryChange(t *testing.T) {
 // submitted with its new input by the next run: that run must not take the
 // short way (found checking the no-op path: it would have, for ever).
 func TestNoOpAfterADeferredChange(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, QueueTime: 300 * time.Millisecond})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{QueueTime: 300 * time.Millisecond})
 	manifest, _ := writeManifest(t, t.TempDir(), 1)
-	env := tokenEnv(api)
 	if r := runBinary(t, env, "run", manifest, "--submit-only"); r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}

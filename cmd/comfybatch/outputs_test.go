@@ -19,12 +19,10 @@ import (
 // the run still finishes every job instead of dying of SIGPIPE at its next
 // log line.
 func TestClosedOutputNeverKillsARun(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{QueueTime: 300 * time.Millisecond, RunTime: 300 * time.Millisecond, Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	_, env := serveFake(t, runcomfytest.Config{QueueTime: 300 * time.Millisecond, RunTime: 300 * time.Millisecond})
 	manifest, jobs := writeManifest(t, t.TempDir(), 6)
 	cmd := exec.Command(binPath, "run", manifest, "--progress-every", "50ms", "--poll-max", "50ms")
-	cmd.Env = append(os.Environ(), tokenEnv(api)...)
+	cmd.Env = append(os.Environ(), env...)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +55,7 @@ func TestClosedOutputNeverKillsARun(t *testing.T) {
 // mode; an output path that is a file is a configuration error that
 // touches nothing.
 func TestLeftoversAndOutputFolder(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{})
 	dir := t.TempDir()
 	manifest, jobs := writeManifest(t, dir, 3)
 	out := filepath.Join(dir, "out")
@@ -67,7 +63,7 @@ func TestLeftoversAndOutputFolder(t *testing.T) {
 	// A file where the output folder should be: exit 2, nothing sent,
 	// the file and the ledger's absence unchanged.
 	os.WriteFile(out, []byte("my notes"), 0o644)
-	r := runBinary(t, tokenEnv(api), "run", manifest)
+	r := runBinary(t, env, "run", manifest)
 	if r.code != 2 || !strings.Contains(r.stderr, "is a file") || srv.Stats().Submits != 0 {
 		t.Fatalf("exit %d, %d submits:\n%s", r.code, srv.Stats().Submits, r.stderr)
 	}
@@ -88,7 +84,7 @@ func TestLeftoversAndOutputFolder(t *testing.T) {
 
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
-	if r := runBinary(t, tokenEnv(api), "run", manifest); r.code != 0 {
+	if r := runBinary(t, env, "run", manifest); r.code != 0 {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}
 	checkOutputs(t, dir, status(t, manifest), jobs)
@@ -110,9 +106,7 @@ func TestLeftoversAndOutputFolder(t *testing.T) {
 // folder (exit 2), so it never overwrites the first one's paid outputs
 // under the same names (found in review).
 func TestOutputFolderBelongsToOneLedger(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{})
 	dir := t.TempDir()
 	a, _ := writeManifest(t, dir, 1)
 	sub := filepath.Join(dir, "b")
@@ -120,7 +114,6 @@ func TestOutputFolderBelongsToOneLedger(t *testing.T) {
 	b, _ := writeManifest(t, sub, 1)
 	bb, _ := os.ReadFile(b)
 	os.WriteFile(b, []byte(strings.Replace(strings.Replace(string(bb), "dir: out", "dir: ../out", 1), "take 0", "take 0 other", 1)), 0o644)
-	env := tokenEnv(api)
 	if r := runBinary(t, env, "run", a, "--poll-max", "50ms"); r.code != 0 {
 		t.Fatalf("a: exit %d\n%s", r.code, r.stderr)
 	}
@@ -139,12 +132,9 @@ func TestOutputFolderBelongsToOneLedger(t *testing.T) {
 // "done" until it is whole again (found in review, when the short way
 // trusted the folder's modification time).
 func TestNoOpNoticesATruncatedOutput(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	_, env := serveFake(t, runcomfytest.Config{})
 	dir := t.TempDir()
 	manifest, jobs := writeManifest(t, dir, 2)
-	env := tokenEnv(api)
 	for range 2 {
 		if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -162,14 +152,12 @@ func TestNoOpNoticesATruncatedOutput(t *testing.T) {
 // is refused, nothing sent (found in review: the fake's results were
 // reported as done, paid outputs).
 func TestFakeLedgerIsNotARealOne(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
-	api := srv.Start()
-	defer srv.Close()
+	srv, env := serveFake(t, runcomfytest.Config{})
 	manifest, _ := writeManifest(t, t.TempDir(), 2)
 	if r := runBinary(t, nil, "run", manifest, "--fake"); r.code != 0 {
 		t.Fatalf("--fake: exit %d\n%s", r.code, r.stderr)
 	}
-	r := runBinary(t, tokenEnv(api), "run", manifest)
+	r := runBinary(t, env, "run", manifest)
 	if r.code != 2 || !strings.Contains(r.stderr, "run against simulated") || srv.Stats().Submits != 0 {
 		t.Fatalf("real run on a --fake ledger: exit %d, %d submits:\n%s", r.code, srv.Stats().Submits, r.stderr)
 	}
@@ -180,11 +168,9 @@ func TestFakeLedgerIsNotARealOne(t *testing.T) {
 // API's to answer (found in review: --fake failed them, then locked the
 // real API out).
 func TestUnrecordedAPIIsInferred(t *testing.T) {
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, QueueTime: time.Minute})
-	api := srv.Start()
-	defer srv.Close()
+	_, env := serveFake(t, runcomfytest.Config{QueueTime: time.Minute})
 	manifest, _ := writeManifest(t, t.TempDir(), 2)
-	if r := runBinary(t, tokenEnv(api), "run", manifest, "--submit-only"); r.code != 0 {
+	if r := runBinary(t, env, "run", manifest, "--submit-only"); r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	st, err := store.Open(filepath.Join(filepath.Dir(manifest), "jobs.ledger.db"), store.Options{})

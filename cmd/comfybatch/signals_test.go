@@ -62,11 +62,8 @@ func TestSignalsThroughTheBinary(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := runcomfytest.New(runcomfytest.Config{SubmitDelay: delay, QueueTime: 2 * time.Second, Token: testToken})
-			api := srv.Start()
-			defer srv.Close()
+			srv, env := serveFake(t, runcomfytest.Config{SubmitDelay: delay, QueueTime: 2 * time.Second})
 			manifest, jobs := writeManifest(t, t.TempDir(), 3)
-			env := tokenEnv(api)
 			cmd, _, stderr := startBinary(t, env, "run", manifest, "-j", "1")
 			deadline := time.Now().Add(20 * time.Second)
 			for srv.Stats().Created < 1 && time.Now().Before(deadline) {
