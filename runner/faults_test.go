@@ -209,9 +209,7 @@ func TestRetryAfterPausesEveryWorker(t *testing.T) {
 	t.Cleanup(ts.Close)
 
 	e := envBehind(t, fake, ts.URL, "faults-test-token-p")
-	var logs logBuffer
-	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond; c.Log = logs.logger() })
-	defer func() { t.Log(logs.String()) }()
+	sum, err := e.run(manifestOf(t, jobs, "pause"), func(c *Config) { c.Concurrency = jobs; c.PollMax = 50 * time.Millisecond })
 	if err != nil || sum.Counts[lifecycle.Done] != jobs {
 		t.Fatalf("run: %v %v", err, sum.Counts)
 	}
