@@ -29,7 +29,7 @@ func FuzzDecisions(f *testing.F) {
 		if requestID != "" && (d.To != Queued || d.RequestID != requestID) {
 			t.Fatalf("request id %q lost: %+v", requestID, d)
 		}
-		if d.To == Pending && !SubmitRetryable(a) && !d.StopAccount {
+		if d.To == Pending && !SubmitRetryable(a, requestID) && !d.StopAccount {
 			t.Fatalf("pending without proof: %+v", a)
 		}
 		for _, cur := range []State{Queued, Running} {

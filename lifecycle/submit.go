@@ -18,11 +18,6 @@ type Answer struct {
 	Malformed bool
 }
 
-// Failed reports whether the answer is a failure rather than a usable 2xx.
-func (a Answer) Failed() bool {
-	return a.NotSent || a.HTTPStatus/100 != 2 || a.Code != 0 || a.Malformed
-}
-
 // Known error_code values of the Model API.
 const (
 	CodeBadModel       = 400001
@@ -49,11 +44,13 @@ func (a Answer) Account() bool {
 func (a Answer) serverCode() bool { return a.Code >= 500000 && a.Code < 600000 }
 
 // SubmitRetryable reports a submit answer that proves no job was created,
-// so that the same POST may be sent again: the request never left, or 429.
-// Nothing else does — not even 503, which a gateway may send after the API
-// created the job (RunComfy's partner nodes POST exactly once).
-func SubmitRetryable(a Answer) bool {
-	return a.NotSent || a.HTTPStatus == 429
+// so that the same POST may be sent again: the request never left, or 429
+// naming no request (requestID is whatever the answer carried as
+// request_id, as for Submit). Nothing else does — not even 503, which a
+// gateway may send after the API created the job (RunComfy's partner nodes
+// POST exactly once).
+func SubmitRetryable(a Answer, requestID string) bool {
+	return requestID == "" && (a.NotSent || a.HTTPStatus == 429)
 }
 
 // SubmitDecision is what a submit answer means for its job.

@@ -62,10 +62,10 @@ func TestSubmit(t *testing.T) {
 			}
 			// Only answers that prove no job was created may be retried,
 			// and only they leave the job pending without an account stop.
-			if SubmitRetryable(tt.a) && tt.requestID == "" && d.To != Pending {
+			if SubmitRetryable(tt.a, tt.requestID) && d.To != Pending {
 				t.Fatalf("retryable answer decided %s", d.To)
 			}
-			if d.To == Pending && !SubmitRetryable(tt.a) && !d.StopAccount {
+			if d.To == Pending && !SubmitRetryable(tt.a, tt.requestID) && !d.StopAccount {
 				t.Fatalf("pending without proof that no job was created")
 			}
 		})
@@ -74,12 +74,16 @@ func TestSubmit(t *testing.T) {
 
 func TestSubmitRetryable(t *testing.T) {
 	for _, a := range []Answer{{NotSent: true}, {HTTPStatus: 429}} {
-		if !SubmitRetryable(a) {
+		if !SubmitRetryable(a, "") {
 			t.Errorf("SubmitRetryable(%+v) = false", a)
+		}
+		// An answer that names a request created it, whatever its status.
+		if SubmitRetryable(a, "r1") {
+			t.Errorf("SubmitRetryable(%+v, r1) = true: the job exists", a)
 		}
 	}
 	for _, a := range []Answer{{HTTPStatus: 503}, {HTTPStatus: 500}, {HTTPStatus: 408}, {}, {HTTPStatus: 200, Code: 500001}, {HTTPStatus: 401}} {
-		if SubmitRetryable(a) {
+		if SubmitRetryable(a, "") {
 			t.Errorf("SubmitRetryable(%+v) = true: a job may exist", a)
 		}
 	}

@@ -795,6 +795,7 @@ func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
 			}
 			if json.Unmarshal(data, &probe) == nil {
 				r.RequestID = probe.RequestID
+				e.RequestID = string(probe.RequestID)
 			}
 		}
 	}

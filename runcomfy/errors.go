@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"comfybatch/lifecycle"
 )
 
 // Error is the only error type the client returns. Its fields carry what
@@ -28,6 +30,9 @@ type Error struct {
 	// failure before sending).
 	NotSent bool
 	Err     error // the underlying cause, if any
+	// RequestID is the request_id a submit answer named although it
+	// failed: the job exists (see lifecycle.Submit).
+	RequestID string
 
 	// retryAsked is the Retry-After header as sent when it asked for
 	// longer than maxRetryAfter and RetryAfter was clipped; "" otherwise.
@@ -82,20 +87,31 @@ func asError(err error) (*Error, bool) {
 	return e, ok
 }
 
+// AnswerOf describes what a call came back with in lifecycle's terms, for
+// lifecycle to decide what it means: nil is a usable 2xx answer.
+func AnswerOf(err error) lifecycle.Answer {
+	if err == nil {
+		return lifecycle.Answer{HTTPStatus: 200}
+	}
+	e, ok := asError(err)
+	if !ok {
+		// Not the client's own error: nothing says whether it was sent.
+		return lifecycle.Answer{Message: err.Error()}
+	}
+	return lifecycle.Answer{
+		NotSent:    e.NotSent && e.HTTPStatus == 0,
+		HTTPStatus: e.HTTPStatus,
+		Code:       e.Code,
+		Message:    e.Error(),
+		Malformed:  IsMalformed(err),
+	}
+}
+
 // IsAccountError reports an error that no job can get past until the user
 // acts: bad or expired token, or no balance. The runner stops submitting.
 func IsAccountError(err error) bool {
-	e, ok := asError(err)
-	if !ok {
-		return false
-	}
-	switch {
-	case e.Code == CodeBadToken, e.Code == CodeNoBalance:
-		return true
-	case e.HTTPStatus == http.StatusUnauthorized, e.HTTPStatus == http.StatusPaymentRequired:
-		return true
-	}
-	return false
+	_, ok := asError(err)
+	return ok && AnswerOf(err).Account()
 }
 
 // IsTransient reports an error that may go away if the same call is made
@@ -122,16 +138,11 @@ func IsTransient(err error) bool {
 }
 
 // SubmitNotCreated reports a submit error that proves no job was created,
-// so that submitting again cannot pay twice: 429, or a request that never
-// left. Anything else — 503 and every 5xx included, which a gateway may send
-// after the API created the job — leaves the outcome open. It is the
-// client's copy of lifecycle.SubmitRetryable, which a test holds it to.
+// so that submitting again cannot pay twice; lifecycle.SubmitRetryable
+// says which.
 func SubmitNotCreated(err error) bool {
 	e, ok := asError(err)
-	if !ok {
-		return false
-	}
-	return e.HTTPStatus == http.StatusTooManyRequests || (e.HTTPStatus == 0 && e.NotSent)
+	return ok && lifecycle.SubmitRetryable(AnswerOf(err), e.RequestID)
 }
 
 // IsMissing reports RunComfy's own answer that a request is missing or

@@ -133,6 +133,8 @@ func TestErrorClassification(t *testing.T) {
 		{name: "408", status: 408, transient: true},
 		{name: "422 detail list", status: 422, body: `{"detail":[{"loc":["body","prompt"],"msg":"too long"}]}`, msg: "prompt: too long"},
 		{name: "429", status: 429, header: "1", transient: true, notCreated: true},
+		// A 429 naming the request it created: the job exists.
+		{name: "429 with a request id", status: 429, body: `{"request_id":"r1"}`, transient: true},
 		{name: "500", status: 500, body: `{"message":"boom"}`, msg: "boom", transient: true},
 		{name: "502 html", status: 502, body: "<html>\n <h1>502   Bad Gateway</h1></html>", msg: "<h1>502 Bad Gateway</h1>", transient: true},
 		// A gateway may answer 503 after the API created the job.

@@ -23,12 +23,16 @@ func TestBeforeSendOncePerAttempt(t *testing.T) {
 		handlers []http.HandlerFunc
 		want     int64 // BeforeSend calls and requests alike
 		wantOK   bool
+		wantID   string // the request id Submit returns; "r1" when ok
 	}{
-		{"200", []http.HandlerFunc{reply(200, okSubmit)}, 1, true},
-		{"429 then 200", []http.HandlerFunc{reply(429, ""), reply(200, okSubmit)}, 2, true},
-		{"429, 429 then 200", []http.HandlerFunc{reply(429, "", "Retry-After", "1"), reply(429, ""), reply(200, okSubmit)}, 3, true},
-		{"503", []http.HandlerFunc{reply(503, ""), reply(200, okSubmit)}, 1, false},
-		{"400", []http.HandlerFunc{reply(400, `{"error_code":400001}`)}, 1, false},
+		{"200", []http.HandlerFunc{reply(200, okSubmit)}, 1, true, ""},
+		{"429 then 200", []http.HandlerFunc{reply(429, ""), reply(200, okSubmit)}, 2, true, ""},
+		{"429, 429 then 200", []http.HandlerFunc{reply(429, "", "Retry-After", "1"), reply(429, ""), reply(200, okSubmit)}, 3, true, ""},
+		{"503", []http.HandlerFunc{reply(503, ""), reply(200, okSubmit)}, 1, false, ""},
+		{"400", []http.HandlerFunc{reply(400, `{"error_code":400001}`)}, 1, false, ""},
+		// A 429 that names a request created it all the same: sending again
+		// would pay twice and lose the first id (found in review).
+		{"429 naming a request", []http.HandlerFunc{reply(429, `{"request_id":"first"}`), reply(200, okSubmit)}, 1, false, "first"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,8 +54,12 @@ func TestBeforeSendOncePerAttempt(t *testing.T) {
 			res, err := c.Submit(context.Background(), "m/x", map[string]any{}, SubmitOptions{
 				BeforeSend: func() error { before.Add(1); return nil },
 			})
-			if tt.wantOK != (err == nil) || (tt.wantOK && res.RequestID != "r1") {
-				t.Errorf("Submit = %+v, %v; want ok %v", res, err, tt.wantOK)
+			wantID := tt.wantID
+			if tt.wantOK {
+				wantID = "r1"
+			}
+			if tt.wantOK != (err == nil) || string(res.RequestID) != wantID {
+				t.Errorf("Submit = %+v, %v; want ok %v, request id %q", res, err, tt.wantOK, wantID)
 			}
 			if got := before.Load(); got != tt.want {
 				t.Errorf("BeforeSend ran %d times, want %d", got, tt.want)

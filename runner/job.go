@@ -98,7 +98,7 @@ func (r *run) submit(j *store.Job) (bool, error) {
 		}
 		return false, nil // never sent, nothing recorded: the job is as it was
 	}
-	d := lifecycle.Submit(AnswerOf(err), string(resp.RequestID))
+	d := lifecycle.Submit(runcomfy.AnswerOf(err), string(resp.RequestID))
 	if d.To == lifecycle.Queued {
 		if err := r.saveAnswer(j.ID, d.Step); err != nil {
 			return false, fmt.Errorf("job %s: request %s was created but could not be saved: %w", j.ID, d.RequestID, err)

@@ -202,7 +202,7 @@ func cancelOne(ctx context.Context, api *runcomfy.Client, st *store.Store, j sto
 	resp, err := api.Cancel(ctx, j.RequestID)
 	a := lifecycle.CancelAnswer{Status: resp.Status, Outcome: resp.Outcome}
 	if err != nil {
-		f := runner.AnswerOf(err)
+		f := runcomfy.AnswerOf(err)
 		a = lifecycle.CancelAnswer{Failure: &f}
 	}
 	d := lifecycle.Cancel(j.State, a)
