@@ -2,6 +2,7 @@ package runcomfy
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -50,6 +51,12 @@ func TestBodyBudgetBoundsConcurrentAnswers(t *testing.T) {
 				w.Write([]byte(body))
 			}))
 			defer srv.Close()
+			// Before srv.Close, which waits for the handlers: a failure
+			// below must not leave them stalled (it hung till go test's
+			// timeout).
+			var once sync.Once
+			free := func() { once.Do(func() { close(release) }) }
+			defer free()
 			c := newTestClient(t, Options{BaseURL: srv.URL})
 			c.bodies = newBodyBudget(budget)
 
@@ -72,7 +79,7 @@ func TestBodyBudgetBoundsConcurrentAnswers(t *testing.T) {
 			if got := c.bodies.held.Load(); got != want {
 				t.Errorf("%d bytes reserved while bodies are stalled, want %d", got, want)
 			}
-			close(release)
+			free()
 			wg.Wait()
 			close(errs)
 			for err := range errs {
@@ -164,5 +171,76 @@ func TestWaitingForMemoryIsNotATimeout(t *testing.T) {
 	}
 	if el := time.Since(start); el < timeout+drip/2 {
 		t.Logf("took %v: the calls did not wait longer than the timeout, so this run proves little", el)
+	}
+}
+
+// TestSmallAnswersDoNotWaitForResults: while stalled result answers hold
+// the whole budget, a submit, a status and a cancel still get their answers
+// (a submit's holds the id of a job just paid for; found in review, it
+// queued behind the results' reservations).
+func TestSmallAnswersDoNotWaitForResults(t *testing.T) {
+	const size = 1 << 20
+	body := paddedJSON(`{"status":"completed"}`, size)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/requests/big/result":
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+				w.Write([]byte(body))
+			case <-r.Context().Done():
+			}
+		case "/v1/requests/r1/status":
+			io.WriteString(w, `{"request_id":"r1","status":"in_queue"}`)
+		case "/v1/requests/r1/cancel":
+			io.WriteString(w, `{"request_id":"r1","outcome":"cancelled"}`)
+		default:
+			io.WriteString(w, okSubmit)
+		}
+	}))
+	defer srv.Close()
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 1})
+	c.bodies = newBodyBudget(size) // one result fills it
+
+	var wg sync.WaitGroup
+	for range 2 { // one reading, one waiting in line for memory
+		wg.Go(func() {
+			if _, err := c.Result(context.Background(), "big"); err != nil {
+				t.Errorf("result: %v", err)
+			}
+		})
+	}
+	waitFor(t, "a result to hold the budget", func() bool { return c.bodies.held.Load() == size })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := c.Submit(ctx, "m/x", map[string]any{}, SubmitOptions{})
+	if err != nil || res.RequestID != "r1" {
+		t.Errorf("submit beside a full budget = %+v, %v; want request r1", res, err)
+	}
+	if _, err := c.Status(ctx, "r1"); err != nil {
+		t.Errorf("status beside a full budget: %v", err)
+	}
+	if _, err := c.Cancel(ctx, "r1"); err != nil {
+		t.Errorf("cancel beside a full budget: %v", err)
+	}
+	free()
+	wg.Wait()
+	if held := c.bodies.held.Load(); held != 0 {
+		t.Errorf("%d bytes still reserved after every call returned", held)
+	}
+}
+
+// The budget has room for the largest answer of unknown length: reserve
+// would clamp a larger reservation to the budget and let it grow past.
+func TestBudgetHoldsTheLargestAnswer(t *testing.T) {
+	if need := growthReserve(maxResultAnswer); need > maxBodiesHeld {
+		t.Errorf("a result of unknown length may take %d bytes, over the budget of %d", need, maxBodiesHeld)
 	}
 }

@@ -40,7 +40,7 @@ type Options struct {
 	BaseDelay, MaxDelay time.Duration
 	// Timeout bounds one attempt of an API call, response body included;
 	// default 60s, negative for none. Time spent waiting for memory to
-	// read the answer into (see maxBodiesHeld) does not count. A status,
+	// read a result into (see maxBodiesHeld) does not count. A status,
 	// result, cancel or model call that times out is retried; a submit
 	// that times out after being sent is not. Downloads through
 	// HTTPClient() are not affected.
@@ -493,12 +493,14 @@ const (
 	// inline as data: URLs. RunComfy's partner nodes cap bodies at 64 MiB
 	// too.
 	maxResultAnswer = 64 << 20
-	// maxBodiesHeld bounds the bytes of answers one Client holds in
-	// memory at once, across all its calls: room for the largest answer
-	// of unknown length while its buffer grows (growthReserve, 80 MiB)
-	// and small answers beside it, or two 50 MB results. Each read waits
-	// its turn for the memory it needs; at -j 32 with 50 MB results the
-	// client no longer holds 32 of them at once.
+	// maxBodiesHeld bounds the bytes of result answers one Client holds
+	// in memory at once: room for the largest answer of unknown length
+	// while its buffer grows (growthReserve, 80 MiB), or two 50 MB
+	// results. Each read waits its turn for the memory it needs; at -j 32
+	// with 50 MB results the client no longer holds 32 of them at once.
+	// Answers capped at maxAnswer are not counted and never wait: there
+	// are at most a few per worker, and a submit's answer, which holds the
+	// id of a job just paid for, must not queue behind a result's 80 MiB.
 	maxBodiesHeld = 96 << 20
 	// probeSize is what an answer of unknown length (chunked, or
 	// compressed on the way) is first read into: nearly all of them fit.
@@ -595,8 +597,14 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 	if length > limit {
 		return nil, errTooLarge(op, length, limit) // not a byte read
 	}
+	reserve := func(n int64) error {
+		if limit <= maxAnswer {
+			return nil // see maxBodiesHeld
+		}
+		return c.reserve(ctx, t, n, held)
+	}
 	if length >= 0 {
-		if err := c.reserve(ctx, t, length, held); err != nil {
+		if err := reserve(length); err != nil {
 			return nil, err
 		}
 		buf := make([]byte, length)
@@ -611,7 +619,7 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 
 	// Unknown length: a probe first, which small answers fit.
 	buf := make([]byte, 0, min(probeSize, limit))
-	if err := c.reserve(ctx, t, int64(cap(buf)), held); err != nil {
+	if err := reserve(int64(cap(buf))); err != nil {
 		return nil, err
 	}
 	n, err := io.ReadFull(body, buf[:cap(buf)])
@@ -626,7 +634,7 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 	// buffer can take, in one step and holding nothing meanwhile (the
 	// probe's bytes are not counted while it waits).
 	c.bodies.release(held)
-	if err := c.reserve(ctx, t, growthReserve(limit), held); err != nil {
+	if err := reserve(growthReserve(limit)); err != nil {
 		return nil, err
 	}
 	for {
