@@ -122,7 +122,8 @@ func TestBodyLimitPerCall(t *testing.T) {
 
 // TestReadAnswerEdges holds readAnswer to each call's limit to the byte,
 // with the length declared or not, and checks that what it reserved covers
-// what it returns.
+// what it returns: a result's answer from the budget, a small answer (at
+// most maxAnswer) outside it (see maxBodiesHeld).
 func TestReadAnswerEdges(t *testing.T) {
 	c := newTestClient(t, Options{})
 	big := bytes.Repeat([]byte("x"), maxResultAnswer+1)
@@ -140,8 +141,10 @@ func TestReadAnswerEdges(t *testing.T) {
 					t.Errorf("limit %d, size %d, declared %v: err %v, want over the size limit", limit, size, declared, err)
 				case size <= limit && (err != nil || int64(len(data)) != size):
 					t.Errorf("limit %d, size %d, declared %v: %d bytes, %v", limit, size, declared, len(data), err)
-				case size <= limit && held < int64(cap(data)):
+				case size <= limit && limit > maxAnswer && held < int64(cap(data)):
 					t.Errorf("limit %d, size %d, declared %v: %d bytes reserved for a buffer of %d", limit, size, declared, held, cap(data))
+				case limit <= maxAnswer && held != 0:
+					t.Errorf("limit %d, size %d, declared %v: %d bytes reserved for a small answer, which must not wait for results", limit, size, declared, held)
 				}
 				if held > maxBodiesHeld {
 					t.Errorf("limit %d, size %d: reserved %d, over the budget", limit, size, held)

@@ -236,11 +236,3 @@ func TestSmallAnswersDoNotWaitForResults(t *testing.T) {
 		t.Errorf("%d bytes still reserved after every call returned", held)
 	}
 }
-
-// The budget has room for the largest answer of unknown length: reserve
-// would clamp a larger reservation to the budget and let it grow past.
-func TestBudgetHoldsTheLargestAnswer(t *testing.T) {
-	if need := growthReserve(maxResultAnswer); need > maxBodiesHeld {
-		t.Errorf("a result of unknown length may take %d bytes, over the budget of %d", need, maxBodiesHeld)
-	}
-}
