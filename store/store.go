@@ -152,13 +152,19 @@ func Open(path string, opts Options) (*Store, error) {
 // the only writes a .db can then get are a new ledger's first commit and a
 // checkpoint by a writer that has just opened it. Either changes the .db or
 // the -wal under the reader, so a refusal is retried when they changed
-// while it was reading.
+// while it was reading. Damage and an incomplete ledger are retried even
+// when they seem not to have changed: a checkpoint rewrites pages in place
+// without changing the size, and file times move in ticks of a few
+// milliseconds, so they are said only when they persist (about 200ms).
 func openReadOnly(path string, now func() time.Time) (*Store, error) {
 	for attempt := 1; ; attempt++ {
 		db, wal := statFile(path), statWAL(path)
 		s, err := tryOpenReadOnly(path, now, wal)
-		if err == nil || errors.Is(err, ErrNoLedger) || attempt == 5 ||
-			(db.same(statFile(path)) && wal.same(statWAL(path))) {
+		if err == nil || errors.Is(err, ErrNoLedger) || attempt == 5 {
+			return s, err
+		}
+		fake := errors.Is(err, ErrCorrupt) || errors.Is(err, ErrIncomplete)
+		if !fake && db.same(statFile(path)) && wal.same(statWAL(path)) {
 			return s, err
 		}
 		time.Sleep(time.Duration(attempt) * 20 * time.Millisecond)
