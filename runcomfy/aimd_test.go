@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,5 +51,52 @@ func TestRateLimitAdaptsInsteadOfPausing(t *testing.T) {
 	}
 	if len(slept) == 0 {
 		t.Fatal("the refused call did not wait before trying again")
+	}
+}
+
+// A burst of 429s answering calls sent together: each call backs off by its
+// own attempt, not by how many other calls were refused (found in review:
+// with a rate set, the sixteenth refusal slept 30 s, the most there is).
+func TestRateLimitBurstBacksOffPerCall(t *testing.T) {
+	const calls = 16
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := arrived.Add(1)
+		if n > calls {
+			w.Write([]byte(`{"status":"in_queue"}`))
+			return
+		}
+		if n == calls {
+			close(all)
+		}
+		select { // every call is refused, and only once all were sent
+		case <-all:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	clk := newClock()
+	c := newTestClient(t, Options{BaseURL: srv.URL, RPS: 1000, Sleep: clk.Sleep, Now: clk.Now})
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			if _, err := c.Status(context.Background(), "r1"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	slept := clk.Slept()
+	if len(slept) != calls {
+		t.Fatalf("%d waits for %d refused calls", len(slept), calls)
+	}
+	for _, d := range slept {
+		if d > c.baseDelay {
+			t.Errorf("a first refusal waited %v, over the first backoff's %v: %v", d, c.baseDelay, slept)
+			break
+		}
 	}
 }

@@ -56,7 +56,8 @@ type Options struct {
 }
 
 // Client calls RunComfy's Model API. It is safe for concurrent use; all its
-// calls share one rate limiter and one 429 pause.
+// calls share one rate limiter, which a 429 lowers (without a rate, they
+// share one 429 pause instead).
 type Client struct {
 	base        string // scheme://host[/prefix], no trailing slash
 	token       string // kept only to scrub it from server messages
@@ -333,23 +334,22 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		if !limited && e != nil && e.HTTPStatus != 0 {
 			c.limited.Store(0) // an answer that is not a 429: the account is let through
 		}
+		// With a shared rate, a 429 lowers it for every call, and only this
+		// call waits (its Retry-After, else its own backoff): a trickle of
+		// 429s costs a little throughput, not a pause of the world. Without
+		// a rate there is nothing to lower: every call waits, for longer
+		// the more 429s come in a row.
+		adapted := limited && c.slowDown(op)
 		delay := Backoff(attempt, c.baseDelay, c.maxDelay, c.rand())
 		switch {
 		case e != nil && e.RetryAfter >= 0:
 			delay = e.RetryAfter
-		case limited:
+		case limited && !adapted:
 			delay = c.rateLimited()
 		}
-		adapted := false
-		if limited {
-			// With a shared rate, a 429 lowers it for every call, and only
-			// this call waits (its Retry-After, else a backoff): a trickle
-			// of 429s costs a little throughput, not a pause of the world.
-			// Without a rate there is nothing to lower: every call waits.
-			if adapted = c.slowDown(op); !adapted {
-				c.pause(delay)
-				c.log.Warn("runcomfy: rate limited, pausing all calls", "op", op, "pause", delay)
-			}
+		if limited && !adapted {
+			c.pause(delay)
+			c.log.Warn("runcomfy: rate limited, pausing all calls", "op", op, "pause", delay)
 		}
 		if ctx.Err() != nil || attempt+1 >= c.maxAttempts || !cs.retry(err) {
 			return err

@@ -3,6 +3,7 @@ package runcomfy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +77,14 @@ func TestSubmitIntakeCancelledOnLimiter(t *testing.T) {
 // Intake ends while a 429 pause holds the submit: the same, and the
 // answered 429 is the only request the server saw.
 func TestSubmitIntakeCancelledDuringPause(t *testing.T) {
+	// Without a rate every call pauses; with one (as the CLI always has),
+	// only the refused call waits: either wait ends with intake.
+	for _, rps := range []float64{0, 1000} {
+		t.Run(fmt.Sprintf("rps=%v", rps), func(t *testing.T) { submitIntakeCancelledDuringPause(t, rps) })
+	}
+}
+
+func submitIntakeCancelledDuringPause(t *testing.T, rps float64) {
 	s := &script{handlers: []http.HandlerFunc{reply(429, "", "Retry-After", "30"), reply(200, okSubmit)}}
 	srv := httptest.NewServer(s)
 	defer srv.Close()
@@ -84,11 +93,15 @@ func TestSubmitIntakeCancelledDuringPause(t *testing.T) {
 	sleep := func(ctx context.Context, d time.Duration) error {
 		slept = append(slept, d)
 		stopIntake() // the first Ctrl-C arrives during the pause
-		<-ctx.Done()
-		return ctx.Err()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("the wait outlived the intake")
+		}
 	}
 	clk := newClock()
-	c := newTestClient(t, Options{BaseURL: srv.URL, Sleep: sleep, Now: clk.Now})
+	c := newTestClient(t, Options{BaseURL: srv.URL, RPS: rps, Sleep: sleep, Now: clk.Now})
 	var before atomic.Int64
 	_, err := c.Submit(context.Background(), "m/x", map[string]any{}, SubmitOptions{
 		Intake:     intake,

@@ -163,8 +163,8 @@ func IsNotFound(err error) bool {
 // minutes is longer than any real rate-limit window (rate limits count per
 // second or per minute, and a gateway's 503 asks for seconds), yet short
 // enough that a garbage value ("Retry-After: 999999", a date next year)
-// cannot put a run to sleep through the night: every call of a client
-// shares a 429's pause. Clipping a value that was meant costs one early
+// cannot put a run to sleep through the night, one worker after another
+// (or every call at once, for a client without a rate). Clipping a value that was meant costs one early
 // request every ten minutes, which the server answers with another
 // Retry-After; trusting a bogus one costs the whole run. Both forms, delay-
 // seconds and HTTP date, are clipped, and a clipped value is logged once

@@ -215,3 +215,19 @@ func TestFakeQuickstart(t *testing.T) {
 		}
 	}
 }
+
+// TestBadRates: --rps is a rate the client can lower on a 429; anything
+// else is refused before the ledger is touched.
+func TestBadRates(t *testing.T) {
+	dir := t.TempDir()
+	manifest, _ := writeManifest(t, dir, 1)
+	for _, rps := range []string{"0", "-1", "NaN", "inf", "+Inf"} {
+		r := runMain(t, nil, "run", manifest, "--fake", "--rps", rps)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--rps") {
+			t.Errorf("--rps %s: exit %d, want %d naming --rps:\n%s", rps, r.code, exitUsage, r.stderr)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 1 || left[0] != manifest {
+		t.Errorf("refused runs left %v beside the manifest", left)
+	}
+}

@@ -85,7 +85,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if o.concurrency < 1 {
 		return usagef("-j/--concurrency must be at least 1")
 	}
-	if !(o.rps > 0) {
+	if !(o.rps > 0) || math.IsInf(o.rps, 1) {
+		// inf would build no limiter: no rate to lower on a 429.
 		return usagef("--rps must be a positive number")
 	}
 	if o.downloads < 0 {
