@@ -325,11 +325,6 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			return nil
 		}
 		e, _ := asError(err)
-		if e != nil && e.retryAsked != "" && !warned {
-			warned = true
-			c.log.Warn("runcomfy: Retry-After over the cap; waiting the cap at most",
-				"op", op, "asked", e.retryAsked, "cap", maxRetryAfter)
-		}
 		limited := e != nil && e.HTTPStatus == http.StatusTooManyRequests
 		if !limited && e != nil && e.HTTPStatus != 0 {
 			c.limited.Store(0) // an answer that is not a 429: the account is let through
@@ -355,6 +350,12 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			return err
 		}
 		c.log.Debug("runcomfy: retrying", "op", op, "attempt", attempt+1, "delay", delay, "err", err)
+		if e != nil && e.retryAsked != "" && !warned {
+			// Said where the wait begins: a call that gives up waits not.
+			warned = true
+			c.log.Warn("runcomfy: Retry-After over the cap; waiting the cap at most",
+				"op", op, "asked", e.retryAsked, "cap", maxRetryAfter)
+		}
 		if limited && !adapted {
 			continue // c.wait sleeps out the pause
 		}

@@ -123,3 +123,24 @@ func TestRetryAfterUnderCapNotWarned(t *testing.T) {
 		t.Errorf("Retry-After at the cap: %d warnings, want none: %v", len(w), w)
 	}
 }
+
+// TestRetryAfterOnAGiveUpNotWarned: a submit answered 503 is not sent
+// again, so a Retry-After past the cap is no wait to warn of (found in
+// review: it logged "waiting the cap at most" and returned at once).
+func TestRetryAfterOnAGiveUpNotWarned(t *testing.T) {
+	clk := newClock()
+	s := &script{handlers: []http.HandlerFunc{reply(503, `{}`, "Retry-After", "99999")}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	logs := &logRecorder{}
+	c := newTestClient(t, Options{BaseURL: srv.URL, Now: clk.Now, Sleep: clk.Sleep, Logger: slog.New(logs)})
+	if _, err := c.Submit(context.Background(), "m/x", map[string]any{}, SubmitOptions{}); err == nil {
+		t.Fatal("a 503 submit succeeded")
+	}
+	if n, slept := s.n.Load(), clk.Slept(); n != 1 || len(slept) != 0 {
+		t.Fatalf("%d requests, slept %v; want one request and no wait", n, slept)
+	}
+	if w := logs.capWarnings(); len(w) != 0 {
+		t.Errorf("a call that did not wait: %d cap warnings, want none: %v", len(w), w)
+	}
+}
