@@ -125,8 +125,8 @@ func (c *costs) take(id, model string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A cost RunComfy reported during this run for the model raises what
-	// each later submission counts for (lifecycle.Charge).
-	usd := max(c.est[id], c.highest[model])
+	// each later submission counts for.
+	usd, _ := lifecycle.Charge(c.est[id], true, c.highest[model])
 	if c.max > 0 {
 		if c.full || c.committed+usd > c.max+costEpsilon {
 			if !c.full {

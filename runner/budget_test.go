@@ -167,6 +167,17 @@ func TestReportedCostCorrectsTheCapWithinARun(t *testing.T) {
 	if c.committed != 1 {
 		t.Fatalf("committed %v", c.committed)
 	}
+
+	// Where the estimate would still fit, the reported cost decides: after
+	// a's $1, b counts $1, not its $0.25 estimate.
+	c = &costs{est: map[string]float64{"a": 0.25, "b": 0.25}, taken: map[string]float64{}, highest: map[string]float64{}, max: 1.9}
+	if !c.take("a", "m") {
+		t.Fatal("a refused")
+	}
+	c.reported("a", "m", 1)
+	if c.take("b", "m") {
+		t.Fatalf("b taken at its estimate beside a's $1 report: committed %v of 1.9", c.committed)
+	}
 }
 
 // TestProgressSnapshots: the observer sees the run from the first snapshot
