@@ -500,7 +500,8 @@ func restart(f *os.File, h interface{ Reset() }) error {
 	return err
 }
 
-// parseContentRange reads "bytes START-END/TOTAL".
+// parseContentRange reads "bytes START-END/TOTAL" (TOTAL may be "*"), or a
+// 416's "bytes */TOTAL", whose start is -1.
 func parseContentRange(v string) (start, total int64, ok bool) {
 	v, found := strings.CutPrefix(v, "bytes ")
 	if !found {
@@ -509,6 +510,10 @@ func parseContentRange(v string) (start, total int64, ok bool) {
 	rng, tot, found := strings.Cut(v, "/")
 	if !found {
 		return 0, 0, false
+	}
+	if rng == "*" { // a 416's "bytes */length": no range, only the length
+		total, err := strconv.ParseInt(tot, 10, 64)
+		return -1, total, err == nil && total >= 0
 	}
 	s, _, found := strings.Cut(rng, "-")
 	if !found {
