@@ -481,3 +481,41 @@ func TestOutageIsWaitedOutNotForever(t *testing.T) {
 		t.Fatalf("%d polls a minute apart before the job was parked, want about an hour's", n)
 	}
 }
+
+// atTheDoor is an API at which the first signal lands after the client let
+// the POST go and before BeforeSend ran.
+type atTheDoor struct {
+	*scripted
+	stop context.CancelFunc
+}
+
+func (a *atTheDoor) Submit(ctx context.Context, model string, input any, o runcomfy.SubmitOptions) (runcomfy.SubmitResponse, error) {
+	a.stop()
+	return a.scripted.Submit(ctx, model, input, o)
+}
+
+// A first signal at the door: BeforeSend refuses, so nothing is sent and
+// the job stays pending, not submitting (which the next start would call
+// unknown, parked until --resubmit-unknown, for a POST that never left).
+func TestIntakeEndingAtTheDoorLeavesTheJobPending(t *testing.T) {
+	e := newFilesEnv(t, func(prompt, req string) []string { return []string{"data:video/mp4;base64,AAAA"} })
+	intake, stop := context.WithCancel(context.Background())
+	defer stop()
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sum, err := Run(intake, context.Background(), Config{Manifest: jobsManifest(t, "a=x"), Store: st, API: &atTheDoor{e.api, stop},
+		HTTP: http.DefaultClient, OutDir: e.out, Concurrency: 1, PollMax: 20 * time.Millisecond, ProgressEvery: -1, StallTimeout: time.Minute})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("run: %v, want interrupted", err)
+	}
+	j, err := st.Job(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != lifecycle.Pending || e.api.n != 0 || sum.Submitted != 0 {
+		t.Fatalf("job %s, %d POSTs, %d submitted; want pending and nothing sent", j.State, e.api.n, sum.Submitted)
+	}
+}
