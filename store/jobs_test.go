@@ -415,6 +415,26 @@ func TestSubmitFailed(t *testing.T) {
 	}
 }
 
+// A new attempt starts with nothing of the last one's request: not its id,
+// not when it was submitted (found in review: nothing failed when
+// submitted_at was kept, so status showed the earlier POST's time for one
+// that never got an answer).
+func TestNewAttemptForgetsTheLastRequest(t *testing.T) {
+	s := newStore(t)
+	_, err := s.Sync(t.Context(), []Spec{spec("a", "fp")})
+	must(t, err)
+	toState(t, s, "a", lifecycle.Queued)
+	if j := job(t, s, "a"); j.RequestID == "" || j.SubmittedAt == "" {
+		t.Fatalf("queued without its request: %+v", j)
+	}
+	must(t, submitFailed(t, s, "a", lifecycle.Failed, "the job failed at RunComfy"))
+	must(t, beginSubmit(t, s, "a"))
+	must(t, submitFailed(t, s, "a", lifecycle.Unknown, "HTTP 503"))
+	if j := job(t, s, "a"); j.RequestID != "" || j.SubmittedAt != "" || j.Attempts != 2 {
+		t.Fatalf("second attempt, no answer: request %q submitted at %q, attempt %d; want none, none, 2", j.RequestID, j.SubmittedAt, j.Attempts)
+	}
+}
+
 func TestFailedAndCancelled(t *testing.T) {
 	s := newStore(t)
 	_, err := s.Sync(t.Context(), []Spec{spec("f", "fp"), spec("c", "fp")})
