@@ -47,6 +47,16 @@ func TestNoOpRerunNoticesEveryChange(t *testing.T) {
 	if _, err := os.Stat(files[0]); err != nil {
 		t.Fatal("the deleted output was not downloaded again")
 	}
+	// metadata.jsonl deleted: written again (nothing failed when the short
+	// way did not look for it).
+	meta := filepath.Join(dir, "jobs-out", "metadata.jsonl")
+	os.Remove(meta)
+	if r := run(); r.code != 0 || noop(r) {
+		t.Fatalf("a deleted metadata.jsonl: %d, noop %v\n%s", r.code, noop(r), r.stderr)
+	}
+	if b, err := os.ReadFile(meta); err != nil || strings.Count(string(b), "\n") != 3 {
+		t.Fatalf("metadata.jsonl not written again with the 3 jobs: %v\n%s", err, b)
+	}
 	// The manifest itself edited (a comment): the long way, then short again.
 	b, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, append(b, []byte("# a note\n")...), 0o644)
