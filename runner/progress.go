@@ -98,7 +98,7 @@ func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {
 	return p, nil
 }
 
-// progress reports a snapshot now and every ProgressEvery until done is
+// progress reports a snapshot every ProgressEvery until done is
 // closed, to Config.Progress or, without one, as a log line.
 func (r *run) progress(ctx context.Context, done <-chan struct{}, start time.Time, settledAtStart int) {
 	every := r.cfg.ProgressEvery
@@ -108,15 +108,15 @@ func (r *run) progress(ctx context.Context, done <-chan struct{}, start time.Tim
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if p, err := r.snapshot(start, settledAtStart); err == nil {
-			r.report(p)
-		}
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if p, err := r.snapshot(start, settledAtStart); err == nil {
+			r.report(p)
 		}
 	}
 }

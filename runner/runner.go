@@ -214,6 +214,11 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	}
 	done, reported := make(chan struct{}), make(chan struct{})
 	if cfg.ProgressEvery >= 0 {
+		// The first snapshot is the run's starting point, taken before
+		// anything is submitted; the ticker's come after.
+		if p, err := r.snapshot(start, settledAtStart); err == nil {
+			r.report(p)
+		}
 		go func() {
 			defer close(reported)
 			r.progress(r.intake, done, start, settledAtStart)
