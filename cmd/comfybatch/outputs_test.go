@@ -128,6 +128,27 @@ func TestOutputFolderBelongsToOneLedger(t *testing.T) {
 	}
 }
 
+// The same manifest reached through a symlinked folder is the same owner
+// of its ledger and output folder: the rerun is accepted and pays for
+// nothing (claims compare files, not path strings).
+func TestManifestThroughASymlinkIsTheSame(t *testing.T) {
+	srv, env := serveFake(t, runcomfytest.Config{})
+	target := filepath.Join(t.TempDir(), "target")
+	os.MkdirAll(target, 0o755)
+	m, _ := writeManifest(t, target, 2)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Skip("no symlinks here:", err)
+	}
+	if r := runBinary(t, env, "run", m, "--poll-max", "50ms"); r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	}
+	r := runBinary(t, env, "run", filepath.Join(link, filepath.Base(m)), "--poll-max", "50ms")
+	if r.code != 0 || srv.Stats().Created != 2 {
+		t.Fatalf("through the link: exit %d, created %d (want 0 and 2):\n%s", r.code, srv.Stats().Created, r.stderr)
+	}
+}
+
 // A no-op rerun notices an output changed in place (truncated): it is not
 // "done" until it is whole again (found in review, when the short way
 // trusted the folder's modification time).
