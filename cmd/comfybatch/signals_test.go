@@ -50,7 +50,10 @@ func TestStages(t *testing.T) {
 // during such a POST stops at once, and the job it cut off is reported
 // unknown, never lost and never resubmitted by a plain rerun.
 func TestSignalsThroughTheBinary(t *testing.T) {
-	const delay = 4 * time.Second // the fake answers each POST this late, after creating the job
+	// The fake answers each POST this late, after creating the job: longer
+	// than hardStop, which a first signal must not start (nothing failed
+	// when it did, with a delay shorter than it).
+	const delay = hardStop + 2*time.Second
 	for _, tt := range []struct {
 		name    string
 		signals []os.Signal
