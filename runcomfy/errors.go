@@ -145,13 +145,6 @@ func SubmitNotCreated(err error) bool {
 	return ok && lifecycle.SubmitRetryable(AnswerOf(err), e.RequestID)
 }
 
-// IsMissing reports RunComfy's own answer that a request is missing or
-// expired (error_code 404001), as opposed to a 404 from anything else.
-func IsMissing(err error) bool {
-	e, ok := asError(err)
-	return ok && e.Code == CodeNotFound
-}
-
 // IsNotFound reports a missing or expired request (or model): HTTP 404 or
 // error_code 404001.
 func IsNotFound(err error) bool {
