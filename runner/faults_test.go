@@ -81,6 +81,16 @@ func TestFaultsEveryJobDoneOnceAndIntact(t *testing.T) {
 		t.Fatalf("the fake did not inject every kind of fault: %+v", stats)
 	}
 	if sum.Counts[lifecycle.Done] != jobs {
+		st.EachJob(context.Background(), func(j store.Job) error {
+			if j.State != lifecycle.Done {
+				evs, _ := st.Events(context.Background(), j.ID)
+				for _, e := range evs {
+					t.Logf("%s: %+v", j.ID, e)
+				}
+				t.Logf("%+v", j)
+			}
+			return nil
+		})
 		t.Fatalf("counts %v, want all %d done", sum.Counts, jobs)
 	}
 	if d := srv.Duplicates(); d != 0 {

@@ -190,22 +190,27 @@ func (r *run) collect(j store.Job) error {
 	}
 	var w lifecycle.Watch
 	backoff := 0
+	model := r.timing.of(j.Model)
+	defer model.gone(j.ID)
+	lastPoll, aimed := start, AimNone
 	for polls := 0; ; polls++ {
-		wait := PollInterval(polls, r.cfg.Now().Sub(start), queuePos, r.timing.of(j.Model).get(), r.cfg.PollMax)
-		if backoff > 0 {
-			wait += runcomfy.Backoff(backoff-1, time.Second, r.cfg.PollMax, rand.Float64())
-		}
-		if err := r.cfg.Sleep(r.intake, wait); err != nil {
+		aim, ok := r.awaitPoll(model, j.ID, PollState{Polls: polls, QueuePos: queuePos, Aimed: aimed}, start, lastPoll, backoff)
+		if !ok {
 			return nil
 		}
+		aimed = max(aimed, aim)
 		res, err := r.cfg.API.Result(r.intake, j.RequestID)
 		if r.intake.Err() != nil {
 			return nil
 		}
-		age := r.cfg.Now().Sub(start)
+		lastPoll = r.cfg.Now()
+		age := lastPoll.Sub(start)
 		var d lifecycle.PollDecision
 		d, w = lifecycle.Poll(j.State, w, pollAnswer(res, err), age)
 		backoff = d.Backoff
+		if err == nil && d.Verdict == lifecycle.KeepPolling {
+			model.seen(j.ID, age)
+		}
 		if d.Warn != "" {
 			r.log.Warn(d.Warn, "job", j.ID, "request_id", j.RequestID)
 		}
@@ -256,6 +261,46 @@ func (r *run) collect(j store.Job) error {
 		j.RemoteStatus, j.Outputs = step.Remote, step.Outputs
 		r.enqueueDownload(j)
 		return nil
+	}
+}
+
+// awaitPoll waits until a job is due its next poll, which PollInterval
+// decides from p (Polls and QueuePos filled in), what the run knows of the
+// model, and, for a job waiting on its model's scouts, each job of the model
+// that finishes meanwhile. It says false when the intake ended.
+func (r *run) awaitPoll(model *durations, id string, p PollState, start, lastPoll time.Time, backoff int) (Aim, bool) {
+	for {
+		// The news is taken before what is known, so that a job finishing
+		// between the two is not missed.
+		news := model.newsOf()
+		now := r.cfg.Now()
+		p.Age, p.Since = now.Sub(start), now.Sub(lastPoll)
+		typ := model.get()
+		p.Scout = false
+		plan := PollInterval(p, typ, r.cfg.PollMax)
+		if plan.UntilNews && model.scout(id) {
+			p.Scout = true
+			plan = PollInterval(p, typ, r.cfg.PollMax)
+		}
+		wait := plan.Wait
+		if backoff > 0 {
+			wait += runcomfy.Backoff(backoff-1, time.Second, r.cfg.PollMax, rand.Float64())
+		}
+		if !plan.UntilNews {
+			return plan.Aim, r.cfg.Sleep(r.intake, wait) == nil
+		}
+		ctx, cancel := context.WithCancel(r.intake)
+		stop := context.AfterFunc(news, cancel)
+		err := r.cfg.Sleep(ctx, wait)
+		stop()
+		cancel()
+		switch {
+		case r.intake.Err() != nil:
+			return AimNone, false
+		case err == nil:
+			return AimNone, true // waited the longest a job may go unpolled
+		}
+		// A job of the model finished: ask again.
 	}
 }
 

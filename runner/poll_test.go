@@ -3,9 +3,12 @@ package runner
 import (
 	"context"
 	"math"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/store"
@@ -15,73 +18,162 @@ func TestPollInterval(t *testing.T) {
 	const s = time.Second
 	const ms = time.Millisecond
 	none := Typical{}
-	jobs3s := Typical{Samples: 50, P50: 3 * s, P90: 3800 * ms} // jobs of 2–4 s
+	jobs3s := Typical{Samples: 50, P65: 3 * s, P95: 3800 * ms} // jobs of 2–4 s
 	instant := Typical{Samples: 50}
-	few := Typical{Samples: minSamples - 1, P50: 3 * s, P90: 4 * s}
-	long := Typical{Samples: 50, P50: 10 * time.Minute, P90: 20 * time.Minute}
-	huge := Typical{Samples: 50, P50: time.Duration(math.MaxInt64), P90: time.Duration(math.MaxInt64)}
+	few := Typical{Samples: minSamples - 1, P65: 3 * s, P95: 4 * s}
+	long := Typical{Samples: 50, P65: 10 * time.Minute, P95: 20 * time.Minute}
+	huge := Typical{Samples: 50, P65: time.Duration(math.MaxInt64), P95: time.Duration(math.MaxInt64)}
 	cases := []struct {
 		name     string
 		polls    int
 		age      time.Duration
 		queuePos int
+		aimed    Aim
 		typ      Typical
 		max      time.Duration
 		want     time.Duration
 	}{
 		// Nothing learned yet: the old shape.
-		{"first poll is immediate", 0, 0, 0, none, 15 * s, 0},
-		{"too few samples to trust", 0, 0, 0, few, 15 * s, 0},
-		{"young job: one second", 1, 2 * s, 0, none, 15 * s, s},
-		{"a tenth of the age", 5, 40 * s, 0, none, 15 * s, 4 * s},
-		{"capped by max", 9, 10 * time.Minute, 0, none, 15 * s, 15 * s},
-		{"custom max", 9, 10 * time.Minute, 0, none, 3 * s, 3 * s},
-		{"zero max means default", 9, 10 * time.Minute, 0, none, 0, DefaultPollMax},
-		{"negative max means default", 9, 10 * time.Minute, 0, none, -s, DefaultPollMax},
-		{"deep queue stretches", 2, 3 * s, 20, none, 15 * s, 10 * s},
-		{"deep queue capped", 2, 3 * s, 1000, none, 15 * s, 15 * s},
-		{"huge queue position does not overflow", 2, 3 * s, math.MaxInt, none, 15 * s, 15 * s},
-		{"negative queue position is ignored", 2, 3 * s, -5, none, 15 * s, s},
-		{"huge age does not overflow", 2, time.Duration(math.MaxInt64), 0, none, 15 * s, 15 * s},
-		{"negative age (clock step) counts as zero", 1, -time.Hour, 0, none, 15 * s, s},
-		{"shallow queue keeps age rule", 3, 30 * s, 2, none, 15 * s, 3 * s},
+		{"first poll is immediate", 0, 0, 0, AimNone, none, 15 * s, 0},
+		{"too few samples to trust", 0, 0, 0, AimNone, few, 15 * s, 0},
+		{"young job: one second", 1, 2 * s, 0, AimNone, none, 15 * s, s},
+		{"a tenth of the age", 5, 40 * s, 0, AimNone, none, 15 * s, 4 * s},
+		{"capped by max", 9, 10 * time.Minute, 0, AimNone, none, 15 * s, 15 * s},
+		{"custom max", 9, 10 * time.Minute, 0, AimNone, none, 3 * s, 3 * s},
+		{"zero max means default", 9, 10 * time.Minute, 0, AimNone, none, 0, DefaultPollMax},
+		{"negative max means default", 9, 10 * time.Minute, 0, AimNone, none, -s, DefaultPollMax},
+		{"deep queue stretches", 2, 3 * s, 20, AimNone, none, 15 * s, 10 * s},
+		{"deep queue capped", 2, 3 * s, 1000, AimNone, none, 15 * s, 15 * s},
+		{"huge queue position does not overflow", 2, 3 * s, math.MaxInt, AimNone, none, 15 * s, 15 * s},
+		{"negative queue position is ignored", 2, 3 * s, -5, AimNone, none, 15 * s, s},
+		{"huge age does not overflow", 2, time.Duration(math.MaxInt64), 0, AimNone, none, 15 * s, 15 * s},
+		{"negative age (clock step) counts as zero", 1, -time.Hour, 0, AimNone, none, 15 * s, s},
+		{"shallow queue keeps age rule", 3, 30 * s, 2, AimNone, none, 15 * s, 3 * s},
 
-		// Learned: aim at the median, then the 90th percentile.
-		{"first poll at the median", 0, 0, 0, jobs3s, 15 * s, 3 * s},
-		{"first poll of a resumed job past the median: now", 0, 5 * s, 0, jobs3s, 15 * s, 0},
-		{"first poll after a slow submit: the rest of the median", 0, 500 * ms, 0, jobs3s, 15 * s, 2500 * ms},
-		{"second poll at the 90th percentile", 1, 3 * s, 0, jobs3s, 15 * s, 800 * ms},
-		{"learned after polls began: the median first", 2, 2 * s, 0, jobs3s, 15 * s, s},
-		{"past the 90th percentile: the age rule, a quarter of the 90th", 2, 3900 * ms, 0, jobs3s, 15 * s, 950 * ms},
-		{"median moved a little past a poll at it: on to the 90th", 1, 3 * s, 0, Typical{Samples: 50, P50: 3100 * ms, P90: 3800 * ms}, 15 * s, 800 * ms},
-		{"90th moved a little past a poll at it: the age rule", 2, 3800 * ms, 0, Typical{Samples: 50, P50: 3 * s, P90: 3900 * ms}, 15 * s, 975 * ms},
-		{"half-second jobs past their 90th: a quarter of it", 2, 900 * ms, 0, Typical{Samples: 50, P50: 500 * ms, P90: 800 * ms}, 15 * s, 250 * ms},
-		{"long jobs past their 90th: a second at least", 3, 5 * s, 0, Typical{Samples: 50, P50: 3 * s, P90: 4500 * ms}, 15 * s, s},
-		{"one learned value, both quantiles maxed: no overflow", 1, 0, 0, Typical{Samples: 50, P90: time.Duration(math.MaxInt64)}, 15 * s, 15 * s},
-		{"instant jobs: first poll immediate", 0, 0, 0, instant, 15 * s, 0},
-		{"instant jobs, still running: a quarter second", 1, 10 * ms, 0, instant, 15 * s, 250 * ms},
-		{"long jobs: the median capped by max", 0, 0, 0, long, 15 * s, 15 * s},
-		{"long jobs: polls before the median capped too", 4, time.Minute, 0, long, 15 * s, 15 * s},
-		{"huge learned durations do not overflow", 0, 0, 0, huge, 15 * s, 15 * s},
-		{"queue stretches a learned wait", 1, 3 * s, 30, jobs3s, 15 * s, 15 * s},
-		{"queue position not used before any poll", 0, 0, 30, jobs3s, 15 * s, 3 * s},
+		// Learned: aim at the 65th percentile, then the 95th (the table's
+		// jobs3s: P65 3 s, P95 3.8 s).
+		{"first poll at the typical end", 0, 0, 0, AimNone, jobs3s, 15 * s, 3 * s},
+		{"first poll of a resumed job past it: now", 0, 5 * s, 0, AimNone, jobs3s, 15 * s, 0},
+		{"first poll after a slow submit: the rest of it", 0, 500 * ms, 0, AimNone, jobs3s, 15 * s, 2500 * ms},
+		{"second poll at the late end", 1, 3 * s, 0, AimTypical, jobs3s, 15 * s, 800 * ms},
+		{"learned after polls began: the typical end first", 2, 2 * s, 0, AimNone, jobs3s, 15 * s, s},
+		{"past the late end: the age rule, a quarter of it", 2, 3900 * ms, 0, AimLate, jobs3s, 15 * s, 950 * ms},
+		{"typical end moved past a poll at it: on to the late end", 1, 3 * s, 0, AimTypical, Typical{Samples: 50, P65: 3100 * ms, P95: 3800 * ms}, 15 * s, 800 * ms},
+		{"late end moved past a poll at it: the age rule", 2, 3800 * ms, 0, AimLate, Typical{Samples: 50, P65: 3 * s, P95: 3900 * ms}, 15 * s, 975 * ms},
+		{"half-second jobs past their late end: a quarter of it", 2, 900 * ms, 0, AimLate, Typical{Samples: 50, P65: 500 * ms, P95: 800 * ms}, 15 * s, 250 * ms},
+		{"long jobs past their late end: a second at least", 3, 5 * s, 0, AimLate, Typical{Samples: 50, P65: 3 * s, P95: 4500 * ms}, 15 * s, s},
+		{"one learned value, both quantiles maxed: no overflow", 1, 0, 0, AimNone, Typical{Samples: 50, P95: time.Duration(math.MaxInt64)}, 15 * s, 15 * s},
+		{"instant jobs: first poll immediate", 0, 0, 0, AimNone, instant, 15 * s, 0},
+		{"instant jobs, still running: a quarter second", 1, 10 * ms, 0, AimNone, instant, 15 * s, 250 * ms},
+		{"long jobs: the typical end capped by max", 0, 0, 0, AimNone, long, 15 * s, 15 * s},
+		{"long jobs: polls before the typical end capped too", 4, time.Minute, 0, AimNone, long, 15 * s, 15 * s},
+		{"huge learned durations do not overflow", 0, 0, 0, AimNone, huge, 15 * s, 15 * s},
+		{"queue stretches a learned wait", 1, 3 * s, 30, AimNone, jobs3s, 15 * s, 15 * s},
+		{"queue position not used before any poll", 0, 0, 30, AimNone, jobs3s, 15 * s, 3 * s},
 	}
 	for _, c := range cases {
-		if got := PollInterval(c.polls, c.age, c.queuePos, c.typ, c.max); got != c.want {
-			t.Errorf("%s: PollInterval(%d, %v, %d, %+v, %v) = %v, want %v", c.name, c.polls, c.age, c.queuePos, c.typ, c.max, got, c.want)
+		// Every job polls as a scout would: nothing waits on others here.
+		p := PollState{Polls: c.polls, Age: c.age, Since: c.age, QueuePos: c.queuePos, Scout: true, Aimed: c.aimed}
+		if got := PollInterval(p, c.typ, c.max); got.Wait != c.want || got.UntilNews {
+			t.Errorf("%s: PollInterval(%+v, %+v, %v) = %+v; want %v", c.name, p, c.typ, c.max, got, c.want)
+		}
+	}
+}
+
+// While a model's target is not known, only its scouts poll; the others
+// wait for news, polled at least every limit anyway.
+func TestPollIntervalWaitsOnScouts(t *testing.T) {
+	const s = time.Second
+	const ms = time.Millisecond
+	cold := Typical{}
+	first := Typical{Samples: 4, P65: 2100 * ms, P95: 2200 * ms, Open65: true, Open95: true} // the 4 shortest of 64 ended
+	half := Typical{Samples: 32, P65: 3 * s, P95: 3200 * ms, Open95: true}                   // half ended, the 90th not yet
+	known := Typical{Samples: 60, P65: 3 * s, P95: 3800 * ms}
+	cases := []struct {
+		name     string
+		p        PollState
+		typ      Typical
+		want     time.Duration
+		wantNews bool
+	}{
+		{"cold, not a scout: wait for news, at most the limit", PollState{}, cold, 15 * s, true},
+		{"cold scout: at once", PollState{Scout: true}, cold, 0, false},
+		{"cold scout, polled: a second", PollState{Polls: 1, Age: s, Since: s, Scout: true}, cold, s, false},
+		{"the short ones ended: still waiting", PollState{Age: 2200 * ms, Since: 2200 * ms}, first, 12800 * ms, true},
+		{"a scout meanwhile: a second", PollState{Polls: 2, Age: 2200 * ms, Since: 200 * ms, Scout: true}, first, s, false},
+		{"waited the limit: poll now", PollState{Polls: 1, Age: 40 * s, Since: 15 * s}, first, 0, true},
+		{"waited past the limit: poll now", PollState{Polls: 1, Age: 40 * s, Since: 20 * s}, first, 0, true},
+		{"median known: aim at it", PollState{Age: 2 * s, Since: 2 * s}, half, s, false},
+		{"median known, passed: at it now", PollState{Age: 3100 * ms, Since: 3100 * ms}, half, 0, false},
+		{"polled at the median, the 90th open: wait for news", PollState{Polls: 1, Age: 3100 * ms, Since: 100 * ms}, half, 14900 * ms, true},
+		{"the same as a scout: the cold pace", PollState{Polls: 1, Age: 3100 * ms, Since: 100 * ms, Scout: true}, half, s, false},
+		{"too few samples: as cold", PollState{}, Typical{Samples: 3, P65: s, P95: s}, 15 * s, true},
+		{"both known: the 95th", PollState{Polls: 1, Age: 3 * s, Since: 0, Aimed: AimTypical}, known, 800 * ms, false},
+		{"a resumed job polled past both ends: the age rule", PollState{Polls: 1, Age: 5 * s, Aimed: AimTypical}, known, 950 * ms, false},
+		{"the typical end, first polled past by a scout: on to the 95th", PollState{Polls: 3, Age: 3200 * ms, Scout: true}, known, 600 * ms, false},
+		{"limit set by the user", PollState{Since: s}, cold, 2 * s, true},
+		{"clock step back: the limit", PollState{Since: -s}, cold, 15 * s, true},
+	}
+	for _, c := range cases {
+		limit := 15 * s
+		if c.name == "limit set by the user" {
+			limit = 3 * s
+		}
+		if got := PollInterval(c.p, c.typ, limit); got.Wait != c.want || got.UntilNews != c.wantNews {
+			t.Errorf("%s: PollInterval(%+v, %+v) = %+v; want %v, %v", c.name, c.p, c.typ, got, c.want, c.wantNews)
+		}
+	}
+}
+
+func TestQuantilesCountJobsStillRunning(t *testing.T) {
+	const s = time.Second
+	secs := func(xs ...float64) []time.Duration {
+		var out []time.Duration
+		for _, x := range xs {
+			out = append(out, time.Duration(x*float64(s)))
+		}
+		return out
+	}
+	cases := []struct {
+		name        string
+		done, alive []time.Duration
+		want        Typical
+	}{
+		{"nothing", nil, nil, Typical{Open65: true, Open95: true}},
+		{"only running", nil, secs(1, 2), Typical{P65: 2 * s, P95: 2 * s, Open65: true, Open95: true}},
+		{"all ended: the sorted sample's quantiles", secs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), nil, Typical{Samples: 10, P65: 7 * s, P95: 10 * s}},
+		{"one ended", secs(4), nil, Typical{Samples: 1, P65: 4 * s, P95: 4 * s}},
+		{"the 4 shortest of 64 ended: nothing known", secs(2, 2.05, 2.1, 2.15), secs(60 * 2.2)[0:1], Typical{}}, // replaced below
+		{"half ended: the 65th is not known", secs(2, 2.2, 2.4, 2.6, 2.8), secs(3, 3, 3, 3, 3), Typical{Samples: 5, P65: 3 * s, P95: 3 * s, Open65: true, Open95: true}},
+		{"most ended, the rest seen running at 3 s: the 95th open", secs(2, 2.2, 2.4, 2.6, 2.7, 2.8, 2.9), secs(3, 3, 3), Typical{Samples: 7, P65: 2900 * time.Millisecond, P95: 3 * s, Open95: true}},
+		{"a job seen running at 1.5 s could end after 2 s: at risk until then", secs(1, 2, 3), secs(1.5), Typical{Samples: 3, P65: 3 * s, P95: 3 * s}},
+		{"running jobs young: no effect on what ended before", secs(5, 6, 7), secs(1, 1, 1), Typical{Samples: 3, P65: 6 * s, P95: 7 * s}},
+		{"ends and a running job at the same age: the ends first", secs(2, 2, 2), secs(2), Typical{Samples: 3, P65: 2 * s, P95: 2 * s, Open95: true}},
+		{"negative durations count as zero", secs(-1, -1, 3), nil, Typical{Samples: 3, P65: 0, P95: 3 * s}},
+	}
+	// 4 of 64 ended, the other 60 seen running just after: far from half.
+	cases[4].done = secs(2, 2.05, 2.1, 2.15)
+	cases[4].alive = nil
+	for range 60 {
+		cases[4].alive = append(cases[4].alive, 2200*time.Millisecond)
+	}
+	cases[4].want = Typical{Samples: 4, P65: 2200 * time.Millisecond, P95: 2200 * time.Millisecond, Open65: true, Open95: true}
+	for _, c := range cases {
+		if got := quantiles(c.done, c.alive); got != c.want {
+			t.Errorf("%s: quantiles(%v, %v) = %+v, want %+v", c.name, c.done, c.alive, got, c.want)
 		}
 	}
 }
 
 func TestDurationsLearnsQuantilesOfRecentJobs(t *testing.T) {
 	var d durations
-	if got := d.get(); got != (Typical{}) {
+	if got := d.get(); got != (Typical{Open65: true, Open95: true}) {
 		t.Fatalf("nothing learned yet: %+v", got)
 	}
 	for i := 1; i <= 10; i++ {
 		d.add(time.Duration(i) * time.Second)
 	}
-	if got, want := d.get(), (Typical{Samples: 10, P50: 6 * time.Second, P90: 10 * time.Second}); got != want {
+	if got, want := d.get(), (Typical{Samples: 10, P65: 7 * time.Second, P95: 10 * time.Second}); got != want {
 		t.Fatalf("after 1..10 s: %+v, want %+v", got, want)
 	}
 	// The window forgets: after a full window of 1-minute jobs the early
@@ -89,11 +181,11 @@ func TestDurationsLearnsQuantilesOfRecentJobs(t *testing.T) {
 	for range len(d.window) {
 		d.add(time.Minute)
 	}
-	if got := d.get(); got.P50 != time.Minute || got.P90 != time.Minute || got.Samples != len(d.window) {
+	if got := d.get(); got.P65 != time.Minute || got.P95 != time.Minute || got.Samples != len(d.window) {
 		t.Fatalf("after a window of 1 min jobs: %+v", got)
 	}
 	d.add(-time.Second) // a clock oddity counts as instant, not as negative
-	if got := d.get(); got.P50 != time.Minute {
+	if got := d.get(); got.P65 != time.Minute {
 		t.Fatalf("one odd sample moved the median: %+v", got)
 	}
 }
@@ -151,5 +243,46 @@ func TestDurationsOutliveTheRun(t *testing.T) {
 	}
 	if calls := float64(e.srv.Stats().Result-before) / 8; calls > 2.5 {
 		t.Fatalf("%.2f result calls a job on a ledger that knows the model's durations", calls)
+	}
+}
+
+// A first wave of jobs of a model the run knows nothing of: a few scouts
+// poll, the others wait for what they learn and are polled once, when it
+// says the jobs are done. With every job polling on its own, each would
+// make two or three calls. The longest wait is set far beyond the test's
+// life, so a job left waiting on news that never comes hangs the run.
+func TestScoutsPollForAColdModel(t *testing.T) {
+	const jobs = 32
+	fake := runcomfytest.New(runcomfytest.Config{RunTime: time.Second, Token: "scout-token"})
+	meter := newPollMeter(fake)
+	ts := httptest.NewServer(meter)
+	t.Cleanup(ts.Close)
+	e := envBehind(t, fake, ts.URL, "scout-token")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(e.ledger, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sum, err := Run(ctx, ctx, Config{Manifest: manifestOf(t, jobs, "cold"), Store: st, API: e.client, HTTP: e.client.HTTPClient(),
+		OutDir: filepath.Join(e.dir, "out"), Concurrency: jobs, PollMax: time.Hour, ProgressEvery: -1})
+	if err != nil || sum.Counts[lifecycle.Done] != jobs {
+		t.Fatalf("run: %v, %v; want %d done", err, sum.Counts, jobs)
+	}
+	meter.mu.Lock()
+	defer meter.mu.Unlock()
+	var scouted, once int
+	for _, n := range meter.perJob {
+		switch {
+		case n == 1:
+			once++
+		default:
+			scouted++
+		}
+	}
+	t.Logf("%d calls for %d jobs: %d polled once, %d more often", meter.calls, jobs, once, scouted)
+	if scouted > scouts || float64(meter.calls)/jobs >= 2 {
+		t.Errorf("%d jobs polled more than once, %d calls for %d jobs; want at most %d scouts and under 2 calls a job", scouted, meter.calls, jobs, scouts)
 	}
 }
