@@ -150,8 +150,12 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       versionString(),
+		// The root runs only when no command matched: see unknownCommand.
+		Args: cobra.ArbitraryArgs,
+		RunE: unknownCommand,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(helpCommand())
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.apiBase, "api-base", "", "RunComfy API base URL (env RUNCOMFY_API_BASE; default "+defaultBase+")")
 	pf.StringVar(&a.tokenFile, "token-file", "", "read the API token from this file")
