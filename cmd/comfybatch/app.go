@@ -167,7 +167,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")
 	pf.BoolVar(&a.jsonOut, "json", false, "machine-readable output")
 
-	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.completionCommand())
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.initCommand(), a.completionCommand())
 	return root
 }
 
