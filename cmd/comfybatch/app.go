@@ -168,6 +168,11 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVar(&a.jsonOut, "json", false, "machine-readable output")
 
 	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.initCommand(), a.completionCommand())
+	for _, c := range root.Commands() {
+		if strings.Contains(c.Use, "MANIFEST") && c.ValidArgsFunction == nil {
+			c.ValidArgsFunction = completeManifest
+		}
+	}
 	return root
 }
 
