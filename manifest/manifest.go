@@ -430,6 +430,12 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 		// errors are 1-based already.
 		if strings.HasPrefix(msg, "did not find expected") {
 			at.Line++
+		}
+		line, col, why := syntaxAt(data, at.Line, msg)
+		switch {
+		case line != at.Line || why != msg:
+			at.Line, at.Col, msg = line, col, why
+		case strings.HasPrefix(msg, "did not find expected"):
 			msg += " (in the value that starts on this line)"
 		}
 	}
