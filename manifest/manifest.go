@@ -108,6 +108,7 @@ type Manifest struct {
 	File      string
 	Dir       string
 	Model     string // default model; "" when absent
+	ModelPos  Pos    // where the default model is written
 	OutputDir string // output.dir resolved against Dir; "" when absent
 	Defaults  map[string]any
 	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
@@ -356,7 +357,7 @@ func (p *parser) parse(data []byte) {
 			p.version(e.val)
 		case "model":
 			if s, ok := p.text(e.val, "", "model"); ok {
-				p.m.Model = s
+				p.m.Model, p.m.ModelPos = s, e.valueAt
 			} else {
 				p.modelBad = true
 			}
@@ -429,6 +430,12 @@ func (p *parser) document(data []byte) (*yaml.Node, bool) {
 		// errors are 1-based already.
 		if strings.HasPrefix(msg, "did not find expected") {
 			at.Line++
+		}
+		line, col, why := syntaxAt(data, at.Line, msg)
+		switch {
+		case line != at.Line || why != msg:
+			at.Line, at.Col, msg = line, col, why
+		case strings.HasPrefix(msg, "did not find expected"):
 			msg += " (in the value that starts on this line)"
 		}
 	}

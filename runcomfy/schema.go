@@ -57,6 +57,8 @@ type modelSchema struct {
 	// types maps each top-level property to its JSON type, so that callers
 	// can type untyped values (CSV cells) without walking the schema.
 	types map[string]string
+	// fields describes the top-level properties, for `models show`.
+	fields []Field
 	// props are the top-level properties, when the schema lists them and
 	// leaves additionalProperties unsaid (else nil: nothing to add).
 	props map[string]bool
@@ -131,7 +133,7 @@ func (s *Schemas) Add(model string, schemaJSON []byte) error {
 		return fmt.Errorf("schema for %s does not compile: %w", model, err)
 	}
 
-	ms := &modelSchema{compiled: compiled, types: propertyTypes(obj)}
+	ms := &modelSchema{compiled: compiled, types: propertyTypes(obj), fields: fieldsOf(obj)}
 	if p, ok := obj["properties"].(map[string]any); ok && obj["additionalProperties"] == nil {
 		ms.props = make(map[string]bool, len(p))
 		for name := range p {

@@ -10,10 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"comfybatch/manifest"
 	"comfybatch/media"
 	"comfybatch/runcomfy"
+	"comfybatch/suggest"
 )
 
 // Validate checks every job's merged input against its model's input schema
@@ -67,10 +69,29 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 	warnings = unlistedWarnings(unlisted)
 
 	unschemed := map[string]int{}
+	typos := map[string]string{} // model id -> the known one it misspells, "" for none
+	onDefault := 0               // jobs on the manifest's model, when it is a typo
 	for i := range jobs {
-		if !s.Has(jobs[i].Model) {
-			unschemed[jobs[i].Model]++
+		j := &jobs[i]
+		if s.Has(j.Model) {
+			continue
 		}
+		known, seen := typos[j.Model]
+		if !seen {
+			known, _ = ModelTypo(j.Model, s.Models())
+			typos[j.Model] = known
+		}
+		switch {
+		case known == "":
+			unschemed[j.Model]++
+		case j.Model == m.Model && m.ModelPos.Line > 0:
+			onDefault++ // one mistake, reported once below
+		default:
+			found = append(found, []*manifest.Error{{Pos: j.Pos, JobID: j.ID, Field: "model", Msg: modelTypo(j.Model, known, "")}})
+		}
+	}
+	if onDefault > 0 {
+		found = append(found, []*manifest.Error{{Pos: m.ModelPos, Field: "model", Msg: modelTypo(m.Model, typos[m.Model], plural(onDefault, "job")+" on it")}})
 	}
 	for _, model := range slices.Sorted(maps.Keys(unschemed)) {
 		warnings = append(warnings, fmt.Sprintf(
@@ -81,6 +102,60 @@ func Validate(m *manifest.Manifest, s *runcomfy.Schemas) (warnings []string, err
 		return warnings, errs
 	}
 	return warnings, nil
+}
+
+// modelTypo says that id is taken for a typo of known.
+func modelTypo(id, known, jobs string) string {
+	if jobs != "" {
+		jobs = "; " + jobs
+	}
+	return fmt.Sprintf("unknown model id %q; did you mean %q? (too near a known model to be another one; if it is, give its schema: --schema %s=PATH%s)", id, known, id, jobs)
+}
+
+// ModelTypo reports the known model id that id probably misspells. Any
+// RunComfy model id may be used, so only a near miss is a typo: the same
+// digits in the same order (ids that differ in a digit are different
+// versions, wan-2-2 is no typo of wan-2-5) and at most two edits apart
+// (suggest.Distance, case ignored: a capital letter is a typo too), or one
+// that differs from it only in case, slashes and dashes. Anything farther is
+// taken for a model comfybatch has no schema for.
+func ModelTypo(id string, known []string) (string, bool) {
+	digits := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, s)
+	}
+	var near []string
+	for _, k := range known {
+		if k == id || digits(k) != digits(id) {
+			continue
+		}
+		if suggest.Distance(id, k) <= 2 || squash(id) == squash(k) {
+			near = append(near, k)
+		}
+	}
+	if len(near) == 0 {
+		return "", false
+	}
+	best, _ := suggest.Closest(id, near)
+	if best == "" {
+		best = near[0] // a squash match farther than Closest looks
+	}
+	return best, true
+}
+
+// squash drops what a model id's words are joined with, and case.
+func squash(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '/', '-', '_', '.', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // unlistedKey and unlistedUse gather the input fields a model's schema does

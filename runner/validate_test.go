@@ -301,3 +301,27 @@ func TestValidateWarnsOfUnlistedFields(t *testing.T) {
 		t.Errorf("want an error for the strict model's extra field only, got %v", err)
 	}
 }
+
+// TestModelTypo: the rule that tells a misspelt model id (an error) from a
+// model comfybatch has no schema for (allowed, with a warning).
+func TestModelTypo(t *testing.T) {
+	known := []string{"wan-ai/wan-2-5/image-to-video", "wan-ai/wan-2-6/flash/image-to-video", "wan-ai/wan-2-6/image-to-video"}
+	for _, c := range []struct{ id, want string }{
+		{"wan-ai/wan-2-6/flash/image-to-vide", "wan-ai/wan-2-6/flash/image-to-video"},   // a letter dropped
+		{"wan-ai/wan-2-6/flash/imgae-to-video", "wan-ai/wan-2-6/flash/image-to-video"},  // two swapped
+		{"WAN-AI/Wan-2-6/Image-To-Video", "wan-ai/wan-2-6/image-to-video"},              // case
+		{"wan-ai/wan-2-6-image-to-video", "wan-ai/wan-2-6/image-to-video"},              // a dash for a slash
+		{"wan-ai/wan_2_6/flash/image_to_video", "wan-ai/wan-2-6/flash/image-to-video"},  // four joins, only joins
+		{"wan-ai/wan-2-6/flash/image-to-video/", "wan-ai/wan-2-6/flash/image-to-video"}, // a trailing slash
+		{"wan-ai/wan-2-2/image-to-video", ""},                                           // another version: a digit differs
+		{"wan-ai/wan-2-6/flash/text-to-video", ""},                                      // another model: five edits
+		{"wan-ai/wan-2-6/image-to-video", ""},                                           // known: not a typo
+		{"acme/brand-new-model", ""},
+		{"", ""},
+	} {
+		got, ok := ModelTypo(c.id, known)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("ModelTypo(%q) = %q, %v; want %q", c.id, got, ok, c.want)
+		}
+	}
+}

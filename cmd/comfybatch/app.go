@@ -68,6 +68,7 @@ func exitCode(err error) int {
 // app is one invocation: its streams and environment, passed in so tests can
 // run the whole command line in-process.
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	// work ends at a second signal; the command's own context (the intake)
@@ -86,12 +87,18 @@ type app struct {
 	jsonOut   bool
 }
 
-// Main runs the command line and returns the exit code. signals delivers
-// SIGINT, SIGTERM and SIGHUP (nil: never); see stages for what they do.
+// Main runs the command line with nothing on stdin; see MainIO.
 func Main(signals <-chan os.Signal, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	return MainIO(signals, args, strings.NewReader(""), stdout, stderr, getenv)
+}
+
+// MainIO runs the command line and returns the exit code. signals delivers
+// SIGINT, SIGTERM and SIGHUP (nil: never); see stages for what they do.
+// stdin is read only for a manifest given as "-".
+func MainIO(signals <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	intake, work, stop := stages(signals, stderr)
 	defer stop()
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, work: work}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, work: work}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -150,8 +157,12 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       versionString(),
+		// The root runs only when no command matched: see unknownCommand.
+		Args: cobra.ArbitraryArgs,
+		RunE: unknownCommand,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(helpCommand())
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.apiBase, "api-base", "", "RunComfy API base URL (env RUNCOMFY_API_BASE; default "+defaultBase+")")
 	pf.StringVar(&a.tokenFile, "token-file", "", "read the API token from this file")
@@ -163,8 +174,31 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")
 	pf.BoolVar(&a.jsonOut, "json", false, "machine-readable output")
 
-	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.completionCommand())
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.initCommand(), a.completionCommand())
+	for _, c := range root.Commands() {
+		if strings.Contains(c.Use, "MANIFEST") && c.ValidArgsFunction == nil {
+			c.ValidArgsFunction = completeManifest
+		}
+		if strings.Contains(c.Use, "MANIFEST") && c.Name() != "validate" && c.Name() != "plan" {
+			c.Args = noStdin(c.Args)
+		}
+	}
 	return root
+}
+
+// noStdin refuses "-" for a command whose manifest must be a file: its
+// ledger and outputs are named after the manifest, found again by every
+// later command, and a rerun must read the same jobs.
+func noStdin(args cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) == 1 && a[0] == stdinManifest {
+			return usagef("%s needs the manifest in a file, not on stdin (-): its ledger is found by the manifest's path, run after run; save it to a file first (validate and plan read -)", cmd.Name())
+		}
+		if args == nil {
+			return nil
+		}
+		return args(cmd, a)
+	}
 }
 
 // logger writes logs to stderr in the chosen format.

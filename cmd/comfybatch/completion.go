@@ -44,12 +44,18 @@ Load it in the current shell, or install it once as the examples show.`,
 	}
 }
 
-// completeManifest offers YAML files for a command's one manifest argument.
+// manifestExts are the names a manifest argument completes to: YAML, and
+// JSON (which YAML reads too). Not .db, -wal or .csv: a ledger or an
+// include given as the manifest is a mistake the shell should not offer.
+var manifestExts = []string{"yaml", "yml", "json"}
+
+// completeManifest offers manifest files (and folders, to reach them) for
+// a command's one manifest argument.
 func completeManifest(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+	return manifestExts, cobra.ShellCompDirectiveFilterFileExt
 }
 
 // completeJobIDs offers the ids in the manifest's ledger for --job. It

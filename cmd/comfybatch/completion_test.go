@@ -71,6 +71,14 @@ func TestCompletion(t *testing.T) {
 	if got := strings.Fields(r.stdout); len(got) < 3 || got[0] != "retried" || got[1] != "refused" {
 		t.Errorf("--job completion for \"re\": %q", r.stdout)
 	}
+	// The manifest argument completes manifests, not ledgers or WAL files:
+	// the shell filters files by these extensions (directive 8).
+	for _, c := range []string{"run", "plan", "validate", "status", "results", "cancel"} {
+		r := runMain(t, nil, "__complete", c, "")
+		if r.stdout != "yaml\nyml\njson\n:8\n" {
+			t.Errorf("%s's manifest completes to %q, want the yaml, yml and json files", c, r.stdout)
+		}
+	}
 	r = runMain(t, nil, "__complete", "results", manifest, "--format", "")
 	if !strings.Contains(r.stdout, "jsonl\ncsv\n") {
 		t.Errorf("--format completion: %q", r.stdout)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -44,6 +45,13 @@ func schemas(args []string) (*runcomfy.Schemas, error) {
 	return s, nil
 }
 
+// stdinManifest is the manifest argument that reads the manifest from
+// stdin (validate and plan); stdinName names it in reports.
+const (
+	stdinManifest = "-"
+	stdinName     = "<stdin>"
+)
+
 // load is the one way run, plan and validate read a manifest: parsed with
 // CSV cells typed by the model schemas, then every job validated against
 // them. Warnings go to stderr. On validation errors it returns the manifest
@@ -54,7 +62,19 @@ func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runco
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := manifest.Load(path, manifest.Options{FieldType: s.FieldType})
+	var m *manifest.Manifest
+	opts := manifest.Options{FieldType: s.FieldType}
+	if path == stdinManifest {
+		// Includes are read relative to the working directory then.
+		data, rerr := io.ReadAll(a.stdin)
+		if rerr != nil {
+			return nil, s, fmt.Errorf("read the manifest from stdin: %w", rerr)
+		}
+		path = stdinName
+		m, err = manifest.Parse(path, data, opts)
+	} else {
+		m, err = manifest.Load(path, opts)
+	}
 	if err != nil {
 		// The jobs the manifest read cleanly are checked too, so that one
 		// report holds every problem rather than the schema's coming after
@@ -111,11 +131,65 @@ func (p *problems) Error() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d problems:", p.file, len(errs))
-	for _, e := range errs {
+	for _, f := range fold(errs) {
 		b.WriteString("\n  ")
-		b.WriteString(e.Error())
+		b.WriteString(f.first.Error())
+		if len(f.more) > 0 {
+			fmt.Fprintf(&b, " (and the same in %d more places: %s)", len(f.more), placesOf(f.more))
+		}
 	}
 	return b.String()
+}
+
+// foldAt is how many problems alike make one line: a mistake copied into
+// thousands of jobs (a misspelt CSV column, an image every row lacks) is
+// one thing to fix, and a report of thousands of lines hides the others.
+const foldAt = 4
+
+// folded is one line of a report: a problem, and the places of the others
+// just like it (the same file, field and message), when they are many.
+type folded struct {
+	first *manifest.Error
+	more  []*manifest.Error
+}
+
+// fold keeps errs in order, gathering each group of foldAt or more problems
+// alike at its first.
+func fold(errs manifest.Errors) []folded {
+	type key struct{ file, field, msg string }
+	groups := map[key][]*manifest.Error{}
+	for _, e := range errs {
+		k := key{e.File, e.Field, e.Msg}
+		groups[k] = append(groups[k], e)
+	}
+	var out []folded
+	for _, e := range errs {
+		g := groups[key{e.File, e.Field, e.Msg}]
+		switch {
+		case len(g) < foldAt:
+			out = append(out, folded{first: e})
+		case g[0] == e:
+			out = append(out, folded{first: e, more: g[1:]})
+		}
+	}
+	return out
+}
+
+// placesOf names the first few places of folded problems.
+func placesOf(errs []*manifest.Error) string {
+	const shown = 3
+	var parts []string
+	for i, e := range errs {
+		if i == shown {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("line %d", e.Line))
+		if e.JobID != "" {
+			parts[len(parts)-1] += " (job " + e.JobID + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // merge adds more problems to a report, or starts one.

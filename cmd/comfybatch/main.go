@@ -35,5 +35,5 @@ func main() {
 			}
 		}
 	}()
-	os.Exit(Main(relay, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(MainIO(relay, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }

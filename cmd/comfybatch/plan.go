@@ -123,6 +123,9 @@ type planJobJSON struct {
 var planGroups = []string{"pending", "in_flight", "completed", "done", "failed", "cancelled", "unknown"}
 
 func (a *app) plan(ctx context.Context, path string, o planFlags) error {
+	if path == stdinManifest && a.ledger != "" {
+		return usagef("plan -: a manifest from stdin is planned without a ledger (a ledger belongs to one manifest file); drop --ledger, or give the manifest's file")
+	}
 	log, err := a.logger()
 	if err != nil {
 		return err
@@ -131,10 +134,21 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 	if err != nil {
 		return err
 	}
-	ledger := a.ledgerPath(path)
-	known, highest, exists, err := readKnown(ctx, ledger, path)
-	if err != nil {
-		return err
+	// A manifest from stdin has no ledger: a ledger belongs to a manifest
+	// file. Its plan is the one for a first run, every job new.
+	var (
+		ledger  string
+		known   map[string]store.Known
+		highest map[string]float64
+		exists  bool
+	)
+	if path == stdinManifest {
+		path = stdinName
+	} else {
+		ledger = a.ledgerPath(path)
+		if known, highest, exists, err = readKnown(ctx, ledger, path); err != nil {
+			return err
+		}
 	}
 	p := runner.MakePlan(m, known, runner.PlanOptions{RetryFailed: o.retryFailed, ResubmitUnknown: o.resubmitUnknown})
 
@@ -361,7 +375,10 @@ func usd(x float64) string {
 // printPlan writes the plan for a person.
 func printPlan(w io.Writer, p planJSON) {
 	ledger := p.Ledger
-	if !p.LedgerExists {
+	switch {
+	case ledger == "":
+		ledger = "none (the manifest came from stdin: every job is planned as new)"
+	case !p.LedgerExists:
 		ledger += " (not created yet: nothing has run, every job is new)"
 	}
 	fmt.Fprintf(w, "plan for %s: %s; ledger %s\n", p.Manifest, jobs(p.Total), ledger)

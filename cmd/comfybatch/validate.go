@@ -74,6 +74,9 @@ func (a *app) validate(ctx context.Context, path string, o validateFlags) error 
 		return usagef("--rps must be a positive number")
 	}
 	m, _, err := a.load(path, o.schemas)
+	if path == stdinManifest {
+		path = stdinName
+	}
 	var checked *int
 	if m != nil && o.media {
 		// Third-party hosts: a plain client, never the API client with its token.
@@ -127,5 +130,6 @@ func (a *app) printValidation(path string, m *manifest.Manifest, checked *int, e
 	}
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // <stdin> as written
 	return enc.Encode(out)
 }
