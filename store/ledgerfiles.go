@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ type ledgerInfo struct {
 // -wal it is read with mode=ro, which reads the -wal but never checkpoints,
 // truncates or deletes it (it may create or rebuild the -shm, which is an
 // index SQLite rebuilds from the -wal anyway).
-func inspect(path string, wal fileInfo) (info ledgerInfo, err error) {
+func inspect(path string, wal fileInfo, deferCheck bool) (info ledgerInfo, err error) {
 	params := []string{"mode=ro"}
 	if !wal.hasFrames() {
 		params = append(params, "immutable=1")
@@ -123,8 +124,12 @@ func inspect(path string, wal fileInfo) (info ledgerInfo, err error) {
 	if n := migrationCount(); info.version > n {
 		return info, fmt.Errorf("%s: ledger version %d is newer than this comfybatch knows (%d); upgrade comfybatch", path, info.version, n)
 	}
-	if err := quickCheck(db, path); err != nil {
-		return info, err
+	// A ledger about to be migrated is checked now whatever was asked:
+	// migrations write everywhere.
+	if !deferCheck || info.version < migrationCount() {
+		if err := quickCheck(db, path); err != nil {
+			return info, err
+		}
 	}
 	if info.version >= stateVersion {
 		var open int
@@ -141,27 +146,40 @@ func inspect(path string, wal fileInfo) (info ledgerInfo, err error) {
 // page is found at Open, before anything is written, instead of by whichever
 // query first touches it in the middle of a run.
 func quickCheck(db *sql.DB, path string) error {
-	rows, err := db.Query("PRAGMA quick_check(5)")
+	return quickCheckContext(context.Background(), db, path, "the file was not changed")
+}
+
+// quickCheckContext is quickCheck; said is what the error says of the file.
+func quickCheckContext(ctx context.Context, db *sql.DB, path, said string) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check(5)")
 	if err != nil {
-		return readError(path, err)
+		return checkError(path, err, said)
 	}
 	defer rows.Close()
 	var problems []string
 	for rows.Next() {
 		var p string
 		if err := rows.Scan(&p); err != nil {
-			return readError(path, err)
+			return checkError(path, err, said)
 		}
 		problems = append(problems, p)
 	}
 	if err := rows.Err(); err != nil {
-		return readError(path, err)
+		return checkError(path, err, said)
 	}
 	if len(problems) == 1 && problems[0] == "ok" {
 		return nil
 	}
 	why := strings.Join(strings.Fields(strings.Join(problems, "; ")), " ")
-	return corruptError(path, "quick_check: "+why)
+	return fmt.Errorf("%s: %w (quick_check: %s); %s", path, ErrCorrupt, why, said)
+}
+
+// checkError is readError, saying what it says of the file.
+func checkError(path string, err error, said string) error {
+	if isCorrupt(err) {
+		return fmt.Errorf("%s: %w (%s); %s", path, ErrCorrupt, err, said)
+	}
+	return fmt.Errorf("read ledger %s: %w", path, err)
 }
 
 // checkComplete refuses a ledger whose .db says a writer held it when there
@@ -248,4 +266,11 @@ func (s *Store) checkpoint(mode string) error {
 		return fmt.Errorf("ledger %s: checkpoint: readers kept %d of %d pages of %s-wal out of the .db; the ledger is the .db together with its -wal", s.path, frames-done, frames, s.path)
 	}
 	return nil
+}
+
+// Check reads every page of the ledger, as Open does unless asked to defer
+// it (Options.DeferCheck): damage is an ErrCorrupt naming the ledger.
+func (s *Store) Check(ctx context.Context) error {
+	// Open has marked it held by now: "not changed" would be untrue.
+	return quickCheckContext(ctx, s.db, s.path, "no job in it was changed")
 }

@@ -494,3 +494,54 @@ func TestReadOnlyBesideOpeningWriter(t *testing.T) {
 		t.Fatalf("%d jobs, want 800", got)
 	}
 }
+
+// A check deferred at Open (the no-op rerun's way) is made by Check: the
+// damage Open would have refused is refused there, naming the ledger.
+func TestDeferredCheck(t *testing.T) {
+	orig := ledgerPath(t)
+	s := openAt(t, orig, Options{})
+	specs := make([]Spec, 400)
+	for i := range specs {
+		specs[i] = spec(fmt.Sprintf("job-%04d", i), strings.Repeat("f", 64))
+	}
+	if _, err := s.Sync(t.Context(), specs); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i += 3 {
+		toState(t, s, specs[i].ID, lifecycle.Done)
+	}
+	must(t, s.Close())
+	good := readBytes(t, orig)
+	pageSize := int(binary.BigEndian.Uint16(good[16:18]))
+	// Garbage over the last page: far from the tables Open reads.
+	bad := bytes.Clone(good)
+	for i := len(bad) - pageSize; i < len(bad); i++ {
+		bad[i] = 0xA5
+	}
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	must(t, os.WriteFile(path, bad, 0o644))
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open checking at once = %v, want ErrCorrupt", err)
+	}
+	s, err := Open(path, Options{DeferCheck: true})
+	if err != nil {
+		t.Fatalf("Open deferring its check read the damaged page: %v", err)
+	}
+	defer s.Close()
+	err = s.Check(t.Context())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Check = %v, want ErrCorrupt naming %s", err, path)
+	}
+	if strings.Contains(err.Error(), "not changed") {
+		t.Fatalf("Check says the file was not changed, but Open marked it held: %v", err)
+	}
+	// An intact ledger passes.
+	g, err := Open(orig, Options{DeferCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Check(t.Context()); err != nil {
+		t.Fatalf("Check of an intact ledger: %v", err)
+	}
+}

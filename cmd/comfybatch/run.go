@@ -114,9 +114,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	// (runner.NothingToDo says when). A new one is made only once the
 	// manifest proved valid, so a broken manifest leaves no file behind.
 	var st *store.Store
-	openLedger := func() error {
+	openLedger := func(opts store.Options) error {
 		var err error
-		if st, err = store.Open(a.ledgerPath(path), store.Options{}); err != nil {
+		if st, err = store.Open(a.ledgerPath(path), opts); err != nil {
 			if errors.Is(err, store.ErrLocked) {
 				return fmt.Errorf("%w: wait for the other run to finish, or use `comfybatch status` to watch it", err)
 			}
@@ -133,7 +133,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		}
 	}()
 	if _, err := os.Stat(a.ledgerPath(path)); err == nil {
-		if err := openLedger(); err != nil {
+		// Every page is read only if the run goes on to work: the no-op
+		// reads three small tables and leaves.
+		if err := openLedger(store.Options{DeferCheck: true}); err != nil {
 			return err
 		}
 		if err := a.claim(ctx, st, path, "", log, false); err != nil {
@@ -147,6 +149,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			}
 			st = nil
 			return a.report(runner.Summary{Counts: counts}, nil, a.ledgerPath(path), out, o.submitOnly)
+		}
+		if err := st.Check(ctx); err != nil {
+			return usageError{err}
 		}
 	}
 	manifestBefore, _ := runner.FileSum(path)
@@ -168,7 +173,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		return err
 	}
 	if st == nil {
-		if err := openLedger(); err != nil {
+		if err := openLedger(store.Options{}); err != nil {
 			return err
 		}
 	}
