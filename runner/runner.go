@@ -104,6 +104,17 @@ type AccountError struct{ Err error }
 func (e *AccountError) Error() string { return e.Err.Error() }
 func (e *AccountError) Unwrap() error { return e.Err }
 
+// UnreachableError is a run stopped because the API could not be reached
+// at all: no call was ever answered and the first ones could not connect
+// (runcomfy.GiveUpUnreached). Nothing was created; the jobs keep their
+// states, and running again once the API is reachable continues.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string {
+	return "cannot reach the API: " + runcomfy.Reason(e.Err)
+}
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
 type run struct {
 	cfg Config
 	// intake ends at the first signal: no new submissions, no more polls
@@ -432,6 +443,19 @@ func (r *run) accountStop(err error) {
 		r.log.Error("stopping: the account cannot submit; jobs not yet accepted stay pending", "error", err)
 		r.stop()
 	})
+}
+
+// unreachableStop stops the run when a call found the API unreachable; it
+// reports whether err was such a failure.
+func (r *run) unreachableStop(err error) bool {
+	if !runcomfy.IsUnreachable(err) {
+		return false
+	}
+	r.stopOnce.Do(func() {
+		r.stopErr = &UnreachableError{Err: err}
+		r.stop()
+	})
+	return true
 }
 
 // outPath is where output n (0-based) of a job with count outputs goes,

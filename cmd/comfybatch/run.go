@@ -109,6 +109,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err != nil {
 		return err
 	}
+	folded := newFoldWarnings(log.Handler()) // a live display turns it on
+	log = slog.New(folded)
 	// An existing ledger is opened (and locked) first: a rerun with nothing
 	// to do answers from it without reading a manifest of 100,000 jobs
 	// (runner.NothingToDo says when). A new one is made only once the
@@ -176,7 +178,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		return err
 	}
 
-	disp := a.newDisplay(sink, log, o.progressEvery)
+	disp := a.newDisplay(sink, folded, log, o.progressEvery)
 	running := make(chan struct{})
 	go func() {
 		select {
@@ -215,6 +217,11 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if errors.As(err, &be) {
 		err = usageError{err} // nothing was submitted: fix and run again
 	}
+	var ue *runner.UnreachableError
+	if errors.As(err, &ue) {
+		err = usagef("cannot reach the RunComfy API at %s (%s): check --api-base (or RUNCOMFY_API_BASE), the network, DNS, a proxy or TLS interception; nothing was submitted by this run, and running the same command again continues",
+			api.Base(), runcomfy.Reason(ue.Err))
+	}
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -235,7 +242,7 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		fmt.Fprintf(a.stderr, "%s · submitted %d this run · ledger %s · outputs %s\n", strings.Join(parts, ", "), sum.Submitted, ledger, out)
 	}
 	if errors.Is(err, runner.ErrInterrupted) {
-		fmt.Fprintf(a.stderr, "interrupted: %d jobs still running at RunComfy; run the same command again to collect them\n", sum.InFlight)
+		fmt.Fprintf(a.stderr, "interrupted: %s; run the same command again to collect them\n", atRunComfy(c))
 		return err
 	}
 	if err != nil {
@@ -266,7 +273,7 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
 	}
 	if n := lifecycle.Count(c, lifecycle.State.InFlight); n > 0 && !submitOnly {
-		todo = append(todo, fmt.Sprintf("%d still running at RunComfy; run again to collect them", n))
+		todo = append(todo, atRunComfy(c)+"; run again to collect them")
 	}
 	if len(todo) == 0 {
 		return nil
