@@ -23,7 +23,9 @@ func TestNeverConnected(t *testing.T) {
 	dial := func(inner error) error {
 		return &url.Error{Op: "Post", URL: "http://h/v1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: inner}}
 	}
-	notSent := func(err error) error { return &Error{Op: "submit", NotSent: true, RetryAfter: RetryAfterUnset, Err: err} }
+	notSent := func(err error) error {
+		return &Error{Op: "submit", NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
+	}
 	sent := func(err error) error { return &Error{Op: "submit", RetryAfter: RetryAfterUnset, Err: err} }
 	refused := dial(os.NewSyscallError("connect", syscall.ECONNREFUSED))
 	tests := []struct {

@@ -139,7 +139,9 @@ type screen struct {
 	wrapped int // how many times a line was wider than the screen
 }
 
-func newScreen(width int) *screen { return &screen{width: width, rows: [][]rune{nil}, cont: []bool{false}} }
+func newScreen(width int) *screen {
+	return &screen{width: width, rows: [][]rune{nil}, cont: []bool{false}}
+}
 
 func (s *screen) row(r int) {
 	for len(s.rows) <= r {
