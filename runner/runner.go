@@ -70,6 +70,10 @@ type Config struct {
 	// Progress receives each snapshot, from one goroutine at a time; nil
 	// logs a "progress" line instead. The display is the caller's business.
 	Progress func(Progress)
+	// Confirm, when set and the run has jobs to submit, is asked once,
+	// before anything is submitted or polled, with what the run is about
+	// to submit. An error ends the run there and is returned.
+	Confirm func(Spend) error
 }
 
 // Summary is what a run did and where the ledger stands after it.
@@ -207,9 +211,20 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
 	}
 
-	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 {
+	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 || cfg.Confirm != nil {
 		if err := r.prepareCosts(ctx); err != nil {
 			return sum, err
+		}
+	}
+	if cfg.Confirm != nil {
+		sp, err := r.spend()
+		if err != nil {
+			return sum, err
+		}
+		if sp.Jobs > 0 {
+			if err := cfg.Confirm(sp); err != nil {
+				return sum, err
+			}
 		}
 	}
 

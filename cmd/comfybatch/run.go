@@ -38,6 +38,8 @@ type runFlags struct {
 	pollMax         time.Duration
 	stallTimeout    time.Duration
 	schemas         []string // --schema MODEL=PATH
+	confirmOver     float64
+	yes             bool
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -67,6 +69,8 @@ without submitting any job twice.`,
 	f.DurationVar(&o.stallTimeout, "stall-timeout", runner.DefaultStallTimeout, "abandon and resume a download that receives nothing for this long")
 	f.Float64Var(&o.maxCost, "max-cost", 0, "stop submitting once the ledger's spent plus the estimated cost of jobs in flight would pass `USD`, counted across runs (0 = no cap)")
 	f.DurationVar(&o.progressEvery, "progress-every", plainEvery, "how often a progress line is logged when stderr is not a terminal")
+	f.Float64Var(&o.confirmOver, "confirm-over", defaultConfirmOver, "on a terminal, ask before submitting new jobs estimated above `USD` (0 = never ask)")
+	f.BoolVar(&o.yes, "yes", false, "answer yes to the spending question (scripts never get it: it is asked on a terminal only)")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -103,6 +107,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	}
 	if o.progressEvery <= 0 {
 		return usagef("--progress-every must be a positive duration, e.g. 30s")
+	}
+	if !(o.confirmOver >= 0) || math.IsInf(o.confirmOver, 0) {
+		return usagef("--confirm-over must be a number of US dollars, e.g. --confirm-over 100 (0 never asks)")
 	}
 	sink := &logSink{w: a.stderr}
 	log, err := a.loggerTo(sink)
@@ -205,6 +212,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		Log:             log,
 		ProgressEvery:   disp.every,
 		Progress:        disp.update,
+		Confirm:         a.confirmSpend(ctx, o.confirmOver, o.yes),
 	})
 	close(running)
 	disp.stop()
@@ -242,6 +250,10 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		fmt.Fprintf(a.stderr, "%s · submitted %d this run · ledger %s · outputs %s\n", strings.Join(parts, ", "), sum.Submitted, ledger, out)
 	}
 	if errors.Is(err, runner.ErrInterrupted) {
+		if c == nil { // before the run began (at the spending question)
+			fmt.Fprintln(a.stderr, "interrupted: nothing was submitted")
+			return err
+		}
 		fmt.Fprintf(a.stderr, "interrupted: %s; run the same command again to collect them\n", atRunComfy(c))
 		return err
 	}
