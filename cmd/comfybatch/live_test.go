@@ -15,7 +15,9 @@ import (
 
 	"github.com/creack/pty"
 
+	"comfybatch/lifecycle"
 	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/runner"
 )
 
 // session is the binary running on a pseudo-terminal that a test talks to
@@ -485,5 +487,30 @@ func TestFitDropsByRank(t *testing.T) {
 	}
 	if got := rowsAt([]int{80, 80, 30}, 50); got != 5 {
 		t.Errorf("rowsAt = %d, want 5 (two rewrapped lines of 80 at 50 columns take 2 rows each)", got)
+	}
+}
+
+// TestOutageLines: during an outage the states line is one line saying so,
+// fitted to the width, and a plain progress line says it too.
+func TestOutageLines(t *testing.T) {
+	p := runner.Progress{Counts: map[lifecycle.State]int{lifecycle.Queued: 12}, Total: 12,
+		Outage: true, OutageFor: 42 * time.Second, OutageWhy: "connect: connection refused"}
+	for _, c := range []struct {
+		width int
+		want  string
+	}{
+		{0, "  RunComfy not answering for 42s · connect: connection refused · waiting for it"},
+		{80, "  RunComfy not answering for 42s · connect: connection refused · waiting for it"},
+		{64, "  RunComfy not answering for 42s · connect: connection refused"},
+		{50, "  RunComfy not answering for 42s"},
+	} {
+		if got := statesLine(p, false, c.width); got != c.want {
+			t.Errorf("width %d:\n got %q\nwant %q", c.width, got, c.want)
+		}
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("progress", progressAttrs(p)...)
+	if !strings.Contains(buf.String(), `api="not answering for 42s (connect: connection refused); waiting, every job keeps its state"`) {
+		t.Errorf("plain progress line: %s", buf.String())
 	}
 }
