@@ -82,6 +82,16 @@ type Client struct {
 	// it, so that workers taking turns at a refusing account back off
 	// together instead of each starting over from the base delay.
 	limited atomic.Int64
+
+	// answered is set by the first answer any call gets (any status): from
+	// then on, a failure to connect is an outage to wait out, not a wrong
+	// base URL (see GiveUpUnreached).
+	answered atomic.Bool
+	// outageSince is when calls began to fail without an answer after the
+	// API had answered, and outageWhy the last such failure; zero while
+	// answers come (see Outage).
+	outageSince time.Time
+	outageWhy   string
 }
 
 // New checks the options and builds a Client.
@@ -304,6 +314,7 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		defer stop()
 	}
 	warned := false // about a clipped Retry-After, once per call
+	unreached := 0  // attempts in a row that never connected
 	for attempt := 0; ; attempt++ {
 		if err := c.wait(waitCtx); err != nil {
 			// Stopped before sending: nothing was created by this attempt,
@@ -325,6 +336,18 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			return nil
 		}
 		e, _ := asError(err)
+		if NeverConnected(err) {
+			unreached++
+		} else {
+			unreached = 0
+		}
+		if e != nil && GiveUpUnreached(err, c.answered.Load(), unreached) {
+			e.Unreachable = true
+			return e
+		}
+		if e != nil && e.HTTPStatus == 0 && ctx.Err() == nil && IsTransient(err) {
+			c.noteOutage(err)
+		}
 		limited := e != nil && e.HTTPStatus == http.StatusTooManyRequests
 		if !limited && e != nil && e.HTTPStatus != 0 {
 			c.limited.Store(0) // an answer that is not a 429: the account is let through
@@ -364,6 +387,42 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		}
 	}
 }
+
+// heard records that the API answered a call: it is reachable.
+func (c *Client) heard() {
+	if !c.answered.Load() {
+		c.answered.Store(true)
+	}
+	c.mu.Lock()
+	c.outageSince, c.outageWhy = time.Time{}, ""
+	c.mu.Unlock()
+}
+
+// noteOutage records a call that got no answer from an API that had
+// answered before.
+func (c *Client) noteOutage(err error) {
+	if !c.answered.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.outageSince.IsZero() {
+		c.outageSince = c.now()
+	}
+	c.outageWhy = Reason(err)
+}
+
+// Outage reports since when calls have been failing without an answer from
+// an API that answered earlier calls, and why the last one failed; since
+// is zero when the last call that ended was answered.
+func (c *Client) Outage() (since time.Time, why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outageSince, c.outageWhy
+}
+
+// Base is the API's base URL as the client uses it, for messages.
+func (c *Client) Base() string { return c.base }
 
 // mergeDone returns a context that is done when either a or b is; its values
 // are a's.
@@ -765,6 +824,7 @@ func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
 		return &Error{Op: op, NotSent: !wrote.Load(), RetryAfter: RetryAfterUnset, Err: timedOut(err)}
 	}
 	defer resp.Body.Close()
+	c.heard()
 	e := &Error{Op: op, HTTPStatus: resp.StatusCode}
 	var clipped bool
 	e.RetryAfter, clipped = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())

@@ -2,10 +2,14 @@ package runcomfy
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +37,11 @@ type Error struct {
 	// RequestID is the request_id a submit answer named although it
 	// failed: the job exists (see lifecycle.Submit).
 	RequestID string
+	// Unreachable: the call gave up because the API has never been
+	// reached by this client and could not be connected to now (see
+	// GiveUpUnreached): the base URL or the network is wrong, not the API
+	// slow.
+	Unreachable bool
 
 	// retryAsked is the Retry-After header as sent when it asked for
 	// longer than maxRetryAfter and RetryAfter was clipped; "" otherwise.
@@ -143,6 +152,94 @@ func IsTransient(err error) bool {
 func SubmitNotCreated(err error) bool {
 	e, ok := asError(err)
 	return ok && lifecycle.SubmitRetryable(AnswerOf(err), e.RequestID)
+}
+
+// NeverConnected reports an error that proves no connection to the API's
+// server was ever made, so nothing can have been created: the name did not
+// resolve, the dial failed (refused, no route, timed out) or the TLS
+// handshake failed. A connection cut or a timeout after the request was
+// written is not one: the server may have acted on it.
+func NeverConnected(err error) bool {
+	e, ok := asError(err)
+	if !ok || !e.NotSent || e.HTTPStatus != 0 || e.Err == nil || errors.Is(e.Err, errLocal) {
+		return false
+	}
+	return connectFailure(e.Err)
+}
+
+// connectFailure reports a transport error raised before a connection
+// carried any byte of a request.
+func connectFailure(err error) bool {
+	var (
+		dns      *net.DNSError
+		op       *net.OpError
+		verify   *tls.CertificateVerificationError
+		record   tls.RecordHeaderError
+		alert    tls.AlertError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &dns), errors.As(err, &verify), errors.As(err, &record), errors.As(err, &alert),
+		errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
+		return true
+	case errors.As(err, &op):
+		return op.Op == "dial"
+	}
+	// net/http's own handshake errors have no exported type: a handshake
+	// that timed out, and an https base URL answered in plain HTTP (a TLS
+	// record header error, reworded).
+	msg := err.Error()
+	return strings.Contains(msg, "TLS handshake timeout") || strings.Contains(msg, "server gave HTTP response to HTTPS client")
+}
+
+// FirstContactTries is how many attempts a call makes when every one fails
+// to connect and no call of the client has ever been answered: a few, over
+// a second or two, to ride out a blip, not the minute a busy API is given.
+const FirstContactTries = 3
+
+// GiveUpUnreached decides whether a call stops retrying because the API
+// cannot be reached at all: the attempt never connected, nothing has been
+// answered since the client was made, and tries attempts (this one
+// included) failed. Once any call was answered, the same error is an outage
+// in the middle of a run, retried as usual.
+func GiveUpUnreached(err error, answered bool, tries int) bool {
+	return !answered && tries >= FirstContactTries && NeverConnected(err)
+}
+
+// IsUnreachable reports an error of a call that gave up because the API
+// could not be reached (GiveUpUnreached).
+func IsUnreachable(err error) bool {
+	e, ok := asError(err)
+	return ok && e.Unreachable
+}
+
+// Reason is the shortest account of why a call failed, for a person: the
+// operating system's or TLS's own words ("connect: connection refused",
+// "no such host"), without the URL and the operation around them.
+func Reason(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "no such host " + dns.Name
+		}
+		return "DNS lookup of " + dns.Name + " failed: " + dns.Err
+	case errors.As(err, &op) && op.Err != nil:
+		return op.Err.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err.Error()
+	}
+	if e, ok := asError(err); ok && e.Err != nil {
+		return e.Err.Error()
+	}
+	return err.Error()
 }
 
 // IsNotFound reports a missing or expired request (or model): HTTP 404 or

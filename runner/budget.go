@@ -215,6 +215,9 @@ func (r *run) prepareCosts(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ErrInterrupted
 		}
+		if r.unreachableStop(err) {
+			return r.stopErr
+		}
 		if err != nil {
 			c.why[m] = fmt.Sprintf("price of %s unknown: %v", m, err)
 			continue

@@ -119,6 +119,9 @@ func (r *run) submit(j *store.Job) (bool, error) {
 		return false, werr
 	}
 	switch {
+	case r.unreachableStop(err):
+		// Not sent (lifecycle.Submit made it pending again): said once,
+		// by the run's error, not once per job.
 	case d.StopAccount:
 		r.accountStop(err)
 	case d.To == lifecycle.Unknown:
@@ -200,7 +203,7 @@ func (r *run) collect(j store.Job) error {
 		}
 		aimed = max(aimed, aim)
 		res, err := r.cfg.API.Result(r.intake, j.RequestID)
-		if r.intake.Err() != nil {
+		if r.intake.Err() != nil || r.unreachableStop(err) {
 			return nil
 		}
 		lastPoll = r.cfg.Now()

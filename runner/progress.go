@@ -37,7 +37,19 @@ type Progress struct {
 	Unpriced     int
 	MaxCostUSD   float64 // the --max-cost cap; 0 when none
 
+	// Outage: calls to an API that answered earlier ones have been failing
+	// without an answer for OutageFor; OutageWhy is the last failure. Jobs
+	// keep their states meanwhile: their counts say nothing new.
+	Outage    bool
+	OutageFor time.Duration
+	OutageWhy string
+
 	Final bool // the last snapshot: the run is over
+}
+
+// outageAPI is the part of the runcomfy client that reports an outage.
+type outageAPI interface {
+	Outage() (since time.Time, why string)
 }
 
 // Rate is how many jobs per second this run has settled.
@@ -77,6 +89,11 @@ func (r *run) snapshot(start time.Time, settledAtStart int) (Progress, error) {
 		Submitted: int(r.submitted.Load()), Elapsed: r.cfg.Now().Sub(start), MaxCostUSD: r.cfg.MaxCost}
 	for _, n := range c {
 		p.Total += n
+	}
+	if o, ok := r.cfg.API.(outageAPI); ok {
+		if since, why := o.Outage(); !since.IsZero() {
+			p.Outage, p.OutageFor, p.OutageWhy = true, max(r.cfg.Now().Sub(since), 0), why
+		}
 	}
 	if p.DeepestQueue, err = st.DeepestQueue(r.work); err != nil {
 		return p, err

@@ -70,6 +70,10 @@ type Config struct {
 	// Progress receives each snapshot, from one goroutine at a time; nil
 	// logs a "progress" line instead. The display is the caller's business.
 	Progress func(Progress)
+	// Confirm, when set and the run has jobs to submit, is asked once,
+	// before anything is submitted or polled, with what the run is about
+	// to submit. An error ends the run there and is returned.
+	Confirm func(Spend) error
 }
 
 // Summary is what a run did and where the ledger stands after it.
@@ -103,6 +107,17 @@ type AccountError struct{ Err error }
 
 func (e *AccountError) Error() string { return e.Err.Error() }
 func (e *AccountError) Unwrap() error { return e.Err }
+
+// UnreachableError is a run stopped because the API could not be reached
+// at all: no call was ever answered and the first ones could not connect
+// (runcomfy.GiveUpUnreached). Nothing was created; the jobs keep their
+// states, and running again once the API is reachable continues.
+type UnreachableError struct{ Err error }
+
+func (e *UnreachableError) Error() string {
+	return "cannot reach the API: " + runcomfy.Reason(e.Err)
+}
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 type run struct {
 	cfg Config
@@ -196,9 +211,20 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
 	}
 
-	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 {
+	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 || cfg.Confirm != nil {
 		if err := r.prepareCosts(ctx); err != nil {
 			return sum, err
+		}
+	}
+	if cfg.Confirm != nil {
+		sp, err := r.spend()
+		if err != nil {
+			return sum, err
+		}
+		if sp.Jobs > 0 {
+			if err := cfg.Confirm(sp); err != nil {
+				return sum, err
+			}
 		}
 	}
 
@@ -432,6 +458,19 @@ func (r *run) accountStop(err error) {
 		r.log.Error("stopping: the account cannot submit; jobs not yet accepted stay pending", "error", err)
 		r.stop()
 	})
+}
+
+// unreachableStop stops the run when a call found the API unreachable; it
+// reports whether err was such a failure.
+func (r *run) unreachableStop(err error) bool {
+	if !runcomfy.IsUnreachable(err) {
+		return false
+	}
+	r.stopOnce.Do(func() {
+		r.stopErr = &UnreachableError{Err: err}
+		r.stop()
+	})
+	return true
 }
 
 // outPath is where output n (0-based) of a job with count outputs goes,

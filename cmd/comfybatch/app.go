@@ -94,7 +94,8 @@ func Main(signals <-chan os.Signal, args []string, stdout, stderr io.Writer, get
 
 // MainIO runs the command line and returns the exit code. signals delivers
 // SIGINT, SIGTERM and SIGHUP (nil: never); see stages for what they do.
-// stdin is read only for a manifest given as "-".
+// stdin is read only for a manifest given as "-", and, on a terminal, for
+// the answer to run's spending question.
 func MainIO(signals <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	intake, work, stop := stages(signals, stderr)
 	defer stop()

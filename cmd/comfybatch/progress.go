@@ -1,15 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -82,12 +84,14 @@ type display struct {
 	stop   func() // draws the last snapshot and gives stderr back
 }
 
-func (a *app) newDisplay(sink *logSink, log *slog.Logger, plain time.Duration) *display {
+// newDisplay picks the display. folded is the logger's warning folder: a
+// live display turns it on and shows what it holds back.
+func (a *app) newDisplay(sink *logSink, folded *foldWarnings, log *slog.Logger, plain time.Duration) *display {
 	switch {
 	case a.quiet:
 		return &display{every: -1, update: func(runner.Progress) {}, stop: func() {}}
 	case a.logFormat == "text" && a.isTerminal(a.stderr):
-		return a.liveDisplay(sink)
+		return a.liveDisplay(sink, folded)
 	}
 	return &display{every: plain, update: func(p runner.Progress) {
 		if !p.Final { // the run's own summary line says how it ended
@@ -99,6 +103,9 @@ func (a *app) newDisplay(sink *logSink, log *slog.Logger, plain time.Duration) *
 // progressAttrs is one plain progress line's fields.
 func progressAttrs(p runner.Progress) []any {
 	args := []any{"settled", fmt.Sprintf("%d/%d", p.Settled, p.Total)}
+	if p.Outage {
+		args = append(args, "api", fmt.Sprintf("not answering for %s (%s); waiting, every job keeps its state", p.OutageFor.Round(time.Second), p.OutageWhy))
+	}
 	for _, st := range lifecycle.States {
 		if n := p.Counts[st]; n > 0 {
 			args = append(args, string(st), n)
@@ -122,35 +129,53 @@ func progressAttrs(p runner.Progress) []any {
 }
 
 // liveDisplay draws a bar of settled jobs with two lines under it, redrawn
-// in place by mpb: the jobs by state, then throughput, ETA and money.
-func (a *app) liveDisplay(sink *logSink) *display {
+// in place by mpb: the jobs by state (or, during an outage, one line saying
+// so), then throughput, ETA and money; and a fourth line counting the
+// repeats of a warning once one comes again (see foldWarnings).
+func (a *app) liveDisplay(sink *logSink, folded *foldWarnings) *display {
 	var last atomic.Pointer[runner.Progress]
 	color := a.getenv("NO_COLOR") == ""
-	p := mpb.New(mpb.WithConsoleWriter(sizedTerminal{cupwriter.New(a.stderr, true)}),
-		mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
-	line := func(render func(runner.Progress) string) mpb.BarFiller {
+	folded.on.Store(true)
+	tw := &termWriter{out: a.stderr, size: func() (int, int) { return termSize(a.stderr) }}
+	p := mpb.New(mpb.WithConsoleWriter(tw), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
+	line := func(render func(runner.Progress, int) string) mpb.BarFiller {
 		return mpb.BarFillerFunc(func(w io.Writer, st decor.Statistics) error {
 			s := ""
 			if lp := last.Load(); lp != nil {
-				s = render(*lp)
+				s = render(*lp, st.AvailableWidth)
 			}
-			_, err := io.WriteString(w, clip(s, st.AvailableWidth)+"\n")
+			_, err := io.WriteString(w, s+"\n")
 			return err
 		})
 	}
+	warnLine := mpb.BarFillerFunc(func(w io.Writer, st decor.Statistics) error {
+		s := warningLine(folded, color, st.AvailableWidth)
+		if s == "" {
+			return nil // no row at all
+		}
+		_, err := io.WriteString(w, s+"\n")
+		return err
+	})
 	var bar *mpb.Bar // made at the first snapshot, which knows the total
 	update := func(pr runner.Progress) {
 		last.Store(&pr)
 		if bar == nil { // the runner calls update from one goroutine at a time
 			bar = p.New(int64(pr.Total), mpb.BarStyle().Lbound("[").Rbound("]"),
-				mpb.PrependDecorators(decor.Name("comfybatch ")),
+				mpb.PrependDecorators(decor.Any(func(st decor.Statistics) string {
+					// The name goes first when the terminal is narrow.
+					if st.AvailableWidth < 60 {
+						return ""
+					}
+					return "comfybatch "
+				})),
 				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 					if lp := last.Load(); lp != nil {
 						return fmt.Sprintf(" %d/%d settled", lp.Settled, lp.Total)
 					}
 					return ""
 				})),
-				mpb.BarBtmExtender(line(func(p runner.Progress) string { return statesLine(p, color) }), line(moneyLine)))
+				mpb.BarBtmExtender(line(func(p runner.Progress, w int) string { return statesLine(p, color, w) }),
+					line(moneyLine), warnLine))
 			// Logs now print above the display instead of through it.
 			sink.set(p)
 		}
@@ -164,72 +189,274 @@ func (a *app) liveDisplay(sink *logSink) *display {
 			bar.Abort(false)
 		}
 		p.Wait()
+		folded.on.Store(false)
 		sink.set(a.stderr)
+		// A ^C the terminal echoed after the last frame would begin the
+		// next line: what follows starts at the left, on a clear line.
+		io.WriteString(a.stderr, "\r\x1b[K")
 	}
 	return &display{every: liveEvery, update: update, stop: stop}
 }
 
-// sizedTerminal is the terminal mpb draws on, with a usable size when the
-// terminal reports none (0×0, as some pseudo-terminals do): mpb would
-// otherwise draw nothing at all.
-type sizedTerminal struct{ *cupwriter.Writer }
-
-func (t sizedTerminal) GetTermSize() (width, height int, err error) {
-	w, h, err := t.Writer.GetTermSize()
-	if err != nil || w <= 0 || h <= 0 {
-		return 80, 24, nil
+// termSize is the size of the terminal w is, or 80×24 when it reports none
+// (0×0, as some pseudo-terminals do): mpb would otherwise draw nothing.
+func termSize(w io.Writer) (width, height int) {
+	if f, ok := w.(interface{ Fd() uintptr }); ok {
+		if w, h, err := term.GetSize(int(f.Fd())); err == nil && w > 0 && h > 0 {
+			return w, h
+		}
 	}
+	return 80, 24
+}
+
+// termWriter is the terminal mpb draws on. Each frame is drawn by going
+// back to the left margin (a ^C the terminal echoed, or keys typed, moved
+// the cursor), up over the rows the last frame took, clearing below, then
+// writing the lines logged since and the new frame. The rows the last frame
+// took are counted at the terminal's present width: a terminal narrowed
+// since rewraps each old line onto several rows, and going up one row per
+// line would leave the top of the old frame on screen.
+type termWriter struct {
+	out  io.Writer
+	size func() (width, height int)
+	buf  bytes.Buffer // what the next flush writes: logged lines, then the frame
+	last []int        // the visible widths of the last frame's lines
+}
+
+func (t *termWriter) Write(b []byte) (int, error)         { return t.buf.Write(b) }
+func (t *termWriter) ReadFrom(r io.Reader) (int64, error) { return t.buf.ReadFrom(r) }
+func (t *termWriter) IsTerminal() bool                    { return true }
+func (t *termWriter) GetTermSize() (width, height int, err error) {
+	w, h := t.size()
 	return w, h, nil
 }
 
-// statesLine is the live display's line of job counts.
-func statesLine(p runner.Progress, color bool) string {
+// Flush draws what was written since the last flush; its last lines lines
+// are the frame, which the next flush draws over.
+func (t *termWriter) Flush(lines int) error {
+	width, _ := t.size()
+	var b bytes.Buffer
+	b.WriteString("\r")
+	if up := rowsAt(t.last, width); up > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", up)
+	}
+	b.WriteString("\x1b[J")
+	written := t.buf.String()
+	b.WriteString(written)
+	t.buf.Reset()
+	t.last = t.last[:0]
+	if rows := strings.Split(strings.TrimSuffix(written, "\n"), "\n"); lines > 0 && written != "" {
+		for _, r := range rows[max(len(rows)-lines, 0):] {
+			t.last = append(t.last, visibleWidth(r))
+		}
+	}
+	_, err := t.out.Write(b.Bytes())
+	return err
+}
+
+// rowsAt is how many terminal rows lines of the given visible widths take
+// at width columns, each wrapped onto as many rows as it needs.
+func rowsAt(widths []int, width int) int {
+	n := 0
+	for _, w := range widths {
+		if width <= 0 || w <= width {
+			n++
+			continue
+		}
+		n += (w + width - 1) / width
+	}
+	return n
+}
+
+// visibleWidth counts the columns a line takes: its runes, less escape
+// sequences.
+func visibleWidth(s string) int {
+	n, esc := 0, false
+	for _, r := range s {
+		switch {
+		case r == '\x1b':
+			esc = true
+		case esc:
+			if r >= '@' && r <= '~' && r != '[' {
+				esc = false
+			}
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// field is one item of a display line and its rank: when the line is too
+// wide for the terminal, fields go, highest rank first, so that a narrow
+// terminal shows fewer whole fields instead of a line cut mid-word.
+type field struct {
+	rank int // 1 is kept longest
+	text string
+}
+
+// fit joins the fields that fit in width columns with " · ", in their
+// order, after an indent of two spaces. It drops fields by rank; a line
+// whose most important field alone is too wide is clipped.
+func fit(width int, fields ...field) string {
+	keep := slices.Clone(fields)
+	for {
+		parts := make([]string, len(keep))
+		for i, f := range keep {
+			parts[i] = f.text
+		}
+		s := "  " + strings.Join(parts, " · ")
+		if width <= 0 || visibleWidth(s) <= width || len(keep) <= 1 {
+			return clip(s, width)
+		}
+		worst := 0
+		for i, f := range keep {
+			if f.rank >= keep[worst].rank {
+				worst = i
+			}
+		}
+		keep = slices.Delete(keep, worst, worst+1)
+	}
+}
+
+func paint(color bool, code, s string) string {
+	if !color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// statesLine is the live display's line of job counts, or, during an
+// outage, the one line that says so: the counts would only show jobs
+// standing still, as if queued.
+func statesLine(p runner.Progress, color bool, width int) string {
+	if p.Outage {
+		return fit(width,
+			field{1, paint(color, "33", fmt.Sprintf("RunComfy not answering for %s", p.OutageFor.Round(time.Second)))},
+			field{2, p.OutageWhy},
+			field{3, "waiting for it"})
+	}
 	c := p.Counts
-	paint := func(code string, n int, s string) string {
-		if !color || n == 0 {
+	count := func(code string, n int, s string) string {
+		if n == 0 {
 			return s
 		}
-		return "\x1b[" + code + "m" + s + "\x1b[0m"
+		return paint(color, code, s)
 	}
-	queued := fmt.Sprintf("queued %d", c[lifecycle.Queued]+c[lifecycle.Submitting])
+	failed := c[lifecycle.Failed] + c[lifecycle.Cancelled]
+	queued := field{4, fmt.Sprintf("queued %d", c[lifecycle.Queued]+c[lifecycle.Submitting])}
 	if p.DeepestQueue > 0 {
-		queued += fmt.Sprintf(" (deepest #%d)", p.DeepestQueue)
+		queued.text += fmt.Sprintf(" (deepest #%d)", p.DeepestQueue)
 	}
-	parts := []string{
+	fields := []field{
 		queued,
-		fmt.Sprintf("running %d", c[lifecycle.Running]),
-		paint("32", c[lifecycle.Done], fmt.Sprintf("done %d", c[lifecycle.Done])),
-		paint("31", c[lifecycle.Failed]+c[lifecycle.Cancelled], fmt.Sprintf("failed %d", c[lifecycle.Failed]+c[lifecycle.Cancelled])),
-		paint("33", c[lifecycle.Unknown], fmt.Sprintf("unknown %d", c[lifecycle.Unknown])),
-		fmt.Sprintf("pending %d", c[lifecycle.Pending]),
+		{3, fmt.Sprintf("running %d", c[lifecycle.Running])},
+		{1, count("32", c[lifecycle.Done], fmt.Sprintf("done %d", c[lifecycle.Done]))},
+		{2, count("31", failed, fmt.Sprintf("failed %d", failed))},
+		{5, count("33", c[lifecycle.Unknown], fmt.Sprintf("unknown %d", c[lifecycle.Unknown]))},
+		{6, fmt.Sprintf("pending %d", c[lifecycle.Pending])},
 	}
 	if n := c[lifecycle.Completed]; n > 0 {
-		parts = append(parts, fmt.Sprintf("downloading %d", n))
+		fields = append(fields, field{7, fmt.Sprintf("downloading %d", n)})
 	}
-	return "  " + strings.Join(parts, " · ")
+	return fit(width, fields...)
 }
 
 // moneyLine is the live display's line of throughput, ETA and cost.
-func moneyLine(p runner.Progress) string {
-	parts := []string{fmt.Sprintf("%.2f jobs/s", p.Rate())}
+func moneyLine(p runner.Progress, width int) string {
+	fields := []field{{5, fmt.Sprintf("%.2f jobs/s", p.Rate())}}
 	if eta, ok := p.ETA(); ok {
-		parts = append(parts, "ETA "+eta.Round(time.Second).String())
+		fields = append(fields, field{4, "ETA " + eta.Round(time.Second).String()})
 	} else {
-		parts = append(parts, "ETA —")
+		fields = append(fields, field{4, "ETA —"})
 	}
-	parts = append(parts, "spent "+usd(p.SpentUSD))
+	fields = append(fields, field{1, "spent " + usd(p.SpentUSD)})
 	if p.Priced {
 		est := "est. total " + usd(p.EstimatedUSD())
 		if p.Unpriced > 0 {
 			est += fmt.Sprintf(" (+%d unpriced)", p.Unpriced)
 		}
-		parts = append(parts, est)
+		fields = append(fields, field{2, est})
 	}
 	if p.MaxCostUSD > 0 {
-		parts = append(parts, "cap "+usd(p.MaxCostUSD))
+		fields = append(fields, field{3, "cap " + usd(p.MaxCostUSD)})
 	}
-	parts = append(parts, fmt.Sprintf("submitted %d", p.Submitted))
-	return "  " + strings.Join(parts, " · ")
+	fields = append(fields, field{6, fmt.Sprintf("submitted %d", p.Submitted)})
+	return fit(width, fields...)
+}
+
+// warningLine is the live display's line for the warning that came again
+// most recently, with how many times it was held back; "" when none was.
+func warningLine(f *foldWarnings, color bool, width int) string {
+	msg, n := f.repeats()
+	if n == 0 {
+		return ""
+	}
+	// The count first: at a narrow width the end of the message goes.
+	return fit(width, field{1, fmt.Sprintf("%s, %d more times: %s", paint(color, "33", "warning"), n, msg)})
+}
+
+// foldWarnings is a log handler that, while on (a live display is up),
+// lets the first warning of each message through and holds back the ones
+// that repeat it, whatever their attributes: a burst of the same warning
+// (a 429 storm logs "rate limited" for every call) would scroll the
+// screen away. The display shows the last repeated one with its count.
+// Errors, and everything while off, go through.
+type foldWarnings struct {
+	next       slog.Handler
+	*foldState // shared with the handlers WithAttrs and WithGroup make
+}
+
+type foldState struct {
+	on    atomic.Bool
+	mu    sync.Mutex
+	seen  map[string]int // message -> repeats held back
+	last  string         // the message held back most recently
+	total int            // repeats of last
+}
+
+func newFoldWarnings(next slog.Handler) *foldWarnings {
+	return &foldWarnings{next: next, foldState: &foldState{seen: map[string]int{}}}
+}
+
+func (f *foldWarnings) Enabled(ctx context.Context, l slog.Level) bool {
+	return f.next.Enabled(ctx, l)
+}
+
+func (f *foldWarnings) Handle(ctx context.Context, r slog.Record) error {
+	if f.on.Load() && r.Level == slog.LevelWarn {
+		s := f.foldState
+		s.mu.Lock()
+		n, seen := s.seen[r.Message]
+		if seen {
+			s.seen[r.Message] = n + 1
+			s.last, s.total = r.Message, n+1
+		} else {
+			s.seen[r.Message] = 0
+		}
+		s.mu.Unlock()
+		if seen {
+			return nil
+		}
+	}
+	return f.next.Handle(ctx, r)
+}
+
+func (f *foldWarnings) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return f.derive(f.next.WithAttrs(attrs))
+}
+
+func (f *foldWarnings) WithGroup(name string) slog.Handler { return f.derive(f.next.WithGroup(name)) }
+
+func (f *foldWarnings) derive(next slog.Handler) slog.Handler {
+	return &foldWarnings{next: next, foldState: f.foldState}
+}
+
+// repeats is the warning held back most recently and how many times it was.
+func (f *foldWarnings) repeats() (msg string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last, f.total
 }
 
 // clip keeps a line within the terminal's width: a wrapped line would
@@ -260,4 +487,28 @@ func clip(s string, width int) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// atRunComfy says how many jobs are still at RunComfy and how they stand,
+// queued and running told apart as the ledger has them (a queued job is
+// not running, and is not billed yet).
+func atRunComfy(c map[lifecycle.State]int) string {
+	var parts []string
+	for _, s := range []struct {
+		st   lifecycle.State
+		name string
+	}{{lifecycle.Queued, "queued"}, {lifecycle.Running, "running"}, {lifecycle.Submitting, "mid-submission"}} {
+		if n := c[s.st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s.name))
+		}
+	}
+	n := lifecycle.Count(c, lifecycle.State.Outstanding)
+	jobs := "jobs"
+	if n == 1 {
+		jobs = "job"
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%d %s still at RunComfy", n, jobs)
+	}
+	return fmt.Sprintf("%d %s still at RunComfy (%s)", n, jobs, strings.Join(parts, ", "))
 }

@@ -181,13 +181,13 @@ func TestProgressLines(t *testing.T) {
 		Total:  20, Settled: 4, SettledAtStart: 0, DeepestQueue: 31, Submitted: 10,
 		Elapsed: 4 * time.Second, Priced: true, SpentUSD: 1, InFlightUSD: 1.5, RemainingUSD: 2.5, MaxCostUSD: 10,
 	}
-	if got, want := statesLine(p, false), "  queued 4 (deepest #31) · running 2 · done 3 · failed 1 · unknown 0 · pending 10"; got != want {
+	if got, want := statesLine(p, false, 0), "  queued 4 (deepest #31) · running 2 · done 3 · failed 1 · unknown 0 · pending 10"; got != want {
 		t.Errorf("states line\n got %q\nwant %q", got, want)
 	}
-	if got, want := moneyLine(p), "  1.00 jobs/s · ETA 16s · spent $1.00 · est. total $5.00 · cap $10.00 · submitted 10"; got != want {
+	if got, want := moneyLine(p, 0), "  1.00 jobs/s · ETA 16s · spent $1.00 · est. total $5.00 · cap $10.00 · submitted 10"; got != want {
 		t.Errorf("money line\n got %q\nwant %q", got, want)
 	}
-	if got := statesLine(p, true); !strings.Contains(got, "\x1b[31mfailed 1\x1b[0m") || strings.Contains(got, "\x1b[33m") {
+	if got := statesLine(p, true, 0); !strings.Contains(got, "\x1b[31mfailed 1\x1b[0m") || strings.Contains(got, "\x1b[33m") {
 		t.Errorf("colours: failed in red, unknown (0) plain; got %q", got)
 	}
 	for _, c := range []struct {

@@ -38,6 +38,8 @@ type runFlags struct {
 	pollMax         time.Duration
 	stallTimeout    time.Duration
 	schemas         []string // --schema MODEL=PATH
+	confirmOver     float64
+	yes             bool
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -67,6 +69,8 @@ without submitting any job twice.`,
 	f.DurationVar(&o.stallTimeout, "stall-timeout", runner.DefaultStallTimeout, "abandon and resume a download that receives nothing for this long")
 	f.Float64Var(&o.maxCost, "max-cost", 0, "stop submitting once the ledger's spent plus the estimated cost of jobs in flight would pass `USD`, counted across runs (0 = no cap)")
 	f.DurationVar(&o.progressEvery, "progress-every", plainEvery, "how often a progress line is logged when stderr is not a terminal")
+	f.Float64Var(&o.confirmOver, "confirm-over", defaultConfirmOver, "on a terminal, ask before submitting new jobs estimated above `USD` (0 = never ask)")
+	f.BoolVar(&o.yes, "yes", false, "answer yes to the spending question (scripts never get it: it is asked on a terminal only)")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -104,11 +108,16 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if o.progressEvery <= 0 {
 		return usagef("--progress-every must be a positive duration, e.g. 30s")
 	}
+	if !(o.confirmOver >= 0) || math.IsInf(o.confirmOver, 0) {
+		return usagef("--confirm-over must be a number of US dollars, e.g. --confirm-over 100 (0 never asks)")
+	}
 	sink := &logSink{w: a.stderr}
 	log, err := a.loggerTo(sink)
 	if err != nil {
 		return err
 	}
+	folded := newFoldWarnings(log.Handler()) // a live display turns it on
+	log = slog.New(folded)
 	// An existing ledger is opened (and locked) first: a rerun with nothing
 	// to do answers from it without reading a manifest of 100,000 jobs
 	// (runner.NothingToDo says when). A new one is made only once the
@@ -181,7 +190,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		return err
 	}
 
-	disp := a.newDisplay(sink, log, o.progressEvery)
+	disp := a.newDisplay(sink, folded, log, o.progressEvery)
 	running := make(chan struct{})
 	go func() {
 		select {
@@ -208,6 +217,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		Log:             log,
 		ProgressEvery:   disp.every,
 		Progress:        disp.update,
+		Confirm:         a.confirmSpend(ctx, o.confirmOver, o.yes),
 	})
 	close(running)
 	disp.stop()
@@ -219,6 +229,11 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	var be *runner.BudgetError
 	if errors.As(err, &be) {
 		err = usageError{err} // nothing was submitted: fix and run again
+	}
+	var ue *runner.UnreachableError
+	if errors.As(err, &ue) {
+		err = usagef("cannot reach the RunComfy API at %s (%s): check --api-base (or RUNCOMFY_API_BASE), the network, DNS, a proxy or TLS interception; nothing was submitted by this run, and running the same command again continues",
+			api.Base(), runcomfy.Reason(ue.Err))
 	}
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -240,7 +255,11 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		fmt.Fprintf(a.stderr, "%s · submitted %d this run · ledger %s · outputs %s\n", strings.Join(parts, ", "), sum.Submitted, ledger, out)
 	}
 	if errors.Is(err, runner.ErrInterrupted) {
-		fmt.Fprintf(a.stderr, "interrupted: %d jobs still running at RunComfy; run the same command again to collect them\n", sum.InFlight)
+		if c == nil { // before the run began (at the spending question)
+			fmt.Fprintln(a.stderr, "interrupted: nothing was submitted")
+			return err
+		}
+		fmt.Fprintf(a.stderr, "interrupted: %s; run the same command again to collect them\n", atRunComfy(c))
 		return err
 	}
 	if err != nil {
@@ -271,7 +290,7 @@ func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOn
 		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
 	}
 	if n := lifecycle.Count(c, lifecycle.State.InFlight); n > 0 && !submitOnly {
-		todo = append(todo, fmt.Sprintf("%d still running at RunComfy; run again to collect them", n))
+		todo = append(todo, atRunComfy(c)+"; run again to collect them")
 	}
 	if len(todo) == 0 {
 		return nil
