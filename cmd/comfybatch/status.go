@@ -88,9 +88,9 @@ type statusJSON struct {
 	// AverageCostUSD is the mean reported cost per submission; the two
 	// estimates price in-flight and remaining jobs at it. All three are
 	// null until a cost has been reported.
-	AverageCostUSD        *float64  `json:"average_cost_usd"`
-	EstimatedInFlightUSD  *float64  `json:"estimated_in_flight_usd"`
-	EstimatedRemainingUSD *float64  `json:"estimated_remaining_usd"`
+	AverageCostUSD        *float64 `json:"average_cost_usd"`
+	EstimatedInFlightUSD  *float64 `json:"estimated_in_flight_usd"`
+	EstimatedRemainingUSD *float64 `json:"estimated_remaining_usd"`
 	// SpentByModel splits SpentUSD by model, models in name order.
 	SpentByModel []store.ModelSpend `json:"spent_by_model"`
 	// Failures groups the failed, cancelled and unknown jobs by state and
