@@ -149,6 +149,16 @@ func TestRunSelection(t *testing.T) {
 	if r = runBinary(t, env, "run", manifest); r.code != 0 || srv.Stats().Submits != 8 {
 		t.Fatalf("the plain run after it did not submit the edited job: exit %d, %d submissions:\n%s", r.code, srv.Stats().Submits, r.stderr)
 	}
+
+	// Nothing left to do: the quick answer from the ledger closes with the
+	// same money, in text and JSON.
+	r = runBinary(t, env, "run", manifest, "--json")
+	if out = runSummary(t, r); r.code != 0 || out.SpentThisRunUSD != 0 || out.SpentUSD != 0.8 || out.Submitted != 0 || out.Counts["done"] != 6 {
+		t.Fatalf("a rerun with nothing to do: exit %d, %+v", r.code, out)
+	}
+	if !strings.Contains(r.stderr, "spent $0.00 this run, $0.80 on this ledger in all, as RunComfy reported it; nothing is still estimated") {
+		t.Errorf("a rerun with nothing to do does not say what was spent:\n%s", r.stderr)
+	}
 }
 
 // TestCancelResultsSelection: cancel --job sends a cancel for the jobs
