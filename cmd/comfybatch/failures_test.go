@@ -141,7 +141,7 @@ func TestStatusSelectionErrors(t *testing.T) {
 	}{
 		{[]string{"--state", "faild"}, `--state "faild" is not a job state (did you mean failed?)`},
 		{[]string{"--state", "canceled"}, "did you mean cancelled?"},
-		{[]string{"--job", "clip-0o7"}, "job clip-0o7 is not in the ledger (did you mean clip-007?)"},
+		{[]string{"--job", "cilp-007"}, "job cilp-007 is not in the ledger (did you mean clip-007?)"},
 		{[]string{"--job", "clip-001,clip"}, "job clip is not in the ledger (did you mean 'clip-*'?)"},
 		{[]string{"--job", "tub-*"}, `--job "tub-*" matches no job in the ledger`},
 		{[]string{"--job", "clip-[0"}, "not a valid glob"},

@@ -197,7 +197,7 @@ func TestCancelResultsSelection(t *testing.T) {
 	if !strings.Contains(r.stderr, "1 job of --job not settled yet") {
 		t.Errorf("results --job does not say a selected job was left out:\n%s", r.stderr)
 	}
-	if r = runBinary(t, nil, "results", manifest, "--job", "clip-00001"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "did you mean") {
+	if r = runBinary(t, nil, "results", manifest, "--job", "clpi-0001"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "(did you mean clip-0001?)") {
 		t.Fatalf("results --job <typo>: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
