@@ -235,7 +235,7 @@ func (r *run) prepareCosts(ctx context.Context) error {
 	// from the ledger rather than held in a map of every job.
 	err = cfg.Store.EachID(r.work, func(id string) error {
 		j, ok := cfg.Manifest.Job(id)
-		if _, priced := c.est[id]; ok && !priced {
+		if _, priced := c.est[id]; ok && !priced && r.selected(id) {
 			_, why := c.estimate(j.Model, j.Input)
 			unpriced[why]++
 		}

@@ -196,3 +196,10 @@ func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest
 	b, _ := json.Marshal(noopStamp{Sum: sum, Includes: src.Includes, Jobs: len(m.Jobs), OutDir: src.OutDir})
 	return st.SetMeta(ctx, stampKey, string(b))
 }
+
+// ForgetNothingToDo clears the stamp NothingToDo looks for. A run with a
+// selection calls it: it brought only its jobs in line with the manifest,
+// so the ledger may be idle while the manifest still holds changes.
+func ForgetNothingToDo(ctx context.Context, st *store.Store) error {
+	return st.SetMeta(ctx, stampKey, "")
+}

@@ -51,12 +51,20 @@ type Config struct {
 	RetryFailed     bool
 	ResubmitUnknown bool
 	MaxSubmissions  int // 0 = unlimited
+	// Only, when not nil, is the selection (--job): the run brings only
+	// these jobs in line with the manifest, submits, polls and downloads
+	// only them, and counts only them in Summary.Counts. Every other job is
+	// left as it is, in flight ones included, for a later run.
+	Only map[string]bool
 	// MaxCost caps, in USD and across runs, the ledger's spent plus the
 	// estimated cost of every submission not yet reported: a job whose
 	// estimate would pass it is not submitted (0 = no cap). Estimates come
 	// from each model's price (Prices, else API if it can read prices).
 	MaxCost float64
 	Prices  PriceAPI
+	// Estimate reads prices even when nothing else needs them (no cap,
+	// no progress), for the estimates of Summary.Money.
+	Estimate bool
 
 	Log   *slog.Logger
 	Now   func() time.Time
@@ -89,6 +97,13 @@ type Summary struct {
 	// and NextUSD the estimate of the first job that did not fit.
 	CostCapped            int
 	CommittedUSD, NextUSD float64
+	// Money is what RunComfy reported, this run and in all, and what is
+	// still estimated, when the run ended.
+	Money Money
+	// Outside counts, on a run with a selection (Config.Only), the jobs
+	// outside it that a run would collect: at RunComfy, or completed and
+	// waiting for their files. This run left them alone.
+	Outside int
 }
 
 // DefaultStallTimeout is how long a download may receive nothing before it
@@ -193,6 +208,9 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	}
 	specs := func(yield func(store.Spec) bool) {
 		for order, j := range cfg.Manifest.ByID() {
+			if !r.selected(j.ID) {
+				continue // left as it is, changed or not, for a run that selects it
+			}
 			if !yield(store.Spec{ID: j.ID, Model: j.Model, Input: j.Input, Fingerprint: j.Fingerprint(), Order: order}) {
 				return
 			}
@@ -211,7 +229,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		r.log.Info("jobs changed since they were submitted; submitting them again", "jobs", n)
 	}
 
-	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 || cfg.Confirm != nil {
+	if cfg.MaxCost > 0 || cfg.ProgressEvery >= 0 || cfg.Confirm != nil || cfg.Estimate {
 		if err := r.prepareCosts(ctx); err != nil {
 			return sum, err
 		}
@@ -232,6 +250,10 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		r.timing.seed(learned)
 	} else {
 		r.log.Warn("could not read what earlier runs learned of job durations; learning again", "error", err)
+	}
+	spentBefore, err := cfg.Store.Spent(work)
+	if err != nil {
+		return sum, err
 	}
 	start := cfg.Now()
 	var settledAtStart int
@@ -280,6 +302,14 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		return sum, errors.Join(feedErr, err)
 	}
 	sum.InFlight = lifecycle.Count(sum.Counts, lifecycle.State.Outstanding)
+	if sum.Money, err = r.money(r.work, spentBefore); err != nil {
+		return sum, errors.Join(feedErr, err)
+	}
+	if cfg.Only != nil {
+		if sum.Outside, err = r.outside(); err != nil {
+			return sum, errors.Join(feedErr, err)
+		}
+	}
 	if cfg.ProgressEvery >= 0 {
 		if p, err := r.snapshot(start, settledAtStart); err == nil {
 			p.Final = true
@@ -361,6 +391,9 @@ func (r *run) feed() error {
 			return err
 		}
 		for _, j := range jobs {
+			if !r.selected(j.ID) {
+				continue
+			}
 			if lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) == lifecycle.ActionDownload {
 				r.enqueueDownload(j)
 				continue
@@ -371,8 +404,8 @@ func (r *run) feed() error {
 		}
 	}
 	for _, j := range toSubmit {
-		if _, ok := r.cfg.Manifest.Job(j.ID); !ok {
-			continue // no longer in the manifest
+		if _, ok := r.cfg.Manifest.Job(j.ID); !ok || !r.selected(j.ID) {
+			continue // no longer in the manifest, or not selected
 		}
 		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
 			r.capped.Add(1)
@@ -443,12 +476,28 @@ func (r *run) list(states ...lifecycle.State) ([]store.Job, error) {
 func (r *run) counts() (map[lifecycle.State]int, error) {
 	m := make(map[lifecycle.State]int)
 	err := r.cfg.Store.EachJobState(r.work, func(id string, st lifecycle.State) error {
-		if _, ok := r.cfg.Manifest.Job(id); ok {
+		if _, ok := r.cfg.Manifest.Job(id); ok && r.selected(id) {
 			m[st]++
 		}
 		return nil
 	})
 	return m, err
+}
+
+// selected reports whether the run works on job id: every job, or those
+// of the selection.
+func (r *run) selected(id string) bool { return r.cfg.Only == nil || r.cfg.Only[id] }
+
+// outside counts the jobs outside the selection that a run would collect.
+func (r *run) outside() (int, error) {
+	n := 0
+	err := r.cfg.Store.EachJobState(r.work, func(id string, st lifecycle.State) error {
+		if !r.selected(id) && (st.Outstanding() || st == lifecycle.Completed) {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // accountStop records the first account error and stops all new work.
@@ -505,6 +554,9 @@ func (r *run) checkDoneFiles() error {
 		return err
 	}
 	for _, id := range missing {
+		if !r.selected(id) {
+			continue
+		}
 		j, err := r.cfg.Store.Job(r.work, id)
 		if err != nil {
 			return err

@@ -37,14 +37,14 @@ noted in the job's history.
 Cancel writes to the ledger, so it cannot run beside ` + "`comfybatch run`" + ` on the
 same manifest (exit 3): stop the run first (Ctrl-C keeps every request id),
 cancel, then run again to collect the rest. It needs the API token.`,
-		Example: "  comfybatch cancel jobs.yaml\n  comfybatch cancel jobs.yaml --job tub-001 --job tub-002 --json",
+		Example: "  comfybatch cancel jobs.yaml\n  comfybatch cancel jobs.yaml --job tub-001 --job tub-002 --json\n  comfybatch cancel jobs.yaml --job 'tub-variants.*'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.cancel(cmd.Context(), args[0], ids, rps)
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&ids, "job", nil, "cancel only this job (repeatable); queued or running in the ledger")
+	f.StringArrayVar(&ids, "job", nil, "cancel only this job, queued or running in the ledger (repeatable, comma lists, globs such as 'tub.*')")
 	f.Float64Var(&rps, "rps", 10, "most API requests per second")
 	cmd.ValidArgsFunction = completeManifest
 	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
@@ -72,6 +72,10 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	if !(rps > 0) {
 		return usagef("--rps must be a positive number")
 	}
+	patterns, err := jobPatterns(ids)
+	if err != nil {
+		return err
+	}
 	log, err := a.logger()
 	if err != nil {
 		return err
@@ -79,8 +83,8 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	path := a.ledgerPath(manifestPath)
 	// Opening for writing would create a ledger: look first.
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if len(ids) > 0 {
-			return usagef("no ledger at %s: nothing was submitted for this manifest, so job %s is not at RunComfy", path, ids[0])
+		if len(patterns) > 0 {
+			return usagef("no ledger at %s: nothing was submitted for this manifest, so job %s is not at RunComfy", path, patterns[0])
 		}
 		fmt.Fprintf(a.stderr, "no ledger at %s: nothing was submitted for this manifest, so there is nothing to cancel\n", path)
 		return a.printCancel(cancelJSON{Ledger: path, Counts: map[string]int{}, Jobs: []cancelJobJSON{}})
@@ -102,7 +106,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 		return err
 	}
 
-	targets, err := cancelTargets(ctx, st, ids, manifestPath)
+	targets, err := cancelTargets(ctx, st, patterns, manifestPath)
 	if err != nil {
 		return err
 	}
@@ -160,11 +164,12 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 	return nil
 }
 
-// cancelTargets picks the jobs to cancel: the named ones (every name must
-// be in the ledger), else every queued job. Running jobs are only tried
-// when named: RunComfy cannot cancel them, but the ledger may lag behind.
-func cancelTargets(ctx context.Context, st *store.Store, ids []string, manifestPath string) ([]store.Job, error) {
-	if len(ids) == 0 {
+// cancelTargets picks the jobs to cancel: those the patterns select (each
+// must match a job of the ledger), else every queued job. Running jobs are
+// only tried when selected: RunComfy cannot cancel them, but the ledger may
+// lag behind. No job outside the selection is ever sent a cancel.
+func cancelTargets(ctx context.Context, st *store.Store, patterns []string, manifestPath string) ([]store.Job, error) {
+	if len(patterns) == 0 {
 		var jobs []store.Job
 		err := st.EachJob(ctx, func(j store.Job) error {
 			if j.State.Cancellable() {
@@ -174,23 +179,19 @@ func cancelTargets(ctx context.Context, st *store.Store, ids []string, manifestP
 		}, lifecycle.Queued)
 		return jobs, err
 	}
+	_, ids, err := selectJobs(patterns, func(fn func(string) error) error {
+		return st.EachJobState(ctx, func(id string, _ lifecycle.State) error { return fn(id) })
+	}, "ledger", fmt.Sprintf("`comfybatch status %s -v` lists the jobs", manifestPath))
+	if err != nil {
+		return nil, err
+	}
 	jobs := make([]store.Job, 0, len(ids))
-	var missing []error
-	seen := map[string]bool{}
 	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
 		j, err := st.Job(ctx, id)
 		if err != nil {
-			missing = append(missing, err)
-			continue
+			return nil, err
 		}
 		jobs = append(jobs, j)
-	}
-	if len(missing) > 0 {
-		return nil, usageError{fmt.Errorf("%w; nothing was cancelled (`comfybatch status %s -v` lists the jobs)", errors.Join(missing...), manifestPath)}
 	}
 	return jobs, nil
 }

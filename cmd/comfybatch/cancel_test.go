@@ -88,7 +88,7 @@ func TestCancel(t *testing.T) {
 	}
 	// An unknown id cancels nothing: exit 2.
 	r = runMain(t, env, "cancel", manifest, "--job", "clip-0000", "--job", "nope")
-	if r.code != 2 || !strings.Contains(r.stderr, "job nope: not in the ledger") || srv.Stats().Cancel != 4 {
+	if r.code != 2 || !strings.Contains(r.stderr, "job nope is not in the ledger") || srv.Stats().Cancel != 4 {
 		t.Fatalf("cancel --job nope: exit %d:\n%s", r.code, r.stderr)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 func (a *app) resultsCommand() *cobra.Command {
 	var format string
+	var only []string
 	cmd := &cobra.Command{
 		Use:   "results MANIFEST",
 		Short: "Export the settled jobs (done, failed, cancelled, unknown) as JSON Lines or CSV",
@@ -29,14 +30,19 @@ ledger without locking it, needs no token and works while a run goes on.
 
 --format jsonl (the default) writes one JSON object a line; --format csv
 writes a header row, then one row a job, with the input as a JSON cell and
-lists (URLs, files, hashes) separated by spaces.`,
+lists (URLs, files, hashes) separated by spaces.
+
+--job exports only the jobs named (repeatable, comma lists, globs such as
+'tub.*'); a named job that is not settled yet is left out, and said so.`,
 		Example: "  comfybatch results jobs.yaml > results.jsonl\n  comfybatch results jobs.yaml --format csv > results.csv\n  comfybatch results jobs.yaml | jq -r 'select(.state == \"done\") | .files[].local_path'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.results(cmd.Context(), args[0], format)
+			return a.results(cmd.Context(), args[0], format, only)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
+	cmd.Flags().StringArrayVar(&only, "job", nil, "export only this job (repeatable, comma lists, globs such as 'tub.*')")
+	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
 	cmd.ValidArgsFunction = completeManifest
 	cmd.RegisterFlagCompletionFunc("format", fixedValues("jsonl", "csv"))
 	return cmd
@@ -81,12 +87,16 @@ func settledStates() []lifecycle.State {
 	return out
 }
 
-func (a *app) results(ctx context.Context, manifestPath, format string) error {
+func (a *app) results(ctx context.Context, manifestPath, format string, only []string) error {
 	if format != "jsonl" && format != "csv" {
 		return usagef("--format %q: want jsonl or csv", format)
 	}
 	if a.jsonOut && format == "csv" {
 		return usagef("--json and --format csv ask for two formats: choose one")
+	}
+	patterns, err := jobPatterns(only)
+	if err != nil {
+		return err
 	}
 	path := a.ledgerPath(manifestPath)
 	out := a.resultsOutDir(manifestPath)
@@ -107,6 +117,9 @@ func (a *app) results(ctx context.Context, manifestPath, format string) error {
 	}
 
 	st, err := store.Open(path, store.Options{ReadOnly: true})
+	if errors.Is(err, store.ErrNoLedger) && len(patterns) > 0 {
+		return usagef("no ledger at %s yet: nothing has run for this manifest, so job %s has no result", path, patterns[0])
+	}
 	if errors.Is(err, store.ErrNoLedger) {
 		fmt.Fprintf(a.stderr, "no ledger at %s yet: nothing has run for this manifest (start with `comfybatch run %s`)\n", path, manifestPath)
 		return flush()
@@ -115,7 +128,21 @@ func (a *app) results(ctx context.Context, manifestPath, format string) error {
 		return err
 	}
 	defer st.Close()
+	var selected map[string]bool
+	if len(patterns) > 0 {
+		// Checked before the first record is written.
+		if selected, _, err = selectJobs(patterns, func(fn func(string) error) error {
+			return st.EachJobState(ctx, func(id string, _ lifecycle.State) error { return fn(id) })
+		}, "ledger", fmt.Sprintf("`comfybatch status %s -v` lists every job", manifestPath)); err != nil {
+			return err
+		}
+	}
+	exported := 0
 	err = st.EachJob(ctx, func(j store.Job) error {
+		if selected != nil && !selected[j.ID] {
+			return nil
+		}
+		exported++
 		files, err := st.Files(ctx, j.ID)
 		if err != nil {
 			return err
@@ -130,6 +157,9 @@ func (a *app) results(ctx context.Context, manifestPath, format string) error {
 	}, settledStates()...)
 	if err != nil {
 		return fmt.Errorf("read ledger %s: %w", path, err)
+	}
+	if n := len(selected) - exported; n > 0 {
+		fmt.Fprintf(a.stderr, "%s of --job not settled yet, so not exported (`comfybatch status %s --job ...` shows where they are)\n", jobs(n), manifestPath)
 	}
 	return flush()
 }

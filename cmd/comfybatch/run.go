@@ -40,6 +40,7 @@ type runFlags struct {
 	schemas         []string // --schema MODEL=PATH
 	confirmOver     float64
 	yes             bool
+	jobs            []string // --job: the selection, ids and globs
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -51,7 +52,7 @@ func (a *app) runCommand() *cobra.Command {
 them, fetches their results and downloads the outputs, recording each step in
 the ledger. Stop it any way at all and run the same command again: it resumes
 without submitting any job twice.`,
-		Example: "  comfybatch run jobs.yaml -j 16\n  comfybatch run examples/quickstart.yaml --fake",
+		Example: "  comfybatch run jobs.yaml -j 16\n  comfybatch run examples/quickstart.yaml --fake\n  comfybatch run jobs.yaml --job tub-001,tub-002 --retry-failed",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.run(cmd.Context(), args[0], o)
@@ -71,6 +72,8 @@ without submitting any job twice.`,
 	f.DurationVar(&o.progressEvery, "progress-every", plainEvery, "how often a progress line is logged when stderr is not a terminal")
 	f.Float64Var(&o.confirmOver, "confirm-over", defaultConfirmOver, "on a terminal, ask before submitting new jobs estimated above `USD` (0 = never ask)")
 	f.BoolVar(&o.yes, "yes", false, "answer yes to the spending question (scripts never get it: it is asked on a terminal only)")
+	f.StringArrayVar(&o.jobs, "job", nil, "work only on this job: submit, poll and download it and no other (repeatable, comma lists, globs such as 'tub.*')")
+	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -83,9 +86,6 @@ func manifestArg(cmd *cobra.Command, args []string) error {
 }
 
 func (a *app) run(ctx context.Context, path string, o runFlags) error {
-	if a.jsonOut {
-		return usagef("run prints no data: --json does not apply; use --log-format json for its log, and `comfybatch status --json` for where the jobs are")
-	}
 	if o.concurrency < 1 {
 		return usagef("-j/--concurrency must be at least 1")
 	}
@@ -110,6 +110,10 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	}
 	if !(o.confirmOver >= 0) || math.IsInf(o.confirmOver, 0) {
 		return usagef("--confirm-over must be a number of US dollars, e.g. --confirm-over 100 (0 never asks)")
+	}
+	patterns, err := jobPatterns(o.jobs)
+	if err != nil {
+		return err
 	}
 	sink := &logSink{w: a.stderr}
 	log, err := a.loggerTo(sink)
@@ -151,13 +155,18 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			return err
 		}
 		src := a.sources(path, o, a.out)
-		if counts, out, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok {
+		// A selection's ids are checked against the manifest: read it.
+		if counts, out, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok && len(patterns) == 0 {
 			log.Debug("nothing changed since the last run, and nothing is left to do")
+			money, err := runner.LedgerMoney(ctx, st)
+			if err != nil {
+				return err
+			}
 			if err := st.Close(); err != nil {
 				return err
 			}
 			st = nil
-			return a.report(runner.Summary{Counts: counts}, nil, a.ledgerPath(path), out, o.submitOnly)
+			return a.report(runner.Summary{Counts: counts, Money: money}, nil, closing{ledger: a.ledgerPath(path), out: out, manifest: path, submitOnly: o.submitOnly})
 		}
 		if err := st.Check(ctx); err != nil {
 			return usageError{err}
@@ -167,6 +176,20 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	m, _, err := a.load(path, o.schemas)
 	if err != nil {
 		return err
+	}
+	var only map[string]bool
+	if len(patterns) > 0 {
+		only, _, err = selectJobs(patterns, func(fn func(string) error) error {
+			for _, j := range m.Jobs {
+				if err := fn(j.ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, "manifest", fmt.Sprintf("`comfybatch plan %s` lists every job", path))
+		if err != nil {
+			return err
+		}
 	}
 	api, cleanup, err := a.client(log, o.rps, o.concurrency)
 	if err != nil {
@@ -214,6 +237,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		ResubmitUnknown: o.resubmitUnknown,
 		MaxSubmissions:  o.maxSubmissions,
 		MaxCost:         o.maxCost,
+		Only:            only,
+		Estimate:        true, // the closing summary says what is still estimated
 		Log:             log,
 		ProgressEvery:   disp.every,
 		Progress:        disp.update,
@@ -221,7 +246,11 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	})
 	close(running)
 	disp.stop()
-	if err == nil {
+	if only != nil {
+		if serr := runner.ForgetNothingToDo(a.work, st); serr != nil {
+			log.Warn("could not record that the next run must read the manifest", "error", serr)
+		}
+	} else if err == nil {
 		if serr := runner.StampNothingToDo(a.work, st, m, a.sources(path, o, out), manifestBefore, sum.Sync.Deferred, o.flags()); serr != nil {
 			log.Warn("could not record that nothing is left to do; the next run reads the manifest", "error", serr)
 		}
@@ -238,66 +267,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	return a.report(sum, err, st.Path(), out, o.submitOnly)
-}
-
-// report says how the run ended on stderr and picks the error that sets the
-// exit code.
-func (a *app) report(sum runner.Summary, err error, ledger, out string, submitOnly bool) error {
-	c := sum.Counts
-	if c != nil && !a.quiet {
-		var parts []string
-		for _, st := range lifecycle.States {
-			if c[st] > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", st, c[st]))
-			}
-		}
-		fmt.Fprintf(a.stderr, "%s · submitted %d this run · ledger %s · outputs %s\n", strings.Join(parts, ", "), sum.Submitted, ledger, out)
-	}
-	if errors.Is(err, runner.ErrInterrupted) {
-		if c == nil { // before the run began (at the spending question)
-			fmt.Fprintln(a.stderr, "interrupted: nothing was submitted")
-			return err
-		}
-		fmt.Fprintf(a.stderr, "interrupted: %s; run the same command again to collect them\n", atRunComfy(c))
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	var todo []string
-	if n := c[lifecycle.Failed] + c[lifecycle.Cancelled]; n > 0 {
-		todo = append(todo, fmt.Sprintf("%d failed or cancelled (see `comfybatch status -v`; rerun with --retry-failed to resubmit them)", n))
-	}
-	if n := c[lifecycle.Unknown]; n > 0 {
-		todo = append(todo, fmt.Sprintf("%d unknown: their submission was cut off and they may be running and billed; check your RunComfy dashboard, then rerun with --resubmit-unknown to submit them again", n))
-	}
-	if n := c[lifecycle.Pending]; n > 0 {
-		switch {
-		case sum.CostCapped > 0:
-			todo = append(todo, fmt.Sprintf("%d pending, held back by --max-cost (%s spent or in flight; the next job would add %s): raise --max-cost and run again to continue",
-				n, usd(sum.CommittedUSD), usd(sum.NextUSD)))
-		case sum.Capped > 0:
-			todo = append(todo, fmt.Sprintf("%d pending (left pending by --max-submissions); run again to continue", n))
-		default:
-			todo = append(todo, fmt.Sprintf("%d pending (not submitted); run again to continue", n))
-		}
-	}
-	if n := sum.Sync.Deferred; n > 0 {
-		todo = append(todo, fmt.Sprintf("%d changed while at RunComfy: their earlier request was collected first; run again to submit the new input", n))
-	}
-	if n := c[lifecycle.Completed]; n > 0 {
-		todo = append(todo, fmt.Sprintf("%d completed but not downloaded; run again to download them", n))
-	}
-	if n := lifecycle.Count(c, lifecycle.State.InFlight); n > 0 && !submitOnly {
-		todo = append(todo, atRunComfy(c)+"; run again to collect them")
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	msg := "not every job is done: " + strings.Join(todo, "; ")
-	fmt.Fprintln(a.stderr, msg)
-	return incompleteError{msg}
+	return a.report(sum, err, closing{ledger: st.Path(), out: out, manifest: path, submitOnly: o.submitOnly, selected: len(only)})
 }
 
 // client builds the API client: the real API with the user's token, or the

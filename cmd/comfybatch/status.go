@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -17,32 +18,55 @@ import (
 )
 
 func (a *app) statusCommand() *cobra.Command {
-	var only []string
+	var only, states []string
 	cmd := &cobra.Command{
 		Use:   "status MANIFEST",
-		Short: "Show how many jobs are in each state and what they cost (per job with -v)",
+		Short: "Show how many jobs are in each state and what they cost (per job with -v, --job or --state)",
 		Long: `Status reads the manifest's ledger without locking it, so it works from
 another terminal while a run is going on. It needs no token and makes no
 API call.
 
 It shows the jobs per state, what RunComfy reported spending (over every run
-of this ledger), and the jobs in flight and still to submit, priced at the
-average cost reported so far. With -v (or --job) it shows each job: its
-request id, cost, files, every submission it ever had (resubmissions and
-earlier inputs included) and its full history. --json prints one object;
-its fields are listed in the README and are only ever added to, never
-renamed.`,
-		Example: "  comfybatch status jobs.yaml\n  comfybatch status jobs.yaml -v --job tub-001\n  comfybatch status jobs.yaml -v --json | jq '.jobs[] | select(.state == \"failed\")'",
+of this ledger, and per model), the jobs in flight and still to submit,
+priced at the average cost reported so far, and the jobs that failed, were
+cancelled or are unknown, grouped by their message with a few job ids each.
+
+--state failed,unknown lists just the jobs in those states, one line each:
+id, state, attempts, cost, request id, message. --job picks jobs by id
+(repeatable, comma lists, globs such as 'tub.*'). With -v or --job it shows
+each job in full: its request id, cost, files, every submission it ever had
+(resubmissions and earlier inputs included) and its full history. --json
+prints one object; its fields are listed in the README and are only ever
+added to, never renamed.`,
+		Example: "  comfybatch status jobs.yaml\n  comfybatch status jobs.yaml --state failed,unknown\n  comfybatch status jobs.yaml --job tub-001\n  comfybatch status jobs.yaml --state failed --json | jq -r '.jobs[].id'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.status(cmd.Context(), args[0], only)
+			return a.status(cmd.Context(), args[0], only, states)
 		},
 	}
-	cmd.Flags().StringArrayVar(&only, "job", nil, "show only this job, with its history (repeatable; implies -v)")
+	cmd.Flags().StringArrayVar(&only, "job", nil, "show only this job, with its history (repeatable, comma lists, globs; implies -v)")
+	cmd.Flags().StringSliceVar(&states, "state", nil, "list only the jobs in these states, one line each (comma list, e.g. failed,unknown)")
 	cmd.ValidArgsFunction = completeManifest
 	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
+	cmd.RegisterFlagCompletionFunc("state", completeStates)
 	return cmd
 }
+
+// completeStates offers the job states for --state.
+func completeStates(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	var out []string
+	for _, st := range lifecycle.States {
+		out = append(out, string(st))
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// failureStates are the settled states that need a person; status groups
+// their jobs by message.
+var failureStates = []lifecycle.State{lifecycle.Failed, lifecycle.Cancelled, lifecycle.Unknown}
+
+// groupIDs is how many job ids each failure group carries.
+const groupIDs = 5
 
 // statusJSON is what `status --json` prints. Fields may be added, never
 // renamed (SPEC §2).
@@ -64,10 +88,15 @@ type statusJSON struct {
 	// AverageCostUSD is the mean reported cost per submission; the two
 	// estimates price in-flight and remaining jobs at it. All three are
 	// null until a cost has been reported.
-	AverageCostUSD        *float64  `json:"average_cost_usd"`
-	EstimatedInFlightUSD  *float64  `json:"estimated_in_flight_usd"`
-	EstimatedRemainingUSD *float64  `json:"estimated_remaining_usd"`
-	Jobs                  []jobJSON `json:"jobs,omitempty"` // with -v or --job
+	AverageCostUSD        *float64 `json:"average_cost_usd"`
+	EstimatedInFlightUSD  *float64 `json:"estimated_in_flight_usd"`
+	EstimatedRemainingUSD *float64 `json:"estimated_remaining_usd"`
+	// SpentByModel splits SpentUSD by model, models in name order.
+	SpentByModel []store.ModelSpend `json:"spent_by_model"`
+	// Failures groups the failed, cancelled and unknown jobs by state and
+	// message, largest first, each with its count and first job ids.
+	Failures []store.FailureGroup `json:"failures"`
+	Jobs     []jobJSON            `json:"jobs,omitempty"` // with -v, --job or --state
 }
 
 // jobJSON is one job in `status -v --json`.
@@ -91,14 +120,25 @@ type jobJSON struct {
 	Fingerprint   string             `json:"fingerprint"` // of model + input; a change means a new submission
 }
 
-func (a *app) status(ctx context.Context, manifestPath string, only []string) error {
+func (a *app) status(ctx context.Context, manifestPath string, only, stateFlags []string) error {
+	states, err := parseStates(stateFlags)
+	if err != nil {
+		return err
+	}
+	patterns, err := jobPatterns(only)
+	if err != nil {
+		return err
+	}
 	path := a.ledgerPath(manifestPath)
-	out := statusJSON{Ledger: path, Counts: map[string]int{}}
+	out := statusJSON{Ledger: path, Counts: map[string]int{}, SpentByModel: []store.ModelSpend{}, Failures: []store.FailureGroup{}}
 	for _, st := range lifecycle.States {
 		out.Counts[string(st)] = 0
 	}
 	st, err := store.Open(path, store.Options{ReadOnly: true})
 	if errors.Is(err, store.ErrNoLedger) {
+		if len(patterns) > 0 {
+			return usagef("no ledger at %s yet: nothing has run for this manifest, so job %s has no status", path, patterns[0])
+		}
 		fmt.Fprintf(a.stderr, "no ledger at %s yet: nothing has run for this manifest (start with `comfybatch run %s`)\n", path, manifestPath)
 		return a.printStatus(out, nil)
 	}
@@ -109,27 +149,29 @@ func (a *app) status(ctx context.Context, manifestPath string, only []string) er
 	if err := summarize(ctx, st, &out); err != nil {
 		return fmt.Errorf("read ledger %s: %w", path, err)
 	}
-	if !a.verbose && len(only) == 0 {
+	if !a.verbose && len(patterns) == 0 && len(states) == 0 {
 		return a.printStatus(out, nil)
 	}
-	var jobs func(func(jobJSON) error) error
-	if len(only) > 0 {
-		// Check every id before printing anything.
-		picked := make([]store.Job, 0, len(only))
-		for _, id := range only {
-			j, err := st.Job(ctx, id)
-			if err != nil {
-				return usagef("%v; `comfybatch status %s -v` lists every job", err, manifestPath)
-			}
-			picked = append(picked, j)
+	inStates := func(s lifecycle.State) bool { return len(states) == 0 || slices.Contains(states, s) }
+	var jobs func(func(store.Job) error) error
+	if len(patterns) > 0 {
+		// Check every pattern before printing anything.
+		_, ids, err := selectJobs(patterns, func(fn func(string) error) error {
+			return st.EachJobState(ctx, func(id string, _ lifecycle.State) error { return fn(id) })
+		}, "ledger", fmt.Sprintf("`comfybatch status %s -v` lists every job", manifestPath))
+		if err != nil {
+			return err
 		}
-		jobs = func(fn func(jobJSON) error) error {
-			for _, j := range picked {
-				jj, err := jobDetail(ctx, st, j)
+		jobs = func(fn func(store.Job) error) error {
+			for _, id := range ids {
+				j, err := st.Job(ctx, id)
 				if err != nil {
 					return err
 				}
-				if err := fn(jj); err != nil {
+				if !inStates(j.State) {
+					continue
+				}
+				if err := fn(j); err != nil {
 					return err
 				}
 			}
@@ -137,18 +179,67 @@ func (a *app) status(ctx context.Context, manifestPath string, only []string) er
 		}
 	} else {
 		// Streamed: a ledger of 100,000 jobs is never held in memory.
-		jobs = func(fn func(jobJSON) error) error {
-			return st.EachJob(ctx, func(j store.Job) error {
+		jobs = func(fn func(store.Job) error) error { return st.EachJob(ctx, fn, states...) }
+	}
+	n := 0
+	counted := func(fn func(store.Job) error) error {
+		return jobs(func(j store.Job) error { n++; return fn(j) })
+	}
+	// --state alone lists the jobs one line each; -v or --job tells each
+	// job in full.
+	compact := len(states) > 0 && !a.verbose && !a.jsonOut
+	if compact {
+		err = printCompact(a.stdout, counted)
+	} else {
+		err = a.printStatus(out, func(fn func(jobJSON) error) error {
+			return counted(func(j store.Job) error {
 				jj, err := jobDetail(ctx, st, j)
 				if err != nil {
 					return err
 				}
 				return fn(jj)
 			})
-		}
+		})
 	}
-	return a.printStatus(out, jobs)
+	if err == nil && n == 0 && len(states) > 0 {
+		fmt.Fprintf(a.stderr, "no job is %s\n", joinStates(states))
+	}
+	return err
 }
+
+func joinStates(states []lifecycle.State) string {
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// printCompact writes one line a job: id, state, attempts, cost, request
+// id and message, aligned, with no header so that it pipes into cut and
+// grep.
+func printCompact(w io.Writer, jobs func(func(store.Job) error) error) error {
+	tw, flush := newTable(w)
+	err := jobs(func(j store.Job) error {
+		cost := "-"
+		switch {
+		case j.CostUSD != nil:
+			cost = usd(*j.CostUSD)
+		case lifecycle.Ran(j.State, j.RequestID != ""):
+			cost = "unknown"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", j.ID, j.State, j.Attempts, cost, orDash(j.RequestID), oneLine(j.Error))
+		return nil
+	})
+	flush()
+	return err
+}
+
+// oneLine keeps a message on one line, for tables.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // summarize fills in the counts and the money.
 func summarize(ctx context.Context, st *store.Store, out *statusJSON) error {
@@ -172,6 +263,17 @@ func summarize(ctx context.Context, st *store.Store, out *statusJSON) error {
 	if out.DeepestQueue, err = st.DeepestQueue(ctx); err != nil {
 		return err
 	}
+	if out.SpentByModel, err = st.SpentByModel(ctx); err != nil {
+		return err
+	}
+	out.SpentByModel = nonNil(out.SpentByModel)
+	for i := range out.SpentByModel {
+		out.SpentByModel[i].SpentUSD = round(out.SpentByModel[i].SpentUSD)
+	}
+	if out.Failures, err = st.FailureGroups(ctx, groupIDs, failureStates...); err != nil {
+		return err
+	}
+	out.Failures = nonNil(out.Failures)
 	n, sum, err := st.Reported(ctx)
 	if err != nil || n == 0 {
 		return err
@@ -308,14 +410,83 @@ func printSummary(w io.Writer, s statusJSON) {
 		fmt.Fprintf(tw, "remaining\t%s\t%s\n", jobs(s.Remaining), est(s.EstimatedRemainingUSD))
 	}
 	flush()
+	printModels(w, s.SpentByModel)
+	printFailures(w, s.Failures)
 	// What to do next, for the states that need a person.
 	c := s.Counts
 	if n := c[string(lifecycle.Failed)] + c[string(lifecycle.Cancelled)]; n > 0 {
-		fmt.Fprintf(w, "%s failed or cancelled: `status -v` shows why; `run --retry-failed` submits them again\n", jobs(n))
+		fmt.Fprintf(w, "%s failed or cancelled: `status --state failed,cancelled` lists them; `run --retry-failed` submits them again (`--job ID` for some only)\n", jobs(n))
 	}
 	if n := c[string(lifecycle.Unknown)]; n > 0 {
 		fmt.Fprintf(w, "%s unknown: the submission was cut off and may be running and billed; check your RunComfy dashboard, then `run --resubmit-unknown`\n", jobs(n))
 	}
+}
+
+// printModels splits the spend by model.
+func printModels(w io.Writer, models []store.ModelSpend) {
+	if len(models) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "spent by model:")
+	tw, flush := newTable(w)
+	for _, m := range models {
+		spent, note := usd(m.SpentUSD), submissions(m.Reported)+" reported"
+		if m.Unreported > 0 {
+			spent += " + unknown"
+			note += fmt.Sprintf(", %d finished without a reported cost", m.Unreported)
+		}
+		if open := m.Submissions - m.Reported - m.Unreported; open > 0 {
+			note += fmt.Sprintf(", %d not reported yet (in flight or unknown)", open)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", m.Model, spent, note)
+	}
+	flush()
+}
+
+// shownGroups is how many failure groups the text shows; --json has all.
+const shownGroups = 10
+
+// printFailures shows why jobs are not done: one group per state and
+// message, its count, the message and its first job ids.
+func printFailures(w io.Writer, groups []store.FailureGroup) {
+	if len(groups) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "not done, by message:")
+	shown := groups[:min(len(groups), shownGroups)]
+	stateW, countW := 0, 0
+	for _, g := range shown {
+		stateW, countW = max(stateW, len(g.State)), max(countW, len(fmt.Sprint(g.Count)))
+	}
+	indent := strings.Repeat(" ", 2+stateW+2+countW+2)
+	for _, g := range shown {
+		msg := oneLine(g.Message)
+		if msg == "" {
+			msg = "(no message)"
+		}
+		fmt.Fprintf(w, "  %-*s  %*d  %s\n", stateW, g.State, countW, g.Count, clipRunes(msg, 160))
+		ids := strings.Join(g.JobIDs, ", ")
+		if more := g.Count - len(g.JobIDs); more > 0 {
+			ids += fmt.Sprintf(" and %d more", more)
+		}
+		fmt.Fprintf(w, "%s%s\n", indent, ids)
+	}
+	if rest := groups[min(len(groups), shownGroups):]; len(rest) > 0 {
+		n := 0
+		for _, g := range rest {
+			n += g.Count
+		}
+		fmt.Fprintf(w, "  and %d more messages over %s (`status --json` has every group)\n", len(rest), jobs(n))
+	}
+}
+
+// clipRunes shortens s to n runes, marking the cut.
+func clipRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // printJob is one job of `status -v`: what it is, then every submission,
