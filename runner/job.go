@@ -163,7 +163,7 @@ func (r *run) saveAnswer(id string, step lifecycle.Step) error {
 			}
 			break
 		}
-		if try == len(saveWaits) || errors.Is(err, store.ErrClosed) {
+		if try == len(saveWaits) || errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrDuplicateRequest) {
 			break
 		}
 		r.log.Warn("saving the submit answer failed; trying again", "job", id, "request_id", step.RequestID, "error", err)

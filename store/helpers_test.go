@@ -292,7 +292,13 @@ func toState(t testing.TB, s *Store, id string, st lifecycle.State) {
 		case lifecycle.Submitting:
 			must(t, beginSubmit(t, s, id))
 		case lifecycle.Queued:
-			must(t, submitted(t, s, id, "req-"+id))
+			// A request id belongs to one submission: a later attempt's is
+			// its own.
+			req := "req-" + id
+			if n := job(t, s, id).Attempts; n > 1 {
+				req = fmt.Sprintf("%s-%d", req, n)
+			}
+			must(t, submitted(t, s, id, req))
 		case lifecycle.Running:
 			must(t, observe(t, s, id, lifecycle.Running, "in_progress", nil))
 		case lifecycle.Completed:

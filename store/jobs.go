@@ -130,6 +130,16 @@ func (s *Store) apply(tx *sql.Tx, id string, st lifecycle.Step, bySync bool) (li
 		if st.RequestID == "" {
 			return cur, errors.New("a submitted job needs its request id")
 		}
+		var holder string
+		var attempt int
+		err := tx.QueryRow("SELECT job_id, attempt FROM submissions WHERE request_id = ? LIMIT 1", st.RequestID).Scan(&holder, &attempt)
+		if err == nil {
+			return cur, fmt.Errorf("%w: request id %s is already held by job %s (attempt %d); the API or comfybatch has a bug, and this job's submission is left unsaved (the next run calls it unknown)",
+				ErrDuplicateRequest, st.RequestID, holder, attempt)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return cur, err
+		}
 		sets, args = "request_id = ?, submitted_at = ?", []any{st.RequestID, now}
 		if err := setSubmission(tx, id, "request_id = ?", st.RequestID); err != nil {
 			return cur, err

@@ -41,6 +41,12 @@ var ErrNoLedger = errors.New("no ledger yet")
 // manifest change, never a lost write.
 var ErrConflict = errors.New("job is not in the expected state")
 
+// ErrDuplicateRequest is returned for a request id that another submission
+// already holds, in a write or in a ledger being upgraded. A request id
+// belongs to one submission of one job: a second holder is a bug, of the
+// API or of comfybatch, and which job's result is which cannot be told.
+var ErrDuplicateRequest = errors.New("request id already held by another submission")
+
 //go:embed migrations/*.sql
 var migrations embed.FS
 
@@ -357,6 +363,9 @@ func migrate(db *sql.DB, path string) error {
 		}
 		if err := applyMigration(tx, i); err != nil {
 			tx.Rollback()
+			if errors.Is(err, ErrDuplicateRequest) {
+				err = fmt.Errorf("%s: %w", path, err)
+			}
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -378,11 +387,44 @@ func applyMigration(tx *sql.Tx, i int) error {
 	if err != nil {
 		return err
 	}
+	if check := migrationChecks[names[i].Name()]; check != nil {
+		if err := check(tx); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.Exec(string(body)); err != nil {
 		return fmt.Errorf("migrate ledger to version %d: %w", i+1, err)
 	}
 	_, err = tx.Exec("PRAGMA user_version = " + strconv.Itoa(i+1))
 	return err
+}
+
+// migrationChecks run before the migration they name: they refuse, with
+// a sentence a person can act on, a ledger the migration would fail on.
+var migrationChecks = map[string]func(*sql.Tx) error{
+	"0005_unique_request_ids.sql": checkRequestIDs,
+}
+
+// checkRequestIDs refuses a ledger in which two submissions hold the same
+// request id, naming them. Nothing is rewritten: which job a request
+// belongs to cannot be told, and no request id is ever forgotten.
+func checkRequestIDs(tx *sql.Tx) error {
+	var req, holders string
+	err := tx.QueryRow(`SELECT request_id, group_concat(holder, ' and ') FROM (
+		SELECT request_id, 'job ' || job_id || ' (attempt ' || attempt || ')' AS holder FROM submissions WHERE request_id IS NOT NULL
+		UNION
+		SELECT j.request_id, 'job ' || j.id FROM jobs j WHERE j.request_id IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM submissions x WHERE x.job_id = j.id AND x.request_id = j.request_id))
+		GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id LIMIT 1`).Scan(&req, &holders)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check request ids: %w", err)
+	}
+	return fmt.Errorf("%w: request id %s is held by %s, so which result is whose cannot be told "+
+		"(an older comfybatch's --fake gave out the same request ids in every process); "+
+		"this comfybatch does not open the ledger: move it aside, or delete it if it holds only --fake results, and run again", ErrDuplicateRequest, req, holders)
 }
 
 func (s *Store) checkVersion() error {

@@ -124,7 +124,7 @@ func TestSyncChangedInput(t *testing.T) {
 	if v := spent(t, s); math.Abs(v-(spentBefore+0.25)) > 1e-9 {
 		t.Fatalf("spent %v, want %v", v, spentBefore+0.25)
 	}
-	if j := job(t, s, "done"); j.RequestID != "req-done" || *j.CostUSD != 0.25 {
+	if j := job(t, s, "done"); j.RequestID != "req-done-2" || *j.CostUSD != 0.25 {
 		t.Fatalf("resubmitted job %+v", j)
 	}
 }

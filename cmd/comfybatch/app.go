@@ -56,7 +56,7 @@ func exitCode(err error) int {
 	case errors.Is(err, runner.ErrInterrupted):
 		return exitInterrupted
 	case errors.As(err, &me), errors.As(err, &ue), errors.As(err, &ae), errors.Is(err, store.ErrNotLedger),
-		errors.Is(err, store.ErrIncomplete), errors.Is(err, store.ErrCorrupt):
+		errors.Is(err, store.ErrIncomplete), errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrDuplicateRequest):
 		return exitUsage
 	case errors.As(err, &inc):
 		return exitIncomplete

@@ -42,7 +42,7 @@ any token (or the one given with --token).`,
 	f.Float64Var(&cfg.DropSubmitRate, "drop-rate", 0, "share of submissions whose connection is cut after the job was created")
 	f.Float64Var(&cfg.TruncateRate, "truncate-rate", 0, "share of downloads cut short")
 	f.Float64Var(&cfg.ExpireRate, "expire-rate", 0, "share of jobs whose first output URL has expired")
-	f.IntVar(&cfg.MaxRunning, "max-running", 0, "jobs the simulated account runs at once; the rest queue (0 = no limit)")
+	f.IntVar(&cfg.MaxRunning, "max-running", cfg.MaxRunning, "jobs the simulated account runs at once; the rest queue (0 = no limit)")
 	f.DurationVar(&cfg.FileDelay, "file-delay", 0, "how late each output file's body comes (a slow download)")
 	f.Float64Var(&cfg.CostUSD, "cost", cfg.CostUSD, "cost in USD each finished job reports")
 	f.Int64Var(&cfg.Seed, "seed", 1, "random seed")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -274,10 +275,19 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 // simulated one in-process with --fake.
 func (a *app) client(log *slog.Logger, rps float64, concurrency int) (*runcomfy.Client, func(), error) {
 	base, token, cleanup := a.baseURL(), "", func() {}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if a.fake {
 		srv := runcomfytest.New(fakeConfig())
 		base, token = srv.Start(), fakeConfig().Token
 		cleanup = srv.Close
+		// Every connection goes to this process's simulated API: the
+		// output URLs an earlier --fake run saved in the ledger name its
+		// port, long closed, and --fake promises no network anyway.
+		addr := strings.TrimPrefix(base, "http://")
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
 	} else {
 		var err error
 		if token, err = a.token(); err != nil {
@@ -287,7 +297,6 @@ func (a *app) client(log *slog.Logger, rps float64, concurrency int) (*runcomfy.
 			return nil, nil, usagef("no API token: set RUNCOMFY_TOKEN (or RUNCOMFY_API_TOKEN), or pass --token-file; try --fake to run against the built-in simulated API")
 		}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// Every worker may hold a connection to the API and one to the file host.
 	tr.MaxIdleConnsPerHost = concurrency + 4
 	c, err := runcomfy.New(runcomfy.Options{
@@ -305,14 +314,21 @@ func (a *app) client(log *slog.Logger, rps float64, concurrency int) (*runcomfy.
 }
 
 // fakeConfig is how the simulated API behaves behind --fake: quick jobs, so
-// the quickstart finishes in seconds.
+// the quickstart finishes in seconds; an account that runs 8 jobs at once,
+// so that a larger -j queues and the queue positions, reported in the
+// result answers runs poll, show a provider backlog as at RunComfy; and
+// request ids that a later process answers for, so that a run interrupted
+// and run again resumes as it would at RunComfy.
 func fakeConfig() runcomfytest.Config {
 	return runcomfytest.Config{
-		QueueTime: 300 * time.Millisecond,
-		RunTime:   1200 * time.Millisecond,
-		Jitter:    0.5,
-		CostUSD:   0.25,
-		Token:     "fake-token",
+		QueueTime:   300 * time.Millisecond,
+		RunTime:     1200 * time.Millisecond,
+		Jitter:      0.5,
+		CostUSD:     0.25,
+		MaxRunning:  8,
+		Token:       "fake-token",
+		PortableIDs: true,
+		Answers:     runcomfytest.Answers{ResultQueuePosition: true},
 	}
 }
 

@@ -71,6 +71,15 @@ type Config struct {
 	PriceUSD  float64 // GET /v1/models/{id}; default 0.05
 	PriceUnit string  // default "second"
 
+	// PortableIDs makes request ids carry their job's fate (see
+	// portable.go) and a nonce drawn per Server: ids never repeat across
+	// processes, and a Server answers for an id another one created, in
+	// another process, as RunComfy answers for a request whatever client
+	// asks. What an id cannot carry is a cancel: a job cancelled through
+	// one Server runs on as seen through another. It overrides
+	// Answers.NumericRequestIDs. --fake and fake-server use it.
+	PortableIDs bool
+
 	Token string // if set, API calls need "Authorization: Bearer <Token>"
 	Seed  int64
 	Now   func() time.Time // default time.Now
@@ -128,6 +137,7 @@ type job struct {
 	expires   bool    // first output URL answers 410 until a later result fetch
 	cancelled bool
 	kind      string // Answers.OutputKind when created: its URLs and files must agree
+	adopted   bool   // created by another Server, known here from its portable id
 
 	extraShown bool // Config.ExtraStatus was reported
 	// resultFetches counts result answers after the end: it is the
@@ -159,6 +169,7 @@ type Server struct {
 	dequeuedSeq int64   // highest seq seen out of the queue: positions derive from it
 	slots       endHeap // with MaxRunning: the ends of the jobs holding the account's places
 	emptyBodies int     // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
+	nonce       string  // in every portable id this Server makes
 	ts          *httptest.Server
 }
 
@@ -171,6 +182,7 @@ func New(cfg Config) *Server {
 		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x636f6d6679)),
 		jobs:    make(map[string]*job),
 		byInput: make(map[string]int),
+		nonce:   newNonce(),
 	}
 	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
 	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
@@ -276,14 +288,17 @@ func (s *Server) Duplicates() int {
 	return s.duplicates
 }
 
-// Jobs lists every created job in creation order, with its current status.
+// Jobs lists every job this Server created in creation order, with its
+// current status.
 func (s *Server) Jobs() []JobInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
 	all := make([]*job, 0, len(s.jobs))
 	for _, j := range s.jobs {
-		all = append(all, j)
+		if !j.adopted {
+			all = append(all, j)
+		}
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].seq < all[b].seq })
 	out := make([]JobInfo, len(all))
@@ -439,8 +454,13 @@ func (s *Server) writeUnanswered(w http.ResponseWriter, r *http.Request, answer 
 func (s *Server) createLocked(model string, input json.RawMessage) *job {
 	s.seq++
 	now := s.cfg.Now()
+	portable := s.cfg.PortableIDs
+	if portable {
+		// The id carries whole milliseconds: the job it describes to
+		// another Server must be this one to the millisecond.
+		now = now.Truncate(time.Millisecond)
+	}
 	j := &job{
-		id:      s.newIDLocked(),
 		model:   model,
 		input:   input,
 		seq:     s.seq,
@@ -450,7 +470,10 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		cost:    s.cfg.CostUSD,
 		kind:    s.cfg.Answers.OutputKind,
 	}
-	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime))
+	if !portable {
+		j.id = s.newIDLocked()
+	}
+	j.queueEnd = now.Add(s.jitterLocked(s.cfg.QueueTime).Truncate(msIf(portable)))
 	if n := s.cfg.MaxRunning; n > 0 {
 		// The job starts when one of the account's n places frees: the
 		// earliest end among the n jobs scheduled last (jobs start in the
@@ -462,7 +485,7 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 			heap.Pop(&s.slots)
 		}
 	}
-	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime))
+	j.runEnd = j.queueEnd.Add(s.jitterLocked(s.cfg.RunTime).Truncate(msIf(portable)))
 	if s.cfg.MaxRunning > 0 {
 		heap.Push(&s.slots, j.runEnd)
 	}
@@ -472,6 +495,9 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 	case s.chanceLocked(s.cfg.FailureRate):
 		j.outcome = emptyOutput
 	}
+	if portable {
+		j.id = portableID(s.nonce, j, inputDigest(model, input))
+	}
 	s.jobs[j.id] = j
 	key := model + "\n" + string(input)
 	s.byInput[key]++
@@ -479,6 +505,36 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		s.duplicates++
 	}
 	return j
+}
+
+// msIf is what durations are truncated to: whole milliseconds for a
+// portable id, else nothing (Truncate(0) keeps a duration as it is).
+func msIf(portable bool) time.Duration {
+	if portable {
+		return time.Millisecond
+	}
+	return 0
+}
+
+// findLocked is the job named id: one this Server made or adopted, or,
+// under PortableIDs, the one a portable id made elsewhere describes, which
+// is adopted from then on.
+func (s *Server) findLocked(id string) (*job, bool) {
+	if j, ok := s.jobs[id]; ok {
+		return j, true
+	}
+	if !s.cfg.PortableIDs {
+		return nil, false
+	}
+	j, ok := parsePortable(id)
+	if !ok {
+		return nil, false
+	}
+	// A request made before this Server started is ahead of all of its
+	// own in the queue: seq 0 reports position 1.
+	j.cost = s.cfg.CostUSD
+	s.jobs[id] = j
+	return j, true
 }
 
 func (s *Server) jitterLocked(d time.Duration) time.Duration {
@@ -540,7 +596,7 @@ func (s *Server) stateLocked(j *job, now time.Time, observe bool) (status string
 // or, for polls (hideYoung), while Answers.NotFoundFor hides it.
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request, hideYoung bool) (*job, bool) {
 	s.mu.Lock()
-	j, ok := s.jobs[r.PathValue("id")]
+	j, ok := s.findLocked(r.PathValue("id"))
 	young := ok && hideYoung && s.cfg.Now().Before(j.created.Add(s.cfg.Answers.NotFoundFor))
 	s.mu.Unlock()
 	switch {
@@ -597,8 +653,10 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{
 		"request_id": j.id,
 		"status":     answers.wireStatus(st),
-		"model_id":   j.model,
 		"created_at": j.created.UTC().Format(time.RFC3339Nano),
+	}
+	if j.model != "" { // an adopted job's model is not in its id
+		out["model_id"] = j.model
 	}
 	if st == runcomfy.StatusInQueue && answers.ResultQueuePosition {
 		out["queue_position"] = pos
@@ -714,7 +772,7 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	gen, _ := strconv.Atoi(r.URL.Query().Get("v"))
 
 	s.mu.Lock()
-	j, ok := s.jobs[id]
+	j, ok := s.findLocked(id)
 	var (
 		st  string
 		med medium
@@ -921,7 +979,9 @@ func (s *Server) Busy() time.Duration {
 	defer s.mu.Unlock()
 	var d time.Duration
 	for _, j := range s.jobs {
-		d += j.runEnd.Sub(j.queueEnd)
+		if !j.adopted {
+			d += j.runEnd.Sub(j.queueEnd)
+		}
 	}
 	return d
 }
@@ -933,6 +993,9 @@ func (s *Server) Span() time.Duration {
 	defer s.mu.Unlock()
 	var first, last time.Time
 	for _, j := range s.jobs {
+		if j.adopted {
+			continue
+		}
 		if first.IsZero() || j.created.Before(first) {
 			first = j.created
 		}
