@@ -167,3 +167,33 @@ func TestReadAnswerEdges(t *testing.T) {
 		t.Errorf("growthReserve(%d) = %d, over the budget of %d: such a read would wait forever", maxResultAnswer, g, maxBodiesHeld)
 	}
 }
+
+// Large answers share a buffer, one after the other: what the first
+// decoded must not change when the second is read into the same memory.
+func TestLargeAnswersReuseTheirBufferSafely(t *testing.T) {
+	const size = 3 << 20
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		out := strings.Repeat(strconv.Itoa(n), 8)
+		sized(paddedJSON(`{"request_id":"r1","status":"completed","output":{"videos":["https://files.example/`+out+`.mp4"]},"error":"e`+out+`"}`, size), false)(w, r)
+	}))
+	defer srv.Close()
+	c, err := New(Options{BaseURL: srv.URL, Token: "reuse-token-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.Result(context.Background(), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := string(first.Output) + string(first.Error)
+	for range 3 {
+		if _, err := c.Result(context.Background(), "r1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := string(first.Output) + string(first.Error); got != keep || !strings.Contains(got, "11111111") {
+		t.Fatalf("the first answer changed when later ones were read: %q, was %q", got, keep)
+	}
+}

@@ -72,6 +72,11 @@ type Client struct {
 	rand        func() float64
 	log         *slog.Logger
 	bodies      *bodyBudget // memory for answers, shared by every call
+	// spare is the buffer of the last large answer, kept for the next:
+	// without it each 50 MB result answer is a new 50 MB, and the heap
+	// grows to hold two before the collector frees the first.
+	spareMu sync.Mutex
+	spare   []byte
 
 	mu         sync.Mutex
 	pauseUntil time.Time // set by a 429 when there is no rate to lower; every request waits for it
@@ -664,10 +669,10 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 		return c.reserve(ctx, t, n, held)
 	}
 	if length >= 0 {
-		if err := reserve(length); err != nil {
+		if err := reserve(bufferSize(length)); err != nil {
 			return nil, err
 		}
-		buf := make([]byte, length)
+		buf := c.buffer(length)
 		if _, err := io.ReadFull(body, buf); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -834,6 +839,9 @@ func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
 	var held int64
 	defer c.bodies.release(&held) // after decoding
 	data, err := c.readAnswer(actx, timer, op, resp.Body, resp.ContentLength, cs.limit, &held)
+	// Nothing keeps the answer's bytes once it is decoded (decoding and
+	// messages copy them), so its buffer serves the next large answer.
+	defer c.putBuffer(data)
 	switch {
 	case errors.Is(err, errMalformed): // over the size limit
 		e.Err = err
@@ -932,6 +940,48 @@ func decodeLenient(data []byte, out any) error {
 		}
 	}
 	return nil
+}
+
+// bigBuffer is the size from which an answer's buffer is kept for reuse,
+// and the step its size is rounded up to, so that answers of nearly the
+// same size take the same buffer.
+const bigBuffer = 1 << 20
+
+// bufferSize is the capacity of the buffer for an answer of n bytes: what
+// is reserved for it.
+func bufferSize(n int64) int64 {
+	if n < bigBuffer {
+		return n
+	}
+	return (n + bigBuffer - 1) / bigBuffer * bigBuffer
+}
+
+// buffer returns n bytes for an answer, of capacity bufferSize(n): the
+// spare buffer when it is of that size.
+func (c *Client) buffer(n int64) []byte {
+	size := bufferSize(n)
+	if n >= bigBuffer {
+		c.spareMu.Lock()
+		b := c.spare
+		if int64(cap(b)) == size {
+			c.spare = nil
+			c.spareMu.Unlock()
+			return b[:n]
+		}
+		c.spareMu.Unlock()
+	}
+	return make([]byte, n, size)
+}
+
+// putBuffer keeps a large answer's buffer for the next: one at most, as
+// the body budget lets one large answer in at a time.
+func (c *Client) putBuffer(b []byte) {
+	if cap(b) < bigBuffer {
+		return
+	}
+	c.spareMu.Lock()
+	c.spare = b[:0]
+	c.spareMu.Unlock()
 }
 
 // scrub replaces the token in a body, as written and as JSON escapes it. A

@@ -23,7 +23,7 @@ func (a *app) fakeServerCommand() *cobra.Command {
 		Long: `fake-server serves the same simulated Model API that --fake runs in-process,
 on a loopback address, until interrupted. Point a run at it with --api-base and
 any token (or the one given with --token).`,
-		Example: "  comfybatch fake-server --addr 127.0.0.1:8189 --rate-429 0.2\n  RUNCOMFY_TOKEN=x comfybatch run jobs.yaml --api-base http://127.0.0.1:8189",
+		Example: "  comfybatch fake-server --addr 127.0.0.1:8189 --rate-429 0.2\n  RUNCOMFY_TOKEN=local-test-token comfybatch run jobs.yaml --api-base http://127.0.0.1:8189",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.fakeServer(cmd.Context(), addr, cfg)
@@ -45,6 +45,7 @@ any token (or the one given with --token).`,
 	f.IntVar(&cfg.MaxRunning, "max-running", cfg.MaxRunning, "jobs the simulated account runs at once; the rest queue (0 = no limit)")
 	f.DurationVar(&cfg.FileDelay, "file-delay", 0, "how late each output file's body comes (a slow download)")
 	f.Float64Var(&cfg.CostUSD, "cost", cfg.CostUSD, "cost in USD each finished job reports")
+	f.IntVar(&cfg.ResultBodyPad, "result-pad", 0, "pad every result answer with an ignored field of this many bytes (a large answer)")
 	f.Int64Var(&cfg.Seed, "seed", 1, "random seed")
 	return cmd
 }
