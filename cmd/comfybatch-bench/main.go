@@ -278,7 +278,7 @@ func inflight(bin, dir, format string, n int) error {
 	ledger := filepath.Join(dir, "jobs.ledger.db")
 	run := exec.Command(bin, "run", path, "-q", "--api-base", "http://"+addr, "--ledger", ledger,
 		"-j", strconv.Itoa(n), "--rps", "5000")
-	run.Env = append(os.Environ(), "RUNCOMFY_TOKEN=bench")
+	run.Env = append(os.Environ(), "RUNCOMFY_TOKEN=bench-token-local")
 	run.Stderr = os.Stderr
 	t := time.Now()
 	if err := run.Start(); err != nil {

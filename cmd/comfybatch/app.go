@@ -232,23 +232,43 @@ func manifestStem(p string) (dir, stem string) {
 
 // token finds the API token: --token-file, else the environment.
 func (a *app) token() (string, error) {
+	t, from, err := a.findToken()
+	if err != nil || t == "" {
+		return t, err
+	}
+	// Every answer is scrubbed of the token before anything of it is kept
+	// or shown; a token of a few characters would be found inside words
+	// and URLs and garble every answer (with RUNCOMFY_TOKEN=x, a fake
+	// server's file URLs lost their x's). RunComfy's tokens are far longer.
+	if len(t) < minTokenLen {
+		return "", usagef("the API token from %s is %d characters long: too short to be a RunComfy token (at least %d); for a local fake-server any longer placeholder works, e.g. RUNCOMFY_TOKEN=local-test-token", from, len(t), minTokenLen)
+	}
+	return t, nil
+}
+
+// minTokenLen is the shortest token accepted.
+const minTokenLen = 8
+
+// findToken reads the token: --token-file, else the environment. from
+// names where it came from, for messages.
+func (a *app) findToken() (token, from string, err error) {
 	if a.tokenFile != "" {
 		b, err := os.ReadFile(a.tokenFile)
 		if err != nil {
-			return "", usagef("--token-file: %v", err)
+			return "", "", usagef("--token-file: %v", err)
 		}
 		t := strings.TrimSpace(string(b))
 		if t == "" {
-			return "", usagef("--token-file %s is empty", a.tokenFile)
+			return "", "", usagef("--token-file %s is empty", a.tokenFile)
 		}
-		return t, nil
+		return t, "--token-file " + a.tokenFile, nil
 	}
 	for _, name := range []string{"RUNCOMFY_TOKEN", "RUNCOMFY_API_TOKEN", "YOUR_API_TOKEN"} {
 		if t := strings.TrimSpace(a.getenv(name)); t != "" {
-			return t, nil
+			return t, name, nil
 		}
 	}
-	return "", nil
+	return "", "", nil
 }
 
 func (a *app) baseURL() string {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"os/exec"
 	"strings"
 	"testing"
@@ -82,5 +84,23 @@ func TestCompletion(t *testing.T) {
 	r = runMain(t, nil, "__complete", "results", manifest, "--format", "")
 	if !strings.Contains(r.stdout, "jsonl\ncsv\n") {
 		t.Errorf("--format completion: %q", r.stdout)
+	}
+}
+
+// A token of a few characters is refused before anything is sent: every
+// answer is scrubbed of the token, and one that short would garble them.
+// Where it came from is named, and the token itself is never printed.
+func TestShortTokenRefused(t *testing.T) {
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "jobs.yaml")
+	if err := os.WriteFile(manifest, []byte("model: wan-ai/wan-2-6/flash/image-to-video\njobs:\n  - id: a\n    input: {prompt: p, img_url: \"https://example.com/a.png\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runMain(t, map[string]string{"RUNCOMFY_TOKEN": "xq7"}, "run", manifest, "--api-base", "http://127.0.0.1:9")
+	if r.code != 2 || !strings.Contains(r.stderr, "RUNCOMFY_TOKEN is 3 characters long") || strings.Contains(r.stderr, "xq7") {
+		t.Fatalf("exit %d, stderr %q; want 2, naming RUNCOMFY_TOKEN and its length, not the token", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jobs.ledger.db")); err == nil {
+		t.Fatal("a refused token left a ledger behind")
 	}
 }
