@@ -163,6 +163,16 @@ func (a *app) rootCommand() *cobra.Command {
 		RunE: unknownCommand,
 	}
 	root.SetFlagErrorFunc(flagError)
+	// --json is honoured by every command that prints data and refused by
+	// the others, never ignored: a script that asked for JSON must not get
+	// text it then fails to parse, or nothing, without being told. (The
+	// shell's completion requests do not come through here.)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if a.jsonOut && !printsJSON[cmd.CommandPath()] {
+			return usagef("%s has no data to print as JSON: drop --json", cmd.CommandPath())
+		}
+		return nil
+	}
 	root.SetHelpCommand(helpCommand())
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.apiBase, "api-base", "", "RunComfy API base URL (env RUNCOMFY_API_BASE; default "+defaultBase+")")
@@ -200,6 +210,13 @@ func noStdin(args cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return args(cmd, a)
 	}
+}
+
+// printsJSON are the commands that honour --json.
+var printsJSON = map[string]bool{
+	"comfybatch run": true, "comfybatch plan": true, "comfybatch validate": true,
+	"comfybatch status": true, "comfybatch results": true, "comfybatch cancel": true,
+	"comfybatch models": true, "comfybatch models show": true,
 }
 
 // logger writes logs to stderr in the chosen format.

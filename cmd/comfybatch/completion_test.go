@@ -46,6 +46,9 @@ func TestUsageRefusals(t *testing.T) {
 	for _, args := range [][]string{
 		{"results", "x.yaml", "--format", "csv", "--json"},
 		{"fake-server", "--json"},
+		{"init", "x.yaml", "--json"},
+		{"completion", "bash", "--json"},
+		{"help", "--json"},
 		{"fake-server", "--rate-429", "1.5"},
 		{"fake-server", "--truncate-rate", "-0.1"},
 		{"fake-server", "--max-running", "-1"},
@@ -69,7 +72,7 @@ func TestCompletion(t *testing.T) {
 	}
 	// --job completes from the ledger, read-only.
 	manifest := statusFixture(t)
-	r := runMain(t, nil, "__complete", "status", manifest, "--job", "re")
+	r := runMain(t, nil, "__complete", "status", manifest, "--json", "--job", "re")
 	if got := strings.Fields(r.stdout); len(got) < 3 || got[0] != "retried" || got[1] != "refused" {
 		t.Errorf("--job completion for \"re\": %q", r.stdout)
 	}
