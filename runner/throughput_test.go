@@ -4,8 +4,8 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
