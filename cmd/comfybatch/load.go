@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"comfybatch/localfile"
 	"comfybatch/manifest"
+	"comfybatch/media"
 	"comfybatch/runcomfy"
 	"comfybatch/runner"
 )
@@ -91,6 +93,15 @@ func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runco
 	warnings, err := runner.Validate(m, s)
 	for _, w := range warnings {
 		fmt.Fprintln(a.stderr, "warning:", w)
+	}
+	// Local files are checked here, before anything is paid, and sent
+	// inline: their data: URIs count against the body limit.
+	if lerr := runner.ValidateLocal(m, media.DefaultRules(), localfile.MaxInlineBody); lerr != nil {
+		var more manifest.Errors
+		if !errors.As(lerr, &more) {
+			return nil, s, lerr
+		}
+		return m, s, merge(path, reportOf(path, err), more)
 	}
 	if err != nil {
 		return m, s, reportOf(path, err)

@@ -113,6 +113,9 @@ type JobInfo struct {
 	Model     string
 	Input     json.RawMessage // canonical JSON of the submitted body
 	Status    string          // current status, canonical: lower case and never renamed by Answers
+	// Inline has the hex sha256 of each data: URI the input carried, by
+	// field (or field[i]); Input holds "data:TYPE;sha256=HEX" in its place.
+	Inline map[string]string
 }
 
 // outcome is how a job ends, drawn when it is created.
@@ -138,6 +141,7 @@ type job struct {
 	cancelled bool
 	kind      string // Answers.OutputKind when created: its URLs and files must agree
 	adopted   bool   // created by another Server, known here from its portable id
+	inline    map[string]string
 
 	extraShown bool // Config.ExtraStatus was reported
 	// resultFetches counts result answers after the end: it is the
@@ -304,7 +308,7 @@ func (s *Server) Jobs() []JobInfo {
 	out := make([]JobInfo, len(all))
 	for i, j := range all {
 		st, _ := s.stateLocked(j, now, false)
-		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st}
+		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st, Inline: j.inline}
 	}
 	return out
 }
@@ -367,6 +371,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return // the client went away
 	}
 	canonical, err := canonicalObject(body)
+	var inline map[string]string
+	if err == nil {
+		canonical, inline, err = inlineFiles(canonical)
+	}
 	if err != nil {
 		s.writeError(w, r, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
 		return
@@ -380,6 +388,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j := s.createLocked(model, canonical)
+	j.inline = inline
 	drop := s.chanceLocked(s.cfg.DropSubmitRate)
 	answer := submitOK
 	if !drop && s.cfg.Answers.submitFaulty() {
