@@ -79,6 +79,10 @@ type Config struct {
 	// one Server runs on as seen through another. It overrides
 	// Answers.NumericRequestIDs. --fake and fake-server use it.
 	PortableIDs bool
+	// Catalog is what GET /v1/models lists and GET /v1/models/{id}
+	// answers with a schema; nil means DefaultCatalog(). Models outside
+	// it are answered with PriceUSD and no schema.
+	Catalog []CatalogModel
 
 	Token string // if set, API calls need "Authorization: Bearer <Token>"
 	Seed  int64
@@ -175,6 +179,8 @@ type Server struct {
 	emptyBodies int     // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
 	nonce       string  // in every portable id this Server makes
 	ts          *httptest.Server
+
+	defaultCatalog []CatalogModel
 }
 
 // New builds a Server; Start serves it on a loopback port, or use it as an
@@ -187,7 +193,10 @@ func New(cfg Config) *Server {
 		jobs:    make(map[string]*job),
 		byInput: make(map[string]int),
 		nonce:   newNonce(),
+
+		defaultCatalog: DefaultCatalog(),
 	}
+	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
 	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
 	s.mux.HandleFunc("GET /v1/requests/{id}/status", s.status)
@@ -475,9 +484,9 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		seq:     s.seq,
 		created: now,
 		expires: s.chanceLocked(s.cfg.ExpireRate),
-		outputs: outputCount(s.cfg.Answers.OutputKind, s.cfg.OutputsPerJob),
+		outputs: outputCount(s.outputKindLocked(model), s.cfg.OutputsPerJob),
 		cost:    s.cfg.CostUSD,
-		kind:    s.cfg.Answers.OutputKind,
+		kind:    s.outputKindLocked(model),
 	}
 	if !portable {
 		j.id = s.newIDLocked()
@@ -758,6 +767,10 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.model, false) {
+		return
+	}
+	if m, ok := s.catalogModel(r.PathValue("model")); ok {
+		writeJSON(w, http.StatusOK, catalogBody(m, true, s.config()))
 		return
 	}
 	cfg := s.config()
