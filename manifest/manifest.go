@@ -299,7 +299,7 @@ type parser struct {
 	volume      int
 	volumeSpent bool
 
-	fieldTypes map[[2]string]string // Options.FieldType answers, which may be costly
+	fieldTypes map[[2]string]string     // Options.FieldType answers, which may be costly
 	locals     map[string]localfile.Ref // local files read so far, by path as written
 
 	root       *yaml.Node // the document parsed
