@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"comfybatch/manifest"
@@ -178,4 +181,81 @@ func keepCatalog(ctx context.Context, st *store.Store, read *catalogRead) error 
 		return nil
 	}
 	return st.SaveCatalog(ctx, read.fresh)
+}
+
+// catalogSchema asks the catalog for model's input schema.
+func (a *app) catalogSchema(ctx context.Context, model string) ([]byte, bool) {
+	api, cleanup, err := a.client(slog.New(slog.NewTextHandler(io.Discard, nil)), 10, 4)
+	if err != nil {
+		return nil, false
+	}
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(ctx, priceTimeout)
+	defer cancel()
+	info, err := api.Model(ctx, model)
+	if err != nil || len(info.InputSchema) == 0 || string(info.InputSchema) == "null" {
+		return nil, false
+	}
+	return info.InputSchema, true
+}
+
+// catalogModelJSON is one model of `models --json` from the catalog.
+// Fields may be added, never renamed.
+type catalogModelJSON struct {
+	Model string `json:"model"`
+	Kind  string `json:"kind"`
+	// Price is null when the catalog gives none usable.
+	Price  *priceJSON `json:"price"`
+	Schema string     `json:"schema"` // which schema checks its jobs: catalog, built-in, --schema, none
+}
+
+// searchCatalog lists the catalog's models matching search.
+func (a *app) searchCatalog(ctx context.Context, s *runcomfy.Schemas, schemaArgs []string, search string) error {
+	api, cleanup, err := a.client(slog.New(slog.NewTextHandler(io.Discard, nil)), 10, 4)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ctx, cancel := context.WithTimeout(ctx, priceTimeout)
+	defer cancel()
+	list, err := api.Models(ctx, search, true, 0)
+	if err != nil {
+		return fmt.Errorf("search RunComfy's catalog: %w", err)
+	}
+	out := make([]catalogModelJSON, 0, len(list.Models))
+	for _, m := range list.Models {
+		c := catalogModelJSON{Model: m.ModelID, Kind: m.Kind, Schema: "none"}
+		switch {
+		case slices.ContainsFunc(schemaArgs, func(arg string) bool { return strings.HasPrefix(arg, m.ModelID+"=") }):
+			c.Schema = "--schema"
+		case len(m.InputSchema) > 0 && string(m.InputSchema) != "null":
+			c.Schema = "catalog"
+		case s.Has(m.ModelID):
+			c.Schema = "built-in"
+		}
+		p := modelPrice{info: m}
+		if base, ok := p.price().Base(); ok {
+			c.Price = &priceJSON{BaseUSD: base, Unit: m.PriceUnit}
+		}
+		out = append(out, c)
+	}
+	if a.jsonOut {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "model\toutputs\tprice\tschema")
+	for _, c := range out {
+		price := "unknown"
+		if c.Price != nil {
+			price = usd(c.Price.BaseUSD) + " per " + c.Price.Unit
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Model, cmpOr(c.Kind, "?"), price, c.Schema)
+	}
+	tw.Flush()
+	if !a.quiet {
+		fmt.Fprintf(a.stderr, "%d of %d models in RunComfy's catalog; `comfybatch models show MODEL` lists one's input fields\n", len(out), list.Total)
+	}
+	return nil
 }

@@ -81,3 +81,50 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("offline validate after the change exited %d (the ledger should keep the new schema):\n%s", v.code, v.stderr)
 	}
 }
+
+// TestModelsCatalog: `models` searches the catalog when the API can be
+// asked, telling where each model's schema comes from; `models show` of a
+// model only the catalog knows lists its fields and price.
+func TestModelsCatalog(t *testing.T) {
+	t.Parallel()
+	r := runMain(t, nil, "models", "--fake", "--search", "SIM/", "--json")
+	var list []catalogModelJSON
+	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil {
+		t.Fatalf("models --search: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	kinds := map[string]string{}
+	for _, m := range list {
+		if m.Schema != "catalog" || m.Price == nil {
+			t.Errorf("%s: schema %q, price %v; want the catalog's", m.Model, m.Schema, m.Price)
+		}
+		kinds[m.Model] = m.Kind
+	}
+	want := map[string]string{runcomfytest.SimVideoModel: "video", runcomfytest.SimImageModel: "image", runcomfytest.SimAudioModel: "audio"}
+	if len(kinds) != len(want) {
+		t.Errorf("models found: %v, want %v", kinds, want)
+	}
+	for id, k := range want {
+		if kinds[id] != k {
+			t.Errorf("%s outputs %q, want %q", id, kinds[id], k)
+		}
+	}
+	if r := runMain(t, nil, "models", "--fake", "--search", "no-such-thing"); r.code != 0 || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("a search that finds nothing: exit %d\n%s", r.code, r.stdout)
+	}
+	if r := runMain(t, nil, "models", "--search", "wan"); r.code != 2 || !strings.Contains(r.stderr, "needs a token") {
+		t.Errorf("--search without a token: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = runMain(t, nil, "models", "show", runcomfytest.SimAudioModel, "--fake", "--json")
+	var got modelJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); r.code != 0 || err != nil {
+		t.Fatalf("models show: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if got.Schema != "catalog" || len(got.Fields) != 3 || got.Fields[0].Name != "text" || !got.Fields[0].Required ||
+		got.Price == nil || got.Price.BaseUSD != 0.01 || got.Price.Unit != "output" {
+		t.Errorf("models show of a catalog model:\n%s", r.stdout)
+	}
+	if r := runMain(t, nil, "models", "show", runcomfytest.SimAudioModel); r.code != 2 {
+		t.Errorf("models show of a catalog model without a token: exit %d, want 2", r.code)
+	}
+}
