@@ -95,6 +95,19 @@ jobs:
 		t.Errorf("two: a URL must stay as written: %s", two.Input)
 	}
 
+	// CSV cells and JSONL lines too, relative to the manifest.
+	path = folderOf(t, "model: m/x\ninclude: [rows/a.csv, rows/b.jsonl]\n", map[string]string{
+		"pics/x.png": "X", "rows/a.csv": "id,prompt,img_url\nc1,p,pics/x.png\n",
+		"rows/b.jsonl": `{"id":"j1","input":{"prompt":"p","img_url":"pics/x.png"}}` + "\n"})
+	if m, err = Load(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "j1"} {
+		if j, ok := m.Job(id); !ok || !strings.Contains(string(j.Input), `"img_url":"`+x+`"`) {
+			t.Errorf("%s: %v, want img_url %s", id, j, x)
+		}
+	}
+
 	bad := []struct{ name, manifest, want string }{
 		{"missing file", "model: m/x\njobs:\n  - id: j\n    input: {prompt: p, img_url: nope.png}\n",
 			"m.yaml:4:33: job j: input.img_url: nope.png is neither a URL nor a readable local file (no such file or directory; local files are read relative to the manifest's folder)"},
