@@ -25,10 +25,14 @@ var bom = []byte("\uFEFF")
 func (p *parser) includes(n *yaml.Node) {
 	r := resolve(n)
 	if r.Kind != yaml.SequenceNode {
-		p.fail(p.at(n), "", "include", fmt.Sprintf("must be a list of file paths, not %s", describe(r)))
+		p.fail(p.at(n), "", "include", fmt.Sprintf("must be a list of file paths and {files: GLOB, as: FIELD} entries, not %s", describe(r)))
 		return
 	}
-	for _, item := range r.Content {
+	for i, item := range r.Content {
+		if resolve(item).Kind == yaml.MappingNode {
+			p.folder(item, i+1)
+			continue
+		}
 		rel, ok := p.text(item, "", "include")
 		if !ok {
 			continue

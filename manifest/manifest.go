@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"comfybatch/localfile"
 )
 
 // DefaultMaxJobs is the most jobs a manifest may produce unless
@@ -113,6 +115,11 @@ type Manifest struct {
 	Defaults  map[string]any
 	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
 	Includes  []string // the included files' paths, in include order
+	// Files are the local files the jobs' inputs name (localfile), each
+	// once, as read; Globs the patterns of the folder includes, joined to
+	// Dir: what decides the jobs besides the manifest and its includes.
+	Files []string
+	Globs []string
 
 	byID []int32 // indexes of Jobs sorted by id, for Job
 }
@@ -292,7 +299,8 @@ type parser struct {
 	volume      int
 	volumeSpent bool
 
-	fieldTypes map[[2]string]string // Options.FieldType answers, which may be costly
+	fieldTypes map[[2]string]string     // Options.FieldType answers, which may be costly
+	locals     map[string]localfile.Ref // local files read so far, by path as written
 
 	root       *yaml.Node // the document parsed
 	split      *jobsText  // the jobs list, parsed group by group (split.go)
@@ -737,6 +745,10 @@ func (p *parser) emit(d draft, input map[string]any, own []fieldAt, id string, f
 			p.fail(d.at, d.ref, "", "the jobs hold too much data between them (large defaults or aliases, repeated by a matrix or many jobs)")
 		}
 		return false
+	}
+	input, ok := p.localRefs(d, input, own)
+	if !ok {
+		return true
 	}
 	in, err := json.Marshal(input)
 	if err != nil {

@@ -121,6 +121,18 @@ type ModelInfo struct {
 	DisplayName  string          `json:"display_name,omitempty"`
 	BasePriceUSD json.RawMessage `json:"base_price_usd,omitempty"` // a number or a numeric string
 	PriceUnit    string          `json:"price_unit,omitempty"`
+	// The catalog's fields (GET /v1/models lists them too), as RunComfy's
+	// partner nodes read them: InputSchema is the model's input as a JSON
+	// Schema, absent from a list asked without include_schema.
+	Kind        string          `json:"kind,omitempty"`
+	Categories  []string        `json:"categories,omitempty"`
+	InputSchema json.RawMessage `json:"input_schema,omitempty"`
+}
+
+// ModelList is the answer to GET /v1/models.
+type ModelList struct {
+	Models []ModelInfo `json:"models"`
+	Total  int         `json:"total"`
 }
 
 // Known error_code values of the Model API: lifecycle's, which decides

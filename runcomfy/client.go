@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,6 +264,29 @@ func (c *Client) Model(ctx context.Context, modelID string) (ModelInfo, error) {
 		return out, localError("model", err)
 	}
 	err = c.call(ctx, callSpec{op: "model", method: http.MethodGet, path: path, limit: maxAnswer, retry: retryable}, &out)
+	return out, err
+}
+
+// Models calls GET /v1/models: the catalog's models whose name or id
+// matches search ("" for all), with their input schemas when asked, at
+// most limit of them (0 for the API's default).
+func (c *Client) Models(ctx context.Context, search string, withSchema bool, limit int) (ModelList, error) {
+	var out ModelList
+	q := url.Values{}
+	if search != "" {
+		q.Set("search", search)
+	}
+	if withSchema {
+		q.Set("include_schema", "true")
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/models"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.call(ctx, callSpec{op: "models", method: http.MethodGet, path: path, limit: maxResultAnswer, retry: retryable}, &out)
 	return out, err
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"comfybatch/localfile"
 )
 
 // RunComfy's rules that a JSON Schema does not express (SPEC §4, from the
@@ -78,6 +80,9 @@ func urlRules(field string, v any) []FieldError {
 		return nil
 	}
 	check := func(path string, s string) []FieldError {
+		if localfile.IsRef(s) {
+			return nil // a local file: checked where it is, sent as the runner's localfile.Sender says
+		}
 		if !named && !looksLikeURL(s) {
 			return nil
 		}

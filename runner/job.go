@@ -2,12 +2,14 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"comfybatch/lifecycle"
+	"comfybatch/localfile"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -65,6 +67,15 @@ func (r *run) submit(j *store.Job) (bool, error) {
 	if !ok { // feed hands out only the manifest's jobs to submit
 		return false, fmt.Errorf("job %s: not in the manifest", j.ID)
 	}
+	// Local files become what the body carries now, at submit time: the
+	// ledger keeps their paths and hashes, never a data: URI.
+	body, err := localfile.Body(r.intake, mj.Input, r.cfg.Manifest.Dir, r.sender())
+	if err != nil {
+		if r.intake.Err() == nil {
+			r.log.Warn("not submitted: a local file of its input could not be sent; it stays pending", "job", j.ID, "error", err)
+		}
+		return false, nil
+	}
 	if !r.reserve() {
 		r.capped.Add(1)
 		return false, nil
@@ -89,7 +100,7 @@ func (r *run) submit(j *store.Job) (bool, error) {
 	// The POST runs under the work context: a first Ctrl-C ends the intake
 	// but lets a request on the wire finish, so that its request id is
 	// heard and saved.
-	resp, err := r.cfg.API.Submit(r.work, j.Model, mj.Input, opts)
+	resp, err := r.cfg.API.Submit(r.work, j.Model, json.RawMessage(body), opts)
 	if !began {
 		r.reserved.Add(-1)
 		var le errLedger

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -32,10 +33,13 @@ import (
 // stampKey is the ledger meta key of the stamp.
 const stampKey = "noop_stamp"
 
+// globSource marks a folder include's pattern among Sources.Includes.
+const globSource = "glob:"
+
 // Sources are the files that decide a manifest's jobs.
 type Sources struct {
 	Manifest string   // the manifest's path
-	Includes []string // the files it includes (Manifest.Includes)
+	Includes []string // the files it includes (Manifest.Includes), its local input files, and its folder includes' patterns
 	Schemas  []string // schema files given on the command line
 	Binary   string   // the running executable ("" to leave it out: tests)
 	OutDir   string   // where its files are
@@ -59,6 +63,15 @@ func (s Sources) sum() (string, error) {
 	}
 	for _, p := range append(append([]string{s.Manifest}, s.Includes...), s.Schemas...) {
 		fmt.Fprintf(h, "%q\n", p)
+		if glob, ok := strings.CutPrefix(p, globSource); ok {
+			// A folder include: the files it matches decide its jobs.
+			matches, err := filepath.Glob(glob)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%q\n", matches)
+			continue
+		}
 		if err := hashFile(h, p); err != nil {
 			return "", err
 		}
@@ -181,7 +194,10 @@ func allOnDisk(ctx context.Context, dir string, files []sizedFile) bool {
 // their earlier request (SyncReport.Deferred): the next run must read the
 // manifest to submit them.
 func StampNothingToDo(ctx context.Context, st *store.Store, m *manifest.Manifest, src Sources, manifestBefore string, deferred int, f lifecycle.Flags) error {
-	src.Includes = slices.Clone(m.Includes)
+	src.Includes = slices.Concat(m.Includes, m.Files)
+	for _, g := range m.Globs {
+		src.Includes = append(src.Includes, globSource+g)
+	}
 	sum, err := src.sum()
 	if now, ferr := FileSum(src.Manifest); err != nil || ferr != nil || now != manifestBefore || deferred > 0 {
 		return st.SetMeta(ctx, stampKey, "")

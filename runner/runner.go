@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"comfybatch/lifecycle"
+	"comfybatch/localfile"
 	"comfybatch/manifest"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
@@ -43,6 +44,10 @@ type Config struct {
 	// hosts: pass the runcomfy client's HTTPClient().
 	HTTP   *http.Client
 	OutDir string
+	// Files turns the local files a job's input names into what its
+	// submit carries (localfile.Sender); nil sends them inline as data:
+	// URIs. An uploader to the user's bucket plugs in here.
+	Files localfile.Sender
 
 	Concurrency     int           // jobs at RunComfy at once (submitted, not finished there); default 8
 	Downloads       int           // downloads at once, in their own pool; default Concurrency
@@ -326,6 +331,14 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		return sum, ErrInterrupted
 	}
 	return sum, nil
+}
+
+// sender is how local files reach RunComfy.
+func (r *run) sender() localfile.Sender {
+	if r.cfg.Files != nil {
+		return r.cfg.Files
+	}
+	return localfile.Inline{}
 }
 
 // flags are the run's flags as lifecycle reads them.

@@ -18,7 +18,7 @@ import (
 // alone.
 func TestExamples(t *testing.T) {
 	t.Parallel()
-	want := map[string]int{"quickstart.yaml": 3, "dataset.yaml": 120, "from-csv.yaml": 5}
+	want := map[string]int{"quickstart.yaml": 3, "dataset.yaml": 120, "from-csv.yaml": 5, "frames.yaml": 8}
 	found, _ := filepath.Glob("../../examples/*.yaml")
 	if len(found) != len(want) {
 		t.Errorf("examples/ holds %v; this test knows %v", found, want)

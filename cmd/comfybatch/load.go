@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"comfybatch/localfile"
 	"comfybatch/manifest"
+	"comfybatch/media"
 	"comfybatch/runcomfy"
 	"comfybatch/runner"
 )
@@ -56,24 +59,43 @@ const (
 // CSV cells typed by the model schemas, then every job validated against
 // them. Warnings go to stderr. On validation errors it returns the manifest
 // too, so that validate --media can add its own findings to the report;
-// every other caller stops at the error.
-func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runcomfy.Schemas, error) {
+// every other caller stops at the error. Model schemas come from the
+// catalog too, as mode says (catalog.go); what was read of it now is
+// returned for a run to keep, even with errors.
+func (a *app) load(ctx context.Context, path string, schemaArgs []string, mode catalogMode) (*manifest.Manifest, *runcomfy.Schemas, *catalogRead, error) {
+	read := &catalogRead{}
 	s, err := schemas(schemaArgs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, read, err
 	}
+	given := map[string]bool{}
+	for _, arg := range schemaArgs {
+		model, _, _ := strings.Cut(arg, "=")
+		given[model] = true
+	}
+	kept := keptCatalog(ctx, mode.ledger)
+	addKept(a.stderr, s, given, kept)
 	var m *manifest.Manifest
 	opts := manifest.Options{FieldType: s.FieldType}
+	var data []byte
 	if path == stdinManifest {
 		// Includes are read relative to the working directory then.
-		data, rerr := io.ReadAll(a.stdin)
-		if rerr != nil {
-			return nil, s, fmt.Errorf("read the manifest from stdin: %w", rerr)
+		var rerr error
+		if data, rerr = io.ReadAll(a.stdin); rerr != nil {
+			return nil, s, read, fmt.Errorf("read the manifest from stdin: %w", rerr)
 		}
 		path = stdinName
 		m, err = manifest.Parse(path, data, opts)
 	} else {
 		m, err = manifest.Load(path, opts)
+	}
+	if m != nil && a.applyCatalog(ctx, a.stderr, s, given, m, mode, kept, read) && len(m.Includes) > 0 {
+		// A schema read now types the CSV cells of its model's rows.
+		if data != nil {
+			m, err = manifest.Parse(path, data, opts)
+		} else {
+			m, err = manifest.Load(path, opts)
+		}
 	}
 	if err != nil {
 		// The jobs the manifest read cleanly are checked too, so that one
@@ -83,19 +105,28 @@ func (a *app) load(path string, schemaArgs []string) (*manifest.Manifest, *runco
 			if _, verr := runner.Validate(m, s); verr != nil {
 				var more manifest.Errors
 				errors.As(verr, &more)
-				return nil, s, merge(path, reportOf(path, err), more)
+				return nil, s, read, merge(path, reportOf(path, err), more)
 			}
 		}
-		return nil, s, reportOf(path, err)
+		return nil, s, read, reportOf(path, err)
 	}
 	warnings, err := runner.Validate(m, s)
 	for _, w := range warnings {
 		fmt.Fprintln(a.stderr, "warning:", w)
 	}
-	if err != nil {
-		return m, s, reportOf(path, err)
+	// Local files are checked here, before anything is paid, and sent
+	// inline: their data: URIs count against the body limit.
+	if lerr := runner.ValidateLocal(m, media.DefaultRules(), localfile.MaxInlineBody); lerr != nil {
+		var more manifest.Errors
+		if !errors.As(lerr, &more) {
+			return nil, s, read, lerr
+		}
+		return m, s, read, merge(path, reportOf(path, err), more)
 	}
-	return m, s, nil
+	if err != nil {
+		return m, s, read, reportOf(path, err)
+	}
+	return m, s, read, nil
 }
 
 // noModel reports a job without a model: the manifest's own error says why,

@@ -108,7 +108,9 @@ func TestSchemaErrorReports(t *testing.T) {
 			}
 		})
 	}
-	if st := srv.Stats(); st != (runcomfytest.Stats{}) {
+	st := srv.Stats()
+	st.Model = 0 // reading the catalog's schemas, which the jobs are checked against, is free
+	if st != (runcomfytest.Stats{}) {
 		t.Fatalf("invalid manifests reached the API: %+v", st)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,14 +18,19 @@ import (
 
 func (a *app) modelsCommand() *cobra.Command {
 	var schemaArgs []string
+	var search string
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "List the model ids whose input schema is built in (and those added with --schema)",
-		Long: `Models lists, one a line, the model ids whose input is checked against a
-schema. Jobs on any other model are checked only against RunComfy's general
-rules; add a schema for one with --schema MODEL=PATH. models show MODEL
-lists one model's input fields.`,
-		Example: "  comfybatch models\n  comfybatch models --json\n  comfybatch models show wan-ai/wan-2-6/flash/image-to-video",
+		Short: "Search RunComfy's model catalog (with a token or --fake); without one, list the built-in schemas",
+		Long: `Models searches RunComfy's model catalog (GET /v1/models) when the API can
+be asked (a token, or --fake): each model's id, what it outputs, its price
+and where its input schema comes from (catalog, built-in, --schema, or
+none). --search keeps the models whose id or name holds TEXT.
+
+Without a token it lists, one a line, the model ids whose input schema is
+built in or added with --schema MODEL=PATH. models show MODEL lists one
+model's input fields.`,
+		Example: "  comfybatch models\n  comfybatch models --search wan --json\n  comfybatch models show wan-ai/wan-2-6/flash/image-to-video",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return unknownCommand(cmd, args)
@@ -35,6 +41,12 @@ lists one model's input fields.`,
 			s, err := schemas(schemaArgs)
 			if err != nil {
 				return err
+			}
+			if a.canAsk() {
+				return a.searchCatalog(cmd.Context(), s, schemaArgs, search)
+			}
+			if search != "" {
+				return usagef("--search looks in RunComfy's catalog, which needs a token (RUNCOMFY_TOKEN or --token-file) or --fake; without one, `comfybatch models` lists the built-in schemas")
 			}
 			ids := s.Models()
 			if a.jsonOut {
@@ -47,6 +59,7 @@ lists one model's input fields.`,
 		},
 	}
 	addSchemaFlag(cmd.PersistentFlags(), &schemaArgs)
+	cmd.Flags().StringVar(&search, "search", "", "keep the catalog's models whose id or name holds `TEXT`")
 	cmd.AddCommand(a.modelsShowCommand(&schemaArgs))
 	return cmd
 }
@@ -84,6 +97,7 @@ manifest says) and the values allowed. The price comes from the API
 // renamed.
 type modelJSON struct {
 	Model  string           `json:"model"`
+	Schema string           `json:"schema"` // where the fields come from: catalog, built-in, --schema
 	Fields []runcomfy.Field `json:"fields"`
 	// Price is null when unknown; PriceReason says why.
 	Price       *priceJSON `json:"price"`
@@ -100,9 +114,21 @@ func (a *app) modelsShow(ctx context.Context, model string, schemaArgs []string)
 	if err != nil {
 		return err
 	}
+	source := "built-in"
+	if slices.ContainsFunc(schemaArgs, func(arg string) bool { return strings.HasPrefix(arg, model+"=") }) {
+		source = "--schema"
+	} else if a.canAsk() {
+		// The catalog's schema, when it has one, is the one jobs are
+		// checked against (catalog.go).
+		if schema, ok := a.catalogSchema(ctx, model); ok {
+			if err := s.Add(model, schema); err == nil {
+				source = "catalog"
+			}
+		}
+	}
 	fields, ok := s.Fields(model)
 	if !ok {
-		hint := "`comfybatch models` lists the models with one; add one with --schema " + model + "=PATH"
+		hint := "`comfybatch models` lists the models with one (RunComfy's catalog, with a token or --fake); add one with --schema " + model + "=PATH"
 		if known, ok := runner.ModelTypo(model, s.Models()); ok {
 			hint = fmt.Sprintf("did you mean %q?", known)
 		} else if known, ok := suggest.Closest(model, s.Models()); ok {
@@ -114,7 +140,7 @@ func (a *app) modelsShow(ctx context.Context, model string, schemaArgs []string)
 	if err != nil {
 		return err
 	}
-	out := modelJSON{Model: model, Fields: fields}
+	out := modelJSON{Model: model, Schema: source, Fields: fields}
 	prices, reason := a.prices(ctx, log, []string{model})
 	if p, ok := prices[model]; ok {
 		if base, ok := p.price().Base(); ok {
@@ -150,6 +176,7 @@ func printModel(w interface{ Write([]byte) (int, error) }, m modelJSON) {
 	} else {
 		fmt.Fprintf(w, "price: unknown: %s\n", m.PriceReason)
 	}
+	fmt.Fprintf(w, "input schema: %s\n", m.Schema)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "field\ttype\trequired\tdefault\tallowed")
 	for _, f := range m.Fields {

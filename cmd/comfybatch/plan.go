@@ -130,7 +130,11 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := a.load(path, o.schemas)
+	mode := catalogMode{}
+	if path != stdinManifest {
+		mode.ledger = a.ledgerPath(path)
+	}
+	m, _, _, err := a.load(ctx, path, o.schemas, mode)
 	if err != nil {
 		return err
 	}

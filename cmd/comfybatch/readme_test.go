@@ -128,7 +128,11 @@ func copyExamples(t *testing.T, to string) {
 	var names []string
 	if out, err := exec.Command("git", "ls-files", "--", "../../examples").Output(); err == nil && len(out) > 0 {
 		for _, f := range strings.Fields(string(out)) {
-			names = append(names, filepath.Base(f))
+			rel, err := filepath.Rel("../../examples", f) // frames/dawn.png keeps its folder
+			if err != nil {
+				rel = filepath.Base(f)
+			}
+			names = append(names, rel)
 		}
 	} else { // not a checkout: the manifests and what they include
 		for _, pat := range []string{"*.yaml", "*.csv", "*.jsonl"} {
@@ -147,6 +151,9 @@ func copyExamples(t *testing.T, to string) {
 	for _, name := range names {
 		data, err := os.ReadFile(filepath.Join("../../examples", name))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(to, name)), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(to, name), data, 0o644); err != nil {

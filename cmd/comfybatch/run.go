@@ -174,8 +174,26 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		}
 	}
 	manifestBefore, _ := runner.FileSum(path)
-	m, _, err := a.load(path, o.schemas)
+	m, _, read, err := a.load(ctx, path, o.schemas, catalogMode{ledger: a.ledgerPath(path), refresh: true})
 	if err != nil {
+		if read.schemas() {
+			// What the catalog said is kept even when the jobs are
+			// refused, so that validate and plan can say it offline.
+			kerr := func() error {
+				if st == nil {
+					if err := openLedger(store.Options{}); err != nil {
+						return err
+					}
+				}
+				if err := a.claim(ctx, st, path, "", log, true); err != nil {
+					return err
+				}
+				return keepCatalog(ctx, st, read)
+			}()
+			if kerr != nil {
+				log.Warn("could not keep what RunComfy's catalog said in the ledger", "error", kerr)
+			}
+		}
 		return err
 	}
 	var only map[string]bool
@@ -211,6 +229,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		}
 	}
 	if err := a.claim(ctx, st, path, out, log, true); err != nil {
+		return err
+	}
+	if err := keepCatalog(ctx, st, read); err != nil {
 		return err
 	}
 

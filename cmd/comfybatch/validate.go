@@ -31,7 +31,10 @@ func (a *app) validateCommand() *cobra.Command {
 input against its model's input schema and RunComfy's own rules, reporting
 every problem with its file, line and column. With --media it also fetches
 each distinct image and audio URL once and checks its format, size,
-dimensions and duration. It needs no token and never touches the ledger.
+dimensions and duration. It needs no token and never writes the ledger: a
+model the built-in schemas do not know is checked against the schema the
+ledger kept from RunComfy's catalog, or, with a token or --fake, read from
+the catalog.
 Exit status 0 when everything is valid, 2 when anything is not.`,
 		Example: "  comfybatch validate jobs.yaml\n  comfybatch validate jobs.yaml --media -j 8",
 		Args:    manifestArg,
@@ -73,7 +76,11 @@ func (a *app) validate(ctx context.Context, path string, o validateFlags) error 
 	if o.media && !(o.rps > 0) {
 		return usagef("--rps must be a positive number")
 	}
-	m, _, err := a.load(path, o.schemas)
+	mode := catalogMode{}
+	if path != stdinManifest {
+		mode.ledger = a.ledgerPath(path)
+	}
+	m, _, _, err := a.load(ctx, path, o.schemas, mode)
 	if path == stdinManifest {
 		path = stdinName
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	// one Server runs on as seen through another. It overrides
 	// Answers.NumericRequestIDs. --fake and fake-server use it.
 	PortableIDs bool
+	// Catalog is what GET /v1/models lists and GET /v1/models/{id}
+	// answers with a schema; nil means DefaultCatalog(). Models outside
+	// it are answered with PriceUSD and no schema.
+	Catalog []CatalogModel
 
 	Token string // if set, API calls need "Authorization: Bearer <Token>"
 	Seed  int64
@@ -113,6 +117,9 @@ type JobInfo struct {
 	Model     string
 	Input     json.RawMessage // canonical JSON of the submitted body
 	Status    string          // current status, canonical: lower case and never renamed by Answers
+	// Inline has the hex sha256 of each data: URI the input carried, by
+	// field (or field[i]); Input holds "data:TYPE;sha256=HEX" in its place.
+	Inline map[string]string
 }
 
 // outcome is how a job ends, drawn when it is created.
@@ -138,6 +145,7 @@ type job struct {
 	cancelled bool
 	kind      string // Answers.OutputKind when created: its URLs and files must agree
 	adopted   bool   // created by another Server, known here from its portable id
+	inline    map[string]string
 
 	extraShown bool // Config.ExtraStatus was reported
 	// resultFetches counts result answers after the end: it is the
@@ -171,6 +179,8 @@ type Server struct {
 	emptyBodies int     // submits answered by Answers.SubmitEmptyBody, to alternate {} and []
 	nonce       string  // in every portable id this Server makes
 	ts          *httptest.Server
+
+	defaultCatalog []CatalogModel
 }
 
 // New builds a Server; Start serves it on a loopback port, or use it as an
@@ -183,7 +193,10 @@ func New(cfg Config) *Server {
 		jobs:    make(map[string]*job),
 		byInput: make(map[string]int),
 		nonce:   newNonce(),
+
+		defaultCatalog: DefaultCatalog(),
 	}
+	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("POST /v1/models/{model...}", s.submit)
 	s.mux.HandleFunc("GET /v1/models/{model...}", s.modelInfo)
 	s.mux.HandleFunc("GET /v1/requests/{id}/status", s.status)
@@ -304,7 +317,7 @@ func (s *Server) Jobs() []JobInfo {
 	out := make([]JobInfo, len(all))
 	for i, j := range all {
 		st, _ := s.stateLocked(j, now, false)
-		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st}
+		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st, Inline: j.inline}
 	}
 	return out
 }
@@ -367,6 +380,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return // the client went away
 	}
 	canonical, err := canonicalObject(body)
+	var inline map[string]string
+	if err == nil {
+		canonical, inline, err = inlineFiles(canonical)
+	}
 	if err != nil {
 		s.writeError(w, r, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
 		return
@@ -380,6 +397,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j := s.createLocked(model, canonical)
+	j.inline = inline
 	drop := s.chanceLocked(s.cfg.DropSubmitRate)
 	answer := submitOK
 	if !drop && s.cfg.Answers.submitFaulty() {
@@ -466,9 +484,9 @@ func (s *Server) createLocked(model string, input json.RawMessage) *job {
 		seq:     s.seq,
 		created: now,
 		expires: s.chanceLocked(s.cfg.ExpireRate),
-		outputs: outputCount(s.cfg.Answers.OutputKind, s.cfg.OutputsPerJob),
+		outputs: outputCount(s.outputKindLocked(model), s.cfg.OutputsPerJob),
 		cost:    s.cfg.CostUSD,
-		kind:    s.cfg.Answers.OutputKind,
+		kind:    s.outputKindLocked(model),
 	}
 	if !portable {
 		j.id = s.newIDLocked()
@@ -749,6 +767,10 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) modelInfo(w http.ResponseWriter, r *http.Request) {
 	if !s.gate(w, r, &s.n.model, false) {
+		return
+	}
+	if m, ok := s.catalogModel(r.PathValue("model")); ok {
+		writeJSON(w, http.StatusOK, catalogBody(m, true, s.config()))
 		return
 	}
 	cfg := s.config()
