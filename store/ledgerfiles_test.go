@@ -349,13 +349,12 @@ func TestVersion1LedgerUpgrades(t *testing.T) {
 	}
 }
 
-// TestOpenCorruptLedger damages a ledger in a few ways: every Open refuses it
-// with ErrCorrupt (or ErrNotLedger when even the header is gone) and leaves
-// the files as they were.
-func TestOpenCorruptLedger(t *testing.T) {
-	// A ledger of a few hundred jobs with events and files: many pages.
-	orig := ledgerPath(t)
-	s := openAt(t, orig, Options{})
+// manyPages makes a closed ledger of a few hundred jobs with events and
+// files, many pages, and returns its path, bytes and page size.
+func manyPages(t *testing.T) (path string, good []byte, pageSize int) {
+	t.Helper()
+	path = ledgerPath(t)
+	s := openAt(t, path, Options{})
 	specs := make([]Spec, 400)
 	for i := range specs {
 		specs[i] = spec(fmt.Sprintf("job-%04d", i), strings.Repeat("f", 64))
@@ -367,8 +366,15 @@ func TestOpenCorruptLedger(t *testing.T) {
 		toState(t, s, specs[i].ID, lifecycle.Done)
 	}
 	must(t, s.Close())
-	good := readBytes(t, orig)
-	pageSize := int(binary.BigEndian.Uint16(good[16:18]))
+	good = readBytes(t, path)
+	return path, good, int(binary.BigEndian.Uint16(good[16:18]))
+}
+
+// TestOpenCorruptLedger damages a ledger in a few ways: every Open refuses it
+// with ErrCorrupt (or ErrNotLedger when even the header is gone) and leaves
+// the files as they were.
+func TestOpenCorruptLedger(t *testing.T) {
+	_, good, pageSize := manyPages(t)
 	pages := len(good) / pageSize
 	if pages < 20 {
 		t.Fatalf("only %d pages", pages)
@@ -498,21 +504,7 @@ func TestReadOnlyBesideOpeningWriter(t *testing.T) {
 // A check deferred at Open (the no-op rerun's way) is made by Check: the
 // damage Open would have refused is refused there, naming the ledger.
 func TestDeferredCheck(t *testing.T) {
-	orig := ledgerPath(t)
-	s := openAt(t, orig, Options{})
-	specs := make([]Spec, 400)
-	for i := range specs {
-		specs[i] = spec(fmt.Sprintf("job-%04d", i), strings.Repeat("f", 64))
-	}
-	if _, err := s.Sync(t.Context(), specs); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 400; i += 3 {
-		toState(t, s, specs[i].ID, lifecycle.Done)
-	}
-	must(t, s.Close())
-	good := readBytes(t, orig)
-	pageSize := int(binary.BigEndian.Uint16(good[16:18]))
+	orig, good, pageSize := manyPages(t)
 	// Garbage over the last page: far from the tables Open reads.
 	bad := bytes.Clone(good)
 	for i := len(bad) - pageSize; i < len(bad); i++ {
