@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,14 +25,7 @@ func failuresFixture(t *testing.T) string {
 	if err := os.WriteFile(manifest, []byte("model: m\njobs:\n  - input: {prompt: x}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	clock := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	st, err := store.Open(filepath.Join(dir, "batch.ledger.db"), store.Options{Now: func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		clock = clock.Add(time.Second)
-		return clock
-	}})
+	st, err := store.Open(filepath.Join(dir, "batch.ledger.db"), store.Options{Now: ticking(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))})
 	if err != nil {
 		t.Fatal(err)
 	}

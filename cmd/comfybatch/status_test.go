@@ -17,6 +17,20 @@ import (
 
 const statusDir = "../../testdata/status"
 
+// ticking is a clock that moves one second each time it is read, from
+// start: a fixture's ledger events get times of their own, the same in every
+// run, for goldens.
+func ticking(start time.Time) func() time.Time {
+	var mu sync.Mutex
+	clock := start
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+}
+
 // statusFixture writes a manifest (for results' output folder) and, with a
 // clock that ticks one second a write, a ledger holding every state and the
 // histories status -v must tell: a failure then a retry, an input changed
@@ -29,15 +43,7 @@ func statusFixture(t *testing.T) string {
 	if err := os.WriteFile(manifest, []byte("model: m\noutput:\n  dir: clips\njobs:\n  - input: {prompt: x}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	clock := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-	now := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		clock = clock.Add(time.Second)
-		return clock
-	}
-	st, err := store.Open(filepath.Join(dir, "jobs.ledger.db"), store.Options{Now: now})
+	st, err := store.Open(filepath.Join(dir, "jobs.ledger.db"), store.Options{Now: ticking(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))})
 	if err != nil {
 		t.Fatal(err)
 	}
