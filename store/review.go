@@ -118,21 +118,29 @@ func (j *ReviewJournal) Latest(ctx context.Context) (map[string]Review, error) {
 // without writing anything: from its journal when there is one, else from
 // the ledger's own table (st, which may be nil when there is no ledger).
 func ReadReviews(ctx context.Context, ledger string, st *Store) (map[string]Review, error) {
-	path := ReviewsPath(ledger)
-	if _, err := os.Stat(path); err == nil {
-		db, err := sql.Open("sqlite3", dsn(path, "mode=ro", "_query_only=1"))
-		if err != nil {
-			return nil, err
-		}
+	db, err := openJournalRO(ledger)
+	if err != nil {
+		return nil, err
+	}
+	if db != nil {
 		defer db.Close()
 		return latestReviews(ctx, db)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reviews: %w", err)
 	}
 	if st == nil {
 		return map[string]Review{}, nil
 	}
 	return latestReviews(ctx, st.db)
+}
+
+// openJournalRO opens the review journal read-only; nil when there is none.
+func openJournalRO(ledger string) (*sql.DB, error) {
+	path := ReviewsPath(ledger)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reviews: %w", err)
+	}
+	return sql.Open("sqlite3", dsn(path, "mode=ro", "_query_only=1"))
 }
 
 func latestReviews(ctx context.Context, db *sql.DB) (_ map[string]Review, err error) {
