@@ -3,14 +3,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
 )
 
 // Must-show 2: run --redo-rejected submits exactly the rejected jobs, once
@@ -127,4 +132,68 @@ func TestRedoRejected(t *testing.T) {
 			t.Errorf("metadata.jsonl: %s review %s, want %s", id, got[id], v)
 		}
 	}
+}
+
+// Must-show 3: reviews written while a run holds the ledger, from the page
+// and from `review`, survive a kill -9 of that run, and the next run
+// copies them into the ledger itself.
+func TestReviewsSurviveKilledRun(t *testing.T) {
+	_, env := serveFake(t, runcomfytest.Config{RunTime: 3 * time.Second})
+	dir := t.TempDir()
+	manifest, _ := writeManifest(t, dir, 3)
+	ledger := filepath.Join(dir, "jobs.ledger.db")
+	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms", "--max-submissions", "2"); r.code != 1 {
+		t.Fatalf("first run: exit %d:\n%s", r.code, r.stderr)
+	}
+	base := startView(t, nil, manifest, "--addr", "127.0.0.1:0")
+
+	cmd, _, stderr := startBinary(t, env, "run", manifest, "--poll-max", "50ms")
+	for deadline := time.Now().Add(time.Minute); ; {
+		if s := status(t, manifest); s.Counts["queued"]+s.Counts["running"] == 1 {
+			break // the run holds the ledger, its job at RunComfy
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the run never submitted its job:\n%s", stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := runBinary(t, nil, "review", manifest, "--accept", "clip-0000", "--note", "keeper"); r.code != 0 {
+		t.Fatalf("review during the run: exit %d: %s", r.code, r.stderr)
+	}
+	resp, err := http.Post(base+"api/review", "application/json", strings.NewReader(`{"ids":["clip-0001"],"verdict":"rejected","note":"from the page"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("review from the page during the run: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
+		t.Fatalf("run after the kill: exit %d:\n%s", r.code, r.stderr)
+	}
+	want := map[string]store.Verdict{"clip-0000": store.Accepted, "clip-0001": store.Rejected}
+	check := func(where string, got map[string]store.Review, err error) {
+		t.Helper()
+		if err != nil || len(got) != 2 {
+			t.Fatalf("%s: %v, %v", where, got, err)
+		}
+		for id, v := range want {
+			if got[id].Verdict != v {
+				t.Errorf("%s: %s is %q, want %s", where, id, got[id].Verdict, v)
+			}
+		}
+	}
+	got, err := store.ReadReviews(context.Background(), ledger, nil)
+	check("journal", got, err)
+	// The ledger alone carries them too: the run copied them in.
+	os.Rename(store.ReviewsPath(ledger), filepath.Join(dir, "journal-away"))
+	st, err := store.Open(ledger, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	got, err = store.ReadReviews(context.Background(), ledger, st)
+	check("ledger", got, err)
 }
