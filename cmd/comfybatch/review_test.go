@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -145,6 +146,15 @@ func TestReviewsSurviveKilledRun(t *testing.T) {
 	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms", "--max-submissions", "2"); r.code != 1 {
 		t.Fatalf("first run: exit %d:\n%s", r.code, r.stderr)
 	}
+	var done []string
+	for _, j := range status(t, manifest).Jobs {
+		if j.State == "done" {
+			done = append(done, j.ID)
+		}
+	}
+	if len(done) != 2 {
+		t.Fatalf("done after the first run: %v", done)
+	}
 	base := startView(t, nil, manifest, "--addr", "127.0.0.1:0")
 
 	cmd, _, stderr := startBinary(t, env, "run", manifest, "--poll-max", "50ms")
@@ -158,12 +168,12 @@ func TestReviewsSurviveKilledRun(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if r := runBinary(t, nil, "review", manifest, "--accept", "clip-0000", "--note", "keeper"); r.code != 0 {
+	if r := runBinary(t, nil, "review", manifest, "--accept", done[0], "--note", "keeper"); r.code != 0 {
 		t.Fatalf("review during the run: exit %d: %s", r.code, r.stderr)
 	}
-	resp, err := http.Post(base+"api/review", "application/json", strings.NewReader(`{"ids":["clip-0001"],"verdict":"rejected","note":"from the page"}`))
+	resp, err := http.Post(base+"api/review", "application/json", strings.NewReader(`{"ids":["`+done[1]+`"],"verdict":"rejected","note":"from the page"}`))
 	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("review from the page during the run: %v %v", resp, err)
+		b, _ := io.ReadAll(resp.Body); t.Fatalf("review from the page during the run: %v %s %v", resp.StatusCode, b, err)
 	}
 	resp.Body.Close()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -173,7 +183,7 @@ func TestReviewsSurviveKilledRun(t *testing.T) {
 	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
 		t.Fatalf("run after the kill: exit %d:\n%s", r.code, r.stderr)
 	}
-	want := map[string]store.Verdict{"clip-0000": store.Accepted, "clip-0001": store.Rejected}
+	want := map[string]store.Verdict{done[0]: store.Accepted, done[1]: store.Rejected}
 	check := func(where string, got map[string]store.Review, err error) {
 		t.Helper()
 		if err != nil || len(got) != 2 {

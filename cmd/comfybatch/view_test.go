@@ -119,6 +119,12 @@ func TestViewInBrowser(t *testing.T) {
 	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms", "--max-submissions", "3"); r.code != 1 {
 		t.Fatalf("first run: exit %d:\n%s", r.code, r.stderr)
 	}
+	pending := ""
+	for _, j := range status(t, manifest).Jobs {
+		if j.State == "pending" {
+			pending = j.ID
+		}
+	}
 	// A file outside the output folder, and a symlink to it from inside.
 	secret := filepath.Join(dir, "secret.txt")
 	os.WriteFile(secret, []byte("not yours"), 0o644)
@@ -140,24 +146,28 @@ func TestViewInBrowser(t *testing.T) {
 	screenshot(t, ctx, shots, "gallery")
 
 	// Filtering by state.
-	if shown := setFilter(t, ctx, "f-state", "pending"); len(shown) != 1 || shown[0] != "clip-0003" {
-		t.Fatalf("filtered by pending: %v, want [clip-0003]", shown)
+	if shown := setFilter(t, ctx, "f-state", "pending"); len(shown) != 1 || shown[0] != pending {
+		t.Fatalf("filtered by pending: %v, want [%s]", shown, pending)
 	}
 	screenshot(t, ctx, shots, "filtered")
 	if shown := setFilter(t, ctx, "f-state", ""); len(shown) != 4 {
 		t.Fatalf("no filter: %v", shown)
 	}
 
-	// Rejecting with the keyboard: move to the second card, press r.
+	// Rejecting with the keyboard: among the done jobs, move to the
+	// second card and press r.
+	doneCards := setFilter(t, ctx, "f-state", "done")
 	do(t, ctx, "press j", chromedp.KeyEvent("j"))
 	do(t, ctx, "press r", chromedp.KeyEvent("r"))
-	do(t, ctx, "wait for the verdict", chromedp.Poll[chromedp.Void](`(() => { const c = document.querySelector('.card[data-id="clip-0001"] .verdict'); return c && c.textContent === 'rejected'; })()`,
+	target := doneCards[1]
+	do(t, ctx, "wait for the verdict", chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => { const c = document.querySelector('.card[data-id=%q] .verdict'); return c && c.textContent === 'rejected'; })()`, target),
 		chromedp.WithPollingTimeout(30*time.Second)))
 	reviews, err := store.ReadReviews(context.Background(), filepath.Join(dir, "jobs.ledger.db"), nil)
-	if err != nil || len(reviews) != 1 || reviews["clip-0001"].Verdict != store.Rejected {
-		t.Fatalf("reviews recorded: %v, %v; want clip-0001 rejected", reviews, err)
+	if err != nil || len(reviews) != 1 || reviews[target].Verdict != store.Rejected {
+		t.Fatalf("reviews recorded: %v, %v; want %s rejected", reviews, err, target)
 	}
 	screenshot(t, ctx, shots, "rejected")
+	setFilter(t, ctx, "f-state", "")
 
 	// A job that finishes while the page is open appears without a reload.
 	if r := runBinary(t, env, "run", manifest, "--poll-max", "50ms"); r.code != 0 {
