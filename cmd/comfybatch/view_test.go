@@ -192,3 +192,31 @@ func TestViewInBrowser(t *testing.T) {
 		t.Errorf("GET files/clip-0000.mp4: %d, want 200", got)
 	}
 }
+
+// Bound beyond loopback, the page needs the random key it prints; on
+// loopback it needs none.
+func TestViewKeyOffLoopback(t *testing.T) {
+	dir := t.TempDir()
+	manifest, _ := writeManifest(t, dir, 1)
+	local := startView(t, nil, manifest, "--addr", ":0")
+	if !strings.HasPrefix(local, "http://127.0.0.1:") || strings.Contains(local, "key=") {
+		t.Fatalf("--addr :0 serves %s, want loopback without a key", local)
+	}
+	open := startView(t, nil, manifest, "--addr", "0.0.0.0:0")
+	u, key, ok := strings.Cut(open, "?key=")
+	if !ok || len(key) != 32 {
+		t.Fatalf("--addr 0.0.0.0:0 serves %s, want a 32-hex key", open)
+	}
+	port := u[strings.LastIndex(u, ":")+1:]
+	base := "http://127.0.0.1:" + port
+	for url, want := range map[string]int{base + "/": 403, base + "/api/jobs": 403, base + "/?key=" + key: 200, base + "/api/jobs?key=" + key: 200} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", url, resp.StatusCode, want)
+		}
+	}
+}
