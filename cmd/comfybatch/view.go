@@ -74,7 +74,9 @@ func (a *app) view(ctx context.Context, manifestPath, addr string, open bool) er
 		Key:    key,
 	})
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/"
+	// The host as asked (0.0.0.0, a name), with the port the system gave.
+	_, bound, _ := net.SplitHostPort(ln.Addr().String())
+	url := "http://" + net.JoinHostPort(host, bound) + "/"
 	if key != "" {
 		url += "?key=" + key
 	}
