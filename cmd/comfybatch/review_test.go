@@ -173,7 +173,8 @@ func TestReviewsSurviveKilledRun(t *testing.T) {
 	}
 	resp, err := http.Post(base+"api/review", "application/json", strings.NewReader(`{"ids":["`+done[1]+`"],"verdict":"rejected","note":"from the page"}`))
 	if err != nil || resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body); t.Fatalf("review from the page during the run: %v %s %v", resp.StatusCode, b, err)
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("review from the page during the run: %v %s %v", resp.StatusCode, b, err)
 	}
 	resp.Body.Close()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
