@@ -86,10 +86,3 @@ func appendStream(out []byte, seed [sha256.Size]byte, size int) []byte {
 	}
 	return out
 }
-
-// appendBoxHeader writes an ISO BMFF box header: 32-bit size (header
-// included), then the four-letter type.
-func appendBoxHeader(b []byte, typ string, payload int) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(8+payload))
-	return append(b, typ...)
-}
