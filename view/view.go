@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -102,11 +103,40 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			http.Error(w, "this page needs the key printed by comfybatch view", http.StatusForbidden)
 			return
 		}
+		if s.cfg.Key == "" && !literalHost(r.Host) {
+			// Without a key the page trusts loopback; a name that is not
+			// localhost is a web site rebinding its DNS to 127.0.0.1.
+			http.Error(w, "comfybatch view answers on its loopback address only", http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodPost {
+			// A web page may post a form or text/plain to loopback without
+			// asking: a review (which run --redo-rejected pays for) takes
+			// JSON from this page's own origin only.
+			if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+				http.Error(w, "want Content-Type: application/json", http.StatusUnsupportedMediaType)
+				return
+			}
+			if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+				http.Error(w, "cross-origin request refused", http.StatusForbidden)
+				return
+			}
+		}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; media-src 'self'")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// literalHost reports whether a Host header names an IP address or
+// localhost.
+func literalHost(hostport string) bool {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h = hostport
+	}
+	return h == "localhost" || net.ParseIP(strings.Trim(h, "[]")) != nil
 }
 
 // ledger returns the open ledger, opening it once it exists (a page may be

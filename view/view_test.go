@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -77,7 +76,9 @@ func ledger(t testing.TB, dir string, n int) (*store.Store, string, string) {
 func get(t *testing.T, h http.Handler, url string) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("GET", url, nil))
+	r := httptest.NewRequest("GET", url, nil)
+	r.Host = "127.0.0.1:8765"
+	h.ServeHTTP(w, r)
 	return w
 }
 
@@ -149,7 +150,10 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("a poll with the current version: %+v", again)
 	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("POST", "/api/review", jsonBody(`{"ids":["job-00001"],"verdict":"accepted","note":"n"}`)))
+	post := httptest.NewRequest("POST", "/api/review", strings.NewReader(`{"ids":["job-00001"],"verdict":"accepted","note":"n"}`))
+	post.Host = "127.0.0.1:8765"
+	post.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(w, post)
 	if w.Code != 200 {
 		t.Fatalf("review: %d %s", w.Code, w.Body)
 	}
@@ -232,4 +236,43 @@ func TestPollCost(t *testing.T) {
 	t.Logf("writer beside them: %.0f commits/s", float64(writes.Load()-w0)/time.Since(t0).Seconds())
 }
 
-func jsonBody(s string) io.Reader { return strings.NewReader(s) }
+// Another web site cannot review through the page: not by a form or
+// text/plain post, not from another origin, not by rebinding its name to
+// loopback.
+func TestCrossSiteRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, path, out := ledger(t, dir, 1)
+	srv := New(Config{Ledger: path, OutDir: out})
+	defer srv.Close()
+	h := srv.Handler()
+	body := `{"ids":["job-00000"],"verdict":"rejected"}`
+	for _, c := range []struct {
+		name, host, ctype, origin string
+		want                      int
+	}{
+		{"text/plain", "127.0.0.1:8765", "text/plain", "", 415},
+		{"form", "127.0.0.1:8765", "application/x-www-form-urlencoded", "", 415},
+		{"other origin", "127.0.0.1:8765", "application/json", "http://evil.example", 403},
+		{"rebound name", "evil.example:8765", "application/json", "http://evil.example:8765", 403},
+		{"the page itself", "127.0.0.1:8765", "application/json", "http://127.0.0.1:8765", 200},
+	} {
+		r := httptest.NewRequest("POST", "/api/review", strings.NewReader(body))
+		r.Host = c.host
+		r.Header.Set("Content-Type", c.ctype)
+		if c.origin != "" {
+			r.Header.Set("Origin", c.origin)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, w.Code, strings.TrimSpace(w.Body.String()), c.want)
+		}
+	}
+	reviews, err := store.ReadReviews(context.Background(), path, nil)
+	if err != nil || len(reviews) != 1 {
+		t.Fatalf("reviews: %v %v; want only the page's own", reviews, err)
+	}
+	if w := get(t, h, "/api/jobs"); w.Code != 200 {
+		t.Fatalf("GET from the page: %d", w.Code)
+	}
+}
