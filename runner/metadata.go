@@ -22,6 +22,10 @@ type metadataRow struct {
 	Model     string          `json:"model"`
 	RequestID string          `json:"request_id"`
 	Input     json.RawMessage `json:"input"`
+	// Review is the verdict on the file's output ("accepted", "rejected"),
+	// null when nobody reviewed it; ReviewNote what the reviewer wrote.
+	Review     *store.Verdict `json:"review"`
+	ReviewNote string         `json:"review_note"`
 }
 
 // writeMetadata rewrites <out>/metadata.jsonl from the ledger: one row per
@@ -30,8 +34,11 @@ type metadataRow struct {
 func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
 	// Not os.CreateTemp: its 0600 would make metadata.jsonl private; this
 	// file gets the usual 0644 under the umask, like every output.
+	reviews, err := store.ReadReviews(ctx, st.Path(), st)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
 	var tmp *os.File
-	var err error
 	for try := 0; ; try++ {
 		name := filepath.Join(outDir, fmt.Sprintf(".metadata-%d-%d.jsonl", os.Getpid(), rand.Int64()))
 		tmp, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -47,7 +54,11 @@ func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	err = st.EachOutput(ctx, func(o store.Output) error {
-		return enc.Encode(metadataRow{FileName: o.File.Path, ID: o.JobID, Model: o.Model, RequestID: o.RequestID, Input: o.Input})
+		row := metadataRow{FileName: o.File.Path, ID: o.JobID, Model: o.Model, RequestID: o.RequestID, Input: o.Input}
+		if r, ok := store.Current(reviews, store.Job{ID: o.JobID, RequestID: o.RequestID}); ok {
+			row.Review, row.ReviewNote = &r.Verdict, r.Note
+		}
+		return enc.Encode(row)
 	})
 	if err == nil {
 		err = w.Flush()

@@ -55,7 +55,10 @@ type Config struct {
 	SubmitOnly      bool
 	RetryFailed     bool
 	ResubmitUnknown bool
-	MaxSubmissions  int // 0 = unlimited
+	// RedoRejected submits again every done job whose output was rejected
+	// in review, keeping the rejected files and request id in its history.
+	RedoRejected   bool
+	MaxSubmissions int // 0 = unlimited
 	// Only, when not nil, is the selection (--job): the run brings only
 	// these jobs in line with the manifest, submits, polls and downloads
 	// only them, and counts only them in Summary.Counts. Every other job is
@@ -97,6 +100,7 @@ type Summary struct {
 	Sync      store.SyncReport
 	InFlight  int // jobs still running at RunComfy when the run ended
 	Capped    int // jobs left pending by --max-submissions
+	Redone    int // rejected jobs sent back to be submitted (--redo-rejected)
 	// CostCapped counts the jobs left pending by --max-cost; CommittedUSD
 	// is spent plus in-flight estimates when the cap stopped submissions,
 	// and NextUSD the estimate of the first job that did not fit.
@@ -223,6 +227,18 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	}
 	if sum.Sync, err = cfg.Store.SyncKeeping(work, specs, keeper{out: cfg.OutDir}); err != nil {
 		return sum, err
+	}
+	// Reviews written since the last run (to their journal: the page and
+	// `comfybatch review` write while a run holds the ledger) are copied
+	// into the ledger, which then carries them on its own.
+	if _, err := cfg.Store.FoldReviews(work); err != nil {
+		return sum, err
+	}
+	if cfg.RedoRejected {
+		if sum.Redone, err = r.redoRejected(work); err != nil {
+			return sum, err
+		}
+		r.log.Info("jobs whose output was rejected in review are submitted again; the rejected outputs are kept in "+HistoryDir, "jobs", sum.Redone)
 	}
 	if n := sum.Sync.Deferred; n > 0 {
 		r.log.Info("jobs changed while their earlier request is still at RunComfy: it was paid for, so it is collected first; the next run submits the new input", "jobs", n)

@@ -185,7 +185,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")
 	pf.BoolVar(&a.jsonOut, "json", false, "machine-readable output")
 
-	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.initCommand(), a.completionCommand())
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.statusCommand(), a.resultsCommand(), a.cancelCommand(), a.fakeServerCommand(), a.modelsCommand(), a.initCommand(), a.completionCommand(), a.reviewCommand(), a.viewCommand())
 	for _, c := range root.Commands() {
 		if strings.Contains(c.Use, "MANIFEST") && c.ValidArgsFunction == nil {
 			c.ValidArgsFunction = completeManifest

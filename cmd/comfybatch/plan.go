@@ -30,6 +30,7 @@ type planFlags struct {
 	schemas         []string
 	retryFailed     bool
 	resubmitUnknown bool
+	redoRejected    bool
 }
 
 func (a *app) planCommand() *cobra.Command {
@@ -52,6 +53,7 @@ without a token, or when that call fails, it says the price is unknown.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "plan as run --retry-failed would: resubmit failed and cancelled jobs")
 	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "plan as run --resubmit-unknown would: resubmit unknown jobs")
+	f.BoolVar(&o.redoRejected, "redo-rejected", false, "plan as run --redo-rejected would: submit again the done jobs whose output was rejected in review")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -83,8 +85,12 @@ type planJSON struct {
 	RemovedActive int `json:"removed_active"`
 	// ChangedInFlight counts changed jobs whose earlier request is still
 	// at RunComfy; run submits the new input and stops following it.
-	ChangedInFlight int      `json:"changed_in_flight"`
-	Cost            costJSON `json:"cost"`
+	ChangedInFlight int `json:"changed_in_flight"`
+	// ToRedo counts the done jobs whose output was rejected in review that
+	// run --redo-rejected would submit again (with --redo-rejected; they
+	// are in to_submit and in the cost too).
+	ToRedo int      `json:"to_redo"`
+	Cost   costJSON `json:"cost"`
 	// Jobs is present with -v: every manifest job, in manifest order.
 	Jobs []planJobJSON `json:"jobs,omitempty"`
 }
@@ -155,11 +161,18 @@ func (a *app) plan(ctx context.Context, path string, o planFlags) error {
 		}
 	}
 	p := runner.MakePlan(m, known, runner.PlanOptions{RetryFailed: o.retryFailed, ResubmitUnknown: o.resubmitUnknown})
+	toRedo := 0
+	if o.redoRejected && exists {
+		if toRedo, err = planRedo(ctx, ledger, &p); err != nil {
+			return err
+		}
+	}
 
 	out := planJSON{Manifest: path, Ledger: ledger, LedgerExists: exists, Total: len(p.Jobs),
 		Counts:          map[string]int{"new": 0, "changed": 0, "returned": 0, "unchanged": 0, "removed": p.Removed},
 		RemovedActive:   p.RemovedActive,
 		ChangedInFlight: p.ChangedInFlight,
+		ToRedo:          toRedo,
 	}
 	for _, g := range planGroups {
 		out.Counts[g] = 0
@@ -411,6 +424,9 @@ func printPlan(w io.Writer, p planJSON) {
 		if c[g] > 0 {
 			fmt.Fprintf(tw, "    %s\t%d\t%s\n", strings.ReplaceAll(g, "_", " "), c[g], what[g])
 		}
+	}
+	if p.ToRedo > 0 {
+		fmt.Fprintf(tw, "    rejected\t%d\tdone, output rejected in review: to submit again and pay again (--redo-rejected); the rejected output is kept\n", p.ToRedo)
 	}
 	if n := c["removed"]; n > 0 {
 		what := "nothing to do"

@@ -18,7 +18,7 @@ import (
 )
 
 func (a *app) resultsCommand() *cobra.Command {
-	var format string
+	var format, review string
 	var only []string
 	cmd := &cobra.Command{
 		Use:   "results MANIFEST",
@@ -33,16 +33,22 @@ writes a header row, then one row a job, with the input as a JSON cell and
 lists (URLs, files, hashes) separated by spaces.
 
 --job exports only the jobs named (repeatable, comma lists, globs such as
-'tub.*'); a named job that is not settled yet is left out, and said so.`,
+'tub.*'); a named job that is not settled yet is left out, and said so.
+
+Each record carries the job's review (comfybatch review, the view page):
+"review" is "accepted", "rejected" or null, "review_note" its note.
+--review accepted (or rejected, or none) exports only those jobs.`,
 		Example: "  comfybatch results jobs.yaml > results.jsonl\n  comfybatch results jobs.yaml --format csv > results.csv\n  comfybatch results jobs.yaml | jq -r 'select(.state == \"done\") | .files[].local_path'",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.results(cmd.Context(), args[0], format, only)
+			return a.results(cmd.Context(), args[0], format, only, review)
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
 	cmd.Flags().StringArrayVar(&only, "job", nil, "export only this job (repeatable, comma lists, globs such as 'tub.*')")
 	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
+	cmd.Flags().StringVar(&review, "review", "", "export only the jobs with this review: accepted, rejected or none")
+	cmd.RegisterFlagCompletionFunc("review", fixedValues("accepted", "rejected", "none"))
 	cmd.ValidArgsFunction = completeManifest
 	cmd.RegisterFlagCompletionFunc("format", fixedValues("jsonl", "csv"))
 	return cmd
@@ -64,6 +70,8 @@ type resultJSON struct {
 	Files        []resultFile    `json:"files"`
 	SubmittedAt  string          `json:"submitted_at"`
 	FinishedAt   string          `json:"finished_at"`
+	Review       *store.Verdict  `json:"review"` // null: not reviewed
+	ReviewNote   string          `json:"review_note"`
 }
 
 type resultFile struct {
@@ -74,7 +82,7 @@ type resultFile struct {
 }
 
 var csvHeader = []string{"id", "model", "state", "request_id", "remote_status", "attempts", "cost_usd", "error",
-	"submitted_at", "finished_at", "input", "outputs", "files", "bytes", "sha256"}
+	"submitted_at", "finished_at", "input", "outputs", "files", "bytes", "sha256", "review", "review_note"}
 
 // settledStates are the states results exports: the job needs nothing more.
 func settledStates() []lifecycle.State {
@@ -87,9 +95,14 @@ func settledStates() []lifecycle.State {
 	return out
 }
 
-func (a *app) results(ctx context.Context, manifestPath, format string, only []string) error {
+func (a *app) results(ctx context.Context, manifestPath, format string, only []string, review string) error {
 	if format != "jsonl" && format != "csv" {
 		return usagef("--format %q: want jsonl or csv", format)
+	}
+	switch review {
+	case "", "accepted", "rejected", "none":
+	default:
+		return usagef("--review %q: want accepted, rejected or none", review)
 	}
 	if a.jsonOut && format == "csv" {
 		return usagef("--json and --format csv ask for two formats: choose one")
@@ -137,12 +150,22 @@ func (a *app) results(ctx context.Context, manifestPath, format string, only []s
 			return err
 		}
 	}
+	reviews, err := store.ReadReviews(ctx, path, st)
+	if err != nil {
+		return err
+	}
 	exported := 0
 	err = st.EachJob(ctx, func(j store.Job) error {
 		if selected != nil && !selected[j.ID] {
 			return nil
 		}
 		exported++
+		rv, reviewed := store.Current(reviews, j)
+		switch {
+		case review == "none" && reviewed,
+			review != "" && review != "none" && (!reviewed || string(rv.Verdict) != review):
+			return nil
+		}
 		files, err := st.Files(ctx, j.ID)
 		if err != nil {
 			return err
@@ -150,6 +173,9 @@ func (a *app) results(ctx context.Context, manifestPath, format string, only []s
 		r := resultJSON{ID: j.ID, Model: j.Model, State: j.State, Input: j.Input, RequestID: j.RequestID,
 			RemoteStatus: j.RemoteStatus, Attempts: j.Attempts, CostUSD: j.CostUSD, Error: j.Error,
 			Outputs: nonNil(j.Outputs), Files: []resultFile{}, SubmittedAt: j.SubmittedAt, FinishedAt: j.FinishedAt}
+		if reviewed {
+			r.Review, r.ReviewNote = &rv.Verdict, rv.Note
+		}
 		for _, f := range files {
 			r.Files = append(r.Files, resultFile{Path: f.Path, LocalPath: filepath.Join(out, f.Path), Bytes: f.Bytes, SHA256: f.SHA256})
 		}
@@ -194,11 +220,15 @@ func csvRow(r resultJSON) []string {
 		sizes = append(sizes, strconv.FormatInt(f.Bytes, 10))
 		sums = append(sums, f.SHA256)
 	}
+	verdict := ""
+	if r.Review != nil {
+		verdict = string(*r.Review)
+	}
 	cost := ""
 	if r.CostUSD != nil {
 		cost = strconv.FormatFloat(*r.CostUSD, 'f', -1, 64)
 	}
 	return []string{r.ID, r.Model, string(r.State), r.RequestID, r.RemoteStatus, strconv.Itoa(r.Attempts), cost, r.Error,
 		r.SubmittedAt, r.FinishedAt, string(r.Input), strings.Join(r.Outputs, " "),
-		strings.Join(paths, " "), strings.Join(sizes, " "), strings.Join(sums, " ")}
+		strings.Join(paths, " "), strings.Join(sizes, " "), strings.Join(sums, " "), verdict, r.ReviewNote}
 }

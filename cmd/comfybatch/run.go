@@ -33,6 +33,7 @@ type runFlags struct {
 	submitOnly      bool
 	retryFailed     bool
 	resubmitUnknown bool
+	redoRejected    bool
 	maxSubmissions  int
 	maxCost         float64
 	progressEvery   time.Duration
@@ -66,6 +67,7 @@ without submitting any job twice.`,
 	f.BoolVar(&o.submitOnly, "submit-only", false, "submit every job, record the request ids and exit; a later run collects")
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "resubmit jobs that failed or were cancelled in an earlier run")
 	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "resubmit jobs whose submission was cut off before its request id was saved")
+	f.BoolVar(&o.redoRejected, "redo-rejected", false, "submit again (and pay again for) every done job whose output was rejected in review; the rejected output is kept in _history")
 	f.IntVar(&o.maxSubmissions, "max-submissions", 0, "submit at most N new jobs in this run (0 = unlimited)")
 	f.DurationVar(&o.pollMax, "poll-max", runner.DefaultPollMax, "longest wait between two polls of one job")
 	f.DurationVar(&o.stallTimeout, "stall-timeout", runner.DefaultStallTimeout, "abandon and resume a download that receives nothing for this long")
@@ -157,7 +159,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		}
 		src := a.sources(path, o, a.out)
 		// A selection's ids are checked against the manifest: read it.
-		if counts, out, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok && len(patterns) == 0 {
+		// Rejected jobs to redo are something to do, whatever the stamp says.
+		if counts, out, ok := runner.NothingToDo(ctx, st, src, o.flags()); ok && len(patterns) == 0 && !o.redoRejected {
 			log.Debug("nothing changed since the last run, and nothing is left to do")
 			money, err := runner.LedgerMoney(ctx, st)
 			if err != nil {
@@ -257,6 +260,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		SubmitOnly:      o.submitOnly,
 		RetryFailed:     o.retryFailed,
 		ResubmitUnknown: o.resubmitUnknown,
+		RedoRejected:    o.redoRejected,
 		MaxSubmissions:  o.maxSubmissions,
 		MaxCost:         o.maxCost,
 		Only:            only,

@@ -11,19 +11,10 @@ import (
 )
 
 // OutputBytes is the content of output n (an index, from 0) of a request: a
-// small but real MP4 container (an ftyp box, then an mdat box of bytes
-// derived from requestID and n), 2 to 4 KB. Tests compare downloads to it.
+// small, real, playable MP4 (ClipBytes, about 13 KB) whose picture derives
+// from requestID and n. Tests compare downloads to it.
 func OutputBytes(requestID string, n int) []byte {
-	seed := sha256.Sum256([]byte(requestID + "/" + strconv.Itoa(n)))
-	size := 2048 + int(binary.BigEndian.Uint16(seed[:2]))%2048 // sizes differ between files
-
-	ftyp := []byte("isom\x00\x00\x02\x00isomiso2avc1mp41") // major brand, version, compatible brands
-	total := 8 + len(ftyp) + 8 + size
-	out := make([]byte, 0, total)
-	out = appendBoxHeader(out, "ftyp", len(ftyp))
-	out = append(out, ftyp...)
-	out = appendBoxHeader(out, "mdat", size)
-	return appendStream(out, seed, total-len(out))
+	return ClipBytes(clipSeed(requestID, n))
 }
 
 // ImageBytes is the content of output n of a request whose outputs are
@@ -94,11 +85,4 @@ func appendStream(out []byte, seed [sha256.Size]byte, size int) []byte {
 		out = append(out, sum[:min(len(sum), total-len(out))]...)
 	}
 	return out
-}
-
-// appendBoxHeader writes an ISO BMFF box header: 32-bit size (header
-// included), then the four-letter type.
-func appendBoxHeader(b []byte, typ string, payload int) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(8+payload))
-	return append(b, typ...)
 }
