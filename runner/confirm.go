@@ -29,14 +29,14 @@ func (s Spend) AtRisk() float64 {
 }
 
 // spend works out what the run is about to submit, in the order feed
-// submits it.
-func (r *run) spend() (Spend, error) {
+// submits it, and then redo, the done jobs --redo-rejected will send back.
+func (r *run) spend(redo []store.Job) (Spend, error) {
 	s := Spend{MaxCostUSD: r.cfg.MaxCost}
 	c := r.costs
 	if c != nil {
 		s.CommittedUSD = c.committed
 	}
-	err := r.cfg.Store.EachJob(r.work, func(j store.Job) error {
+	add := func(j store.Job) error {
 		if _, ok := r.cfg.Manifest.Job(j.ID); !ok {
 			return nil // feed submits only the manifest's jobs
 		}
@@ -58,6 +58,14 @@ func (r *run) spend() (Spend, error) {
 		usd, _ = lifecycle.Charge(usd, true, c.highest[j.Model])
 		s.USD += usd
 		return nil
-	}, lifecycle.SubmitFrom(r.flags())...)
-	return s, err
+	}
+	if err := r.cfg.Store.EachJob(r.work, add, lifecycle.SubmitFrom(r.flags())...); err != nil {
+		return s, err
+	}
+	for _, j := range redo {
+		if err := add(j); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }

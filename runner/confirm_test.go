@@ -1,11 +1,15 @@
 package runner
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"comfybatch/lifecycle"
 	"comfybatch/runcomfy/runcomfytest"
+	"comfybatch/store"
 )
 
 // TestConfirmSeesTheRunsSpend: Confirm is asked once, before any
@@ -54,5 +58,54 @@ func TestConfirmSeesTheRunsSpend(t *testing.T) {
 	sum, err = e.run(m, func(c *Config) { c.Confirm = func(s Spend) error { asked = append(asked, s); return nil } })
 	if err != nil || len(asked) != 0 || sum.Counts[lifecycle.Done] != 10 {
 		t.Fatalf("with nothing to submit: asked %+v, %+v, %v", asked, sum, err)
+	}
+}
+
+// --redo-rejected asks before it moves anything: the rejected jobs are in
+// the question's count, and a "no" leaves them done with their files where
+// they were — not pending, for a later run without the flag to pay for.
+func TestRedoRejectedAsksFirst(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{CostUSD: 0.25})
+	m := pricedManifest(t, 4, 5)
+	if _, err := e.run(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	jobs := e.jobs()
+	j := jobs["job-001"]
+	if j.State != lifecycle.Done {
+		t.Fatalf("job-001 is %s, want done", j.State)
+	}
+	rj, err := store.OpenReviews(e.ledger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rj.Put(context.Background(), store.Review{JobID: j.ID, RequestID: j.RequestID, Verdict: store.Rejected}); err != nil {
+		t.Fatal(err)
+	}
+	rj.Close()
+	files, _ := filepath.Glob(filepath.Join(e.dir, "out", "job-001*"))
+	if len(files) == 0 {
+		t.Fatal("no output file for job-001")
+	}
+
+	var asked []Spend
+	no := errors.New("no")
+	_, err = e.run(m, func(c *Config) {
+		c.RedoRejected = true
+		c.Confirm = func(s Spend) error { asked = append(asked, s); return no }
+	})
+	if !errors.Is(err, no) || len(asked) != 1 || asked[0].Jobs != 1 || asked[0].USD != 0.25 {
+		t.Fatalf("err %v, asked %+v; want Confirm's error, asked once for the 1 rejected job at $0.25", err, asked)
+	}
+	if got := e.jobs()["job-001"]; got.State != lifecycle.Done || got.RequestID != j.RequestID {
+		t.Fatalf("after a no: job-001 is %s with request %s, want done with %s", got.State, got.RequestID, j.RequestID)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("after a no, %s was moved: %v", f, err)
+		}
+	}
+	if created := e.srv.Stats().Created; created != 4 {
+		t.Fatalf("the fake created %d jobs, want the first run's 4", created)
 	}
 }

@@ -26,18 +26,20 @@ func Rejected(ctx context.Context, st *store.Store, inManifest func(id string) b
 	return out, err
 }
 
+// rejected lists the run's jobs that --redo-rejected submits again: the
+// rejected ones of the manifest, within --job.
+func (r *run) rejected(ctx context.Context) ([]store.Job, error) {
+	return Rejected(ctx, r.cfg.Store, func(id string) bool {
+		_, ok := r.cfg.Manifest.Job(id)
+		return ok && (r.cfg.Only == nil || r.cfg.Only[id])
+	})
+}
+
 // redoRejected sends every rejected done job back to pending, its files
 // kept under _history/<id>/<request id>/ and its request id in the
 // submissions table, so that the feed submits it again like any pending
 // job: paid, and counted by --max-cost and --max-submissions.
-func (r *run) redoRejected(ctx context.Context) (int, error) {
-	jobs, err := Rejected(ctx, r.cfg.Store, func(id string) bool {
-		_, ok := r.cfg.Manifest.Job(id)
-		return ok && (r.cfg.Only == nil || r.cfg.Only[id])
-	})
-	if err != nil {
-		return 0, err
-	}
+func (r *run) redoRejected(ctx context.Context, jobs []store.Job) (int, error) {
 	k := keeper{out: r.cfg.OutDir}
 	for _, j := range jobs {
 		files, err := r.cfg.Store.Files(ctx, j.ID)

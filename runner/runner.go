@@ -234,11 +234,14 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	if _, err := cfg.Store.FoldReviews(work); err != nil {
 		return sum, err
 	}
+	// The rejected jobs are only listed here: their files move aside after
+	// the spending question, so that a "no" leaves them done, not pending
+	// for a later run to pay for without --redo-rejected.
+	var redo []store.Job
 	if cfg.RedoRejected {
-		if sum.Redone, err = r.redoRejected(work); err != nil {
+		if redo, err = r.rejected(work); err != nil {
 			return sum, err
 		}
-		r.log.Info("jobs whose output was rejected in review are submitted again; the rejected outputs are kept in "+HistoryDir, "jobs", sum.Redone)
 	}
 	if n := sum.Sync.Deferred; n > 0 {
 		r.log.Info("jobs changed while their earlier request is still at RunComfy: it was paid for, so it is collected first; the next run submits the new input", "jobs", n)
@@ -256,7 +259,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 		}
 	}
 	if cfg.Confirm != nil {
-		sp, err := r.spend()
+		sp, err := r.spend(redo)
 		if err != nil {
 			return sum, err
 		}
@@ -265,6 +268,12 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 				return sum, err
 			}
 		}
+	}
+	if cfg.RedoRejected {
+		if sum.Redone, err = r.redoRejected(work, redo); err != nil {
+			return sum, err
+		}
+		r.log.Info("jobs whose output was rejected in review are submitted again; the rejected outputs are kept in "+HistoryDir, "jobs", sum.Redone)
 	}
 
 	if learned, err := cfg.Store.Durations(work); err == nil {
