@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -177,7 +178,13 @@ func allOnDisk(ctx context.Context, dir string, files []sizedFile) bool {
 				if i%1024 == 0 && ctx.Err() != nil {
 					return ctx.Err()
 				}
-				if fi, err := root.Stat(f.path); err != nil || fi.Size() != f.bytes {
+				fi, err := root.Stat(f.path)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					// A link out of the folder, which os.Root refuses;
+					// the run itself follows it, and so does this look.
+					fi, err = os.Stat(filepath.Join(dir, f.path))
+				}
+				if err != nil || fi.Size() != f.bytes {
 					return missing
 				}
 			}

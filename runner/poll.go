@@ -203,7 +203,8 @@ type durations struct {
 	n      int                      // samples recorded, all time
 	alive  map[string]time.Duration // job id -> age it was last seen running
 	scouts map[string]bool          // job ids scouting
-	// news ends when a job finishes: jobs waiting on the scouts ask again.
+	// news ends when a job finishes or a scout's place frees: jobs waiting
+	// on the scouts ask again.
 	news     context.Context
 	announce context.CancelFunc
 }
@@ -214,6 +215,11 @@ func (d *durations) add(took time.Duration) {
 	defer d.mu.Unlock()
 	d.window[d.n%len(d.window)] = max(took, 0)
 	d.n++
+	d.tell()
+}
+
+// tell wakes the jobs waiting on news. d.mu is held.
+func (d *durations) tell() {
 	if d.announce != nil {
 		d.announce()
 		d.news, d.announce = nil, nil
@@ -264,7 +270,13 @@ func (d *durations) gone(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.alive, id)
-	delete(d.scouts, id)
+	if d.scouts[id] {
+		delete(d.scouts, id)
+		// A scout that failed or was cancelled taught nothing, and no job
+		// finishing may come to wake the others: one of them takes its
+		// place now, not at --poll-max.
+		d.tell()
+	}
 }
 
 // newsOf ends when the next job finishes.

@@ -167,7 +167,12 @@ func (a *app) rootCommand() *cobra.Command {
 	// the others, never ignored: a script that asked for JSON must not get
 	// text it then fails to parse, or nothing, without being told. (The
 	// shell's completion requests do not come through here.)
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		// The root with arguments is a mistyped command: saying so, and
+		// what was meant, comes first.
+		if cmd == root && len(args) > 0 {
+			return nil
+		}
 		if a.jsonOut && !printsJSON[cmd.CommandPath()] {
 			return usagef("%s has no data to print as JSON: drop --json", cmd.CommandPath())
 		}

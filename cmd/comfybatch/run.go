@@ -57,7 +57,16 @@ without submitting any job twice.`,
 		Example: "  comfybatch run jobs.yaml -j 16\n  comfybatch run examples/quickstart.yaml --fake\n  comfybatch run jobs.yaml --job tub-001,tub-002 --retry-failed",
 		Args:    manifestArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.run(cmd.Context(), args[0], o)
+			ctx := cmd.Context()
+			err := a.run(ctx, args[0], o)
+			// A signal while the ledger is read before the run proper (its
+			// owner, the no-op's look, the deferred page check) surfaces as
+			// that read's context error: it is an interruption all the same.
+			if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) && !errors.Is(err, runner.ErrInterrupted) {
+				fmt.Fprintln(a.stderr, "interrupted; run the same command again to go on")
+				return runner.ErrInterrupted
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
