@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"comfybatch/lifecycle"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/runner"
@@ -152,7 +153,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		if err := openLedger(store.Options{DeferCheck: true}); err != nil {
 			return err
 		}
-		if err := a.claim(ctx, st, path, "", log, false); err != nil {
+		if err := a.claim(ctx, st, path, nil, log, false); err != nil {
 			return err
 		}
 		src := a.sources(path, o, a.out)
@@ -185,7 +186,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 						return err
 					}
 				}
-				if err := a.claim(ctx, st, path, "", log, true); err != nil {
+				if err := a.claim(ctx, st, path, nil, log, true); err != nil {
 					return err
 				}
 				return keepCatalog(ctx, st, read)
@@ -219,8 +220,13 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 		return usagef("the output folder %s is a file, not a folder: move it away, or choose another with --out or output.dir", out)
 	}
+	outs, err := outstore.Open(ctx, out)
+	if err != nil {
+		return usageError{err}
+	}
+	defer outs.Close()
 	// Checked before a new ledger is made: a refusal leaves no file.
-	if err := claimOutDir(out, a.ledgerPath(path), log, false); err != nil {
+	if err := claimOutDir(ctx, outs, a.ledgerPath(path), log, false); err != nil {
 		return err
 	}
 	if st == nil {
@@ -228,11 +234,15 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			return err
 		}
 	}
-	if err := a.claim(ctx, st, path, out, log, true); err != nil {
+	if err := a.claim(ctx, st, path, outs, log, true); err != nil {
 		return err
 	}
 	if err := keepCatalog(ctx, st, read); err != nil {
 		return err
+	}
+	var bucket outstore.Store
+	if outstore.IsURL(out) {
+		bucket = outs
 	}
 
 	disp := a.newDisplay(sink, folded, log, o.progressEvery)
@@ -250,6 +260,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		API:             api,
 		HTTP:            api.HTTPClient(),
 		OutDir:          out,
+		Out:             bucket,
 		Concurrency:     o.concurrency,
 		Downloads:       o.downloads,
 		PollMax:         o.pollMax,
