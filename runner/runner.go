@@ -159,8 +159,8 @@ type run struct {
 	// cfg.OutDir, whose resumable downloads (download.go) it then skips.
 	out    outstore.Store
 	bucket bool
-	timing    timings  // how long each model's jobs take, for polling (poll.go)
-	costs     *costs   // prices and estimates; nil when nobody looks at money
+	timing timings // how long each model's jobs take, for polling (poll.go)
+	costs  *costs  // prices and estimates; nil when nobody looks at money
 
 	// Downloads run in their own pool, so that a finished job frees its
 	// place among the -j jobs at RunComfy at once.
