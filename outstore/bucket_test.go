@@ -69,3 +69,74 @@ func TestBucketMultipartCommit(t *testing.T) {
 		t.Fatalf("%d bytes", len(got))
 	}
 }
+
+// An aborted write leaves what the name held before, and a missing object
+// is fs.ErrNotExist; Move never overwrites.
+func TestBucketAbortMoveAndMissing(t *testing.T) {
+	b, _ := openFakeS3(t)
+	ctx := context.Background()
+	put := func(name, body string) {
+		w, err := b.Create(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, body)
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a.txt", "first")
+	w, err := b.Create(ctx, "a.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "second, cut")
+	w.Abort()
+	if n, err := b.Size(ctx, "a.txt"); err != nil || n != 5 {
+		t.Fatalf("after an aborted rewrite: %d bytes, %v; want the first 5", n, err)
+	}
+	if _, err := b.Size(ctx, "none.txt"); !outstore.ErrNotExist(err) {
+		t.Fatalf("missing object: %v, want fs.ErrNotExist", err)
+	}
+	put("b.txt", "other")
+	if err := b.Move(ctx, "a.txt", "b.txt"); err == nil {
+		t.Fatal("Move overwrote an object")
+	}
+	if err := b.Move(ctx, "a.txt", "_history/a.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Size(ctx, "a.txt"); !outstore.ErrNotExist(err) {
+		t.Fatalf("moved object still at its old name: %v", err)
+	}
+	sizes, err := b.Sizes(ctx)
+	if err != nil || sizes["_history/a.txt"] != 5 || sizes["b.txt"] != 5 || len(sizes) != 2 {
+		t.Fatalf("Sizes %v, %v", sizes, err)
+	}
+}
+
+func TestLocations(t *testing.T) {
+	for _, c := range []struct {
+		loc  string
+		url  bool
+		join string
+	}{
+		{"out", false, "out/x.mp4"},
+		{"/abs/out", false, "/abs/out/x.mp4"},
+		{"s3://b/p/q?region=eu-west-1", true, "s3://b/p/q/x.mp4"},
+		{"gs://b", true, "gs://b/x.mp4"},
+		{"azblob://c/p/", true, "azblob://c/p/x.mp4"},
+		{"./weird://name", false, "weird:/name/x.mp4"},
+	} {
+		if got := outstore.IsURL(c.loc); got != c.url {
+			t.Errorf("IsURL(%q) = %v", c.loc, got)
+		}
+		if got := outstore.Join(c.loc, "x.mp4"); got != c.join {
+			t.Errorf("Join(%q) = %q, want %q", c.loc, got, c.join)
+		}
+	}
+	for _, bad := range []string{"http://host/x", "s3:///prefix", "s3://b/p?prefix=q/"} {
+		if _, err := outstore.OpenBucket(context.Background(), bad); err == nil {
+			t.Errorf("OpenBucket(%q) accepted", bad)
+		}
+	}
+}
