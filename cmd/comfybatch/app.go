@@ -179,7 +179,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.tokenFile, "token-file", "", "read the API token from this file")
 	pf.BoolVar(&a.fake, "fake", false, "use the built-in simulated API: no token, no network")
 	pf.StringVar(&a.ledger, "ledger", "", "ledger file (default <manifest dir>/<manifest stem>.ledger.db)")
-	pf.StringVar(&a.out, "out", "", "output folder (default manifest output.dir, else <manifest dir>/<stem>-out)")
+	pf.StringVar(&a.out, "out", "", "output folder, or bucket URL s3://, gs://, azblob:// (default manifest output.dir, else <manifest dir>/<stem>-out)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more detail")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")
