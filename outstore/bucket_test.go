@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,14 +19,20 @@ import (
 	"comfybatch/outstore"
 )
 
-func openFakeS3(t *testing.T) (*outstore.Bucket, *s3mem.Backend) {
+// openFakeS3 opens a bucket of an S3 protocol server in process; puts
+// counts the objects written to it (PUT requests).
+func openFakeS3(t *testing.T) (b *outstore.Bucket, backend *s3mem.Backend, puts *atomic.Int64) {
 	t.Helper()
-	backend := s3mem.New()
+	backend = s3mem.New()
+	puts = new(atomic.Int64)
 	if err := backend.CreateBucket("b"); err != nil {
 		t.Fatal(err)
 	}
 	h := gofakes3.New(backend).Server()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -36,17 +43,17 @@ func openFakeS3(t *testing.T) (*outstore.Bucket, *s3mem.Backend) {
 		}),
 		BaseEndpoint: aws.String(srv.URL),
 	}, func(o *s3.Options) { o.UsePathStyle = true })
-	b, err := s3blob.OpenBucket(context.Background(), client, "b", nil)
+	bb, err := s3blob.OpenBucket(context.Background(), client, "b", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bucket := outstore.NewBucket(b, "s3://b")
-	t.Cleanup(func() { bucket.Close() })
-	return bucket, backend
+	b = outstore.NewBucket(bb, "s3://b")
+	t.Cleanup(func() { b.Close() })
+	return b, backend, puts
 }
 
 func TestBucketMultipartCommit(t *testing.T) {
-	b, backend := openFakeS3(t)
+	b, backend, _ := openFakeS3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	body := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16)
@@ -73,7 +80,7 @@ func TestBucketMultipartCommit(t *testing.T) {
 // An aborted write leaves what the name held before, and a missing object
 // is fs.ErrNotExist; Move never overwrites.
 func TestBucketAbortMoveAndMissing(t *testing.T) {
-	b, _ := openFakeS3(t)
+	b, _, _ := openFakeS3(t)
 	ctx := context.Background()
 	put := func(name, body string) {
 		w, err := b.Create(ctx, name)
