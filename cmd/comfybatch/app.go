@@ -85,6 +85,10 @@ type app struct {
 	verbose   bool
 	quiet     bool
 	jsonOut   bool
+
+	// uploadInputs is set by run --upload: local input files go to the
+	// user's bucket, so the inline body limit does not apply to them.
+	uploadInputs bool
 }
 
 // Main runs the command line with nothing on stdin; see MainIO.

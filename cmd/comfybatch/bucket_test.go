@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/johannesboyne/gofakes3"
@@ -124,4 +127,82 @@ func keysOf[V any](m map[string]V) []string {
 		k = append(k, key)
 	}
 	return k
+}
+
+// `run --upload s3://...` puts each local input in the bucket once per
+// content and submits a pre-signed URL in its place, whose GET answers the
+// file's bytes.
+func TestRunUploadsLocalInputs(t *testing.T) {
+	t.Parallel()
+	backend := s3mem.New()
+	if err := backend.CreateBucket("ins"); err != nil {
+		t.Fatal(err)
+	}
+	var puts atomic.Int64
+	s3h := gofakes3.New(backend).Server()
+	s3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+		}
+		s3h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s3.Close)
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	api := srv.Start()
+	t.Cleanup(srv.Close)
+
+	dir := t.TempDir()
+	frames := map[string]bool{} // the frames' bytes
+	if err := os.MkdirAll(filepath.Join(dir, "frames"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pngs, _ := filepath.Glob("../../examples/frames/*.png")
+	for _, p := range pngs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames[string(data)] = true
+		os.WriteFile(filepath.Join(dir, "frames", filepath.Base(p)), data, 0o644)
+	}
+	yaml, err := os.ReadFile("../../examples/frames.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "frames.yaml")
+	os.WriteFile(manifest, yaml, 0o644)
+	env := append(tokenEnv(api), awsEnv(t, "s3-secret-never-shown-77aa")...)
+	up := "s3://ins/uploads?use_path_style=true&endpoint=" + url.QueryEscape(s3.URL)
+	if r := runBinary(t, env, "run", manifest, "--upload", up, "--poll-max", "50ms"); r.code != 0 {
+		t.Fatalf("run --upload: exit %d\n%s", r.code, r.stderr)
+	}
+	if n := puts.Load(); n != int64(len(frames)) {
+		t.Fatalf("%d uploads for %d distinct frames", n, len(frames))
+	}
+	jobs := 0
+	for key := range srv.SubmissionsByInput() {
+		_, input, _ := strings.Cut(key, "\n") // model, then the body
+		var in struct {
+			ImgURL string `json:"img_url"`
+		}
+		if err := json.Unmarshal([]byte(input), &in); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(in.ImgURL, s3.URL+"/ins/uploads/inputs/") || !strings.Contains(in.ImgURL, "X-Amz-Signature=") {
+			t.Fatalf("submitted img_url %.120s is not a pre-signed URL into the bucket", in.ImgURL)
+		}
+		resp, err := http.Get(in.ImgURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !frames[string(got)] {
+			t.Fatalf("GET %s answered %d bytes that are no frame", in.ImgURL, len(got))
+		}
+		jobs++
+	}
+	if jobs != 2*len(frames) {
+		t.Fatalf("%d distinct submissions, want %d", jobs, 2*len(frames))
+	}
 }

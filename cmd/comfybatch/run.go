@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"comfybatch/lifecycle"
+	"comfybatch/localfile"
 	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
@@ -43,6 +44,7 @@ type runFlags struct {
 	confirmOver     float64
 	yes             bool
 	jobs            []string // --job: the selection, ids and globs
+	upload          string   // --upload URL: local inputs to this bucket, sent as pre-signed URLs
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -76,6 +78,7 @@ without submitting any job twice.`,
 	f.BoolVar(&o.yes, "yes", false, "answer yes to the spending question (scripts never get it: it is asked on a terminal only)")
 	f.StringArrayVar(&o.jobs, "job", nil, "work only on this job: submit, poll and download it and no other (repeatable, comma lists, globs such as 'tub.*')")
 	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
+	f.StringVar(&o.upload, "upload", "", "put local input files in this bucket (`URL` s3://, gs://, azblob://) once per content and send pre-signed URLs instead of inline data: URIs")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -117,6 +120,10 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err != nil {
 		return err
 	}
+	if o.upload != "" && !outstore.IsURL(o.upload) {
+		return usagef("--upload %q: want a bucket URL, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azblob://CONTAINER/PREFIX", o.upload)
+	}
+	a.uploadInputs = o.upload != ""
 	sink := &logSink{w: a.stderr}
 	log, err := a.loggerTo(sink)
 	if err != nil {
@@ -244,6 +251,15 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if outstore.IsURL(out) {
 		bucket = outs
 	}
+	var files localfile.Sender // nil: inline data: URIs
+	if o.upload != "" {
+		up, err := outstore.OpenBucket(ctx, o.upload)
+		if err != nil {
+			return usageError{err}
+		}
+		defer up.Close()
+		files = &outstore.Uploader{Bucket: up}
+	}
 
 	disp := a.newDisplay(sink, folded, log, o.progressEvery)
 	running := make(chan struct{})
@@ -261,6 +277,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		HTTP:            api.HTTPClient(),
 		OutDir:          out,
 		Out:             bucket,
+		Files:           files,
 		Concurrency:     o.concurrency,
 		Downloads:       o.downloads,
 		PollMax:         o.pollMax,
