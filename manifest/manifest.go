@@ -111,7 +111,7 @@ type Manifest struct {
 	Dir       string
 	Model     string // default model; "" when absent
 	ModelPos  Pos    // where the default model is written
-	OutputDir string // output.dir resolved against Dir; "" when absent
+	OutputDir string // output.dir resolved against Dir, or a bucket URL as written; "" when absent
 	Defaults  map[string]any
 	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
 	Includes  []string // the included files' paths, in include order
@@ -502,13 +502,22 @@ func (p *parser) output(n *yaml.Node) {
 			continue
 		}
 		if dir, ok := p.text(e.val, "", e.fieldFor); ok {
-			if filepath.IsAbs(dir) {
+			if isBucketURL(dir) {
+				p.m.OutputDir = dir // s3://, gs://, azblob://, file:// (outstore)
+			} else if filepath.IsAbs(dir) {
 				p.m.OutputDir = filepath.Clean(dir)
 			} else {
 				p.m.OutputDir = filepath.Join(p.m.Dir, dir)
 			}
 		}
 	}
+}
+
+// isBucketURL tells a bucket URL from a folder as outstore.IsURL does; it
+// is repeated here so that the manifest does not build the cloud clients.
+func isBucketURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && scheme != "" && !strings.ContainsAny(scheme, `/\.`)
 }
 
 func (p *parser) defaults(n *yaml.Node) {

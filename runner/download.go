@@ -129,8 +129,14 @@ func (r *run) saveOutput(ctx context.Context, o output, out string) (store.File,
 		if err != nil {
 			return store.File{}, fmt.Errorf("output %d: %w", o.n+1, err)
 		}
+		if r.bucket {
+			return r.putBytes(ctx, o, extension("", mediaType), "data:"+mediaType, data)
+		}
 		return r.saveBytes(o, extension("", mediaType), "data:"+mediaType, data)
 	case lifecycle.OutputText:
+		if r.bucket {
+			return r.putBytes(ctx, o, ".txt", "text", []byte(out))
+		}
 		return r.saveBytes(o, ".txt", "text", []byte(out))
 	}
 	return r.fetchFile(ctx, o, out)
@@ -207,8 +213,13 @@ func (r *run) refresh(ctx context.Context, j store.Job) ([]string, error) {
 }
 
 // fetchFile tries one output file a few times, resuming what is already on
-// disk for the same request and output.
+// disk for the same request and output; to a bucket, each try streams the
+// file from its first byte.
 func (r *run) fetchFile(ctx context.Context, o output, rawURL string) (store.File, error) {
+	once := r.fetchOnce
+	if r.bucket {
+		once = r.streamOnce
+	}
 	var last error
 	for attempt := 0; attempt < downloadAttempts; attempt++ {
 		if attempt > 0 {
@@ -216,7 +227,7 @@ func (r *run) fetchFile(ctx context.Context, o output, rawURL string) (store.Fil
 				return store.File{}, err
 			}
 		}
-		f, err := r.fetchOnce(ctx, o, rawURL)
+		f, err := once(ctx, o, rawURL)
 		if err == nil {
 			return f, nil
 		}

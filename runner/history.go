@@ -1,14 +1,15 @@
 package runner
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"path"
 	"regexp"
 
+	"comfybatch/outstore"
 	"comfybatch/store"
 )
 
@@ -18,9 +19,12 @@ import (
 // digit.
 const HistoryDir = "_history"
 
-// keeper moves files between a job's place in the output folder and its
-// history, for store.SyncKeeping.
-type keeper struct{ out string }
+// keeper moves files between a job's place in the output folder (or
+// bucket) and its history, for store.SyncKeeping.
+type keeper struct {
+	ctx context.Context
+	out outstore.Store
+}
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
@@ -33,7 +37,7 @@ func historyPath(id, requestID string, f store.File) string {
 		h := sha256.Sum256([]byte(requestID))
 		req = "req-" + hex.EncodeToString(h[:8])
 	}
-	return filepath.Join(HistoryDir, id, req, filepath.Base(f.Path))
+	return path.Join(HistoryDir, id, req, path.Base(f.Path))
 }
 
 func (k keeper) Archive(id, requestID string, files []store.File) ([]store.File, error) {
@@ -61,7 +65,7 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 	out := make([]store.File, len(files))
 	whole := true
 	for i, f := range files {
-		live := filepath.Base(f.Path)
+		live := path.Base(f.Path)
 		switch {
 		case k.holds(live, f):
 			// Restored by an earlier try that crashed before the ledger
@@ -86,14 +90,14 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 // its size and its sha256. A kept result is restored only when its bytes
 // are the ones paid for.
 func (k keeper) holds(rel string, f store.File) bool {
-	file, err := os.Open(filepath.Join(k.out, rel))
+	if n, err := k.out.Size(k.ctx, rel); err != nil || n != f.Bytes {
+		return false
+	}
+	file, err := k.out.Open(k.ctx, rel)
 	if err != nil {
 		return false
 	}
 	defer file.Close()
-	if st, err := file.Stat(); err != nil || st.Size() != f.Bytes {
-		return false
-	}
 	h := sha256.New()
 	if _, err := io.Copy(h, file); err != nil {
 		return false
@@ -103,19 +107,4 @@ func (k keeper) holds(rel string, f store.File) bool {
 
 // move renames src to dst (both relative to the output folder), never over
 // an existing file.
-func (k keeper) move(src, dst string) error {
-	from, to := filepath.Join(k.out, src), filepath.Join(k.out, dst)
-	if _, err := os.Stat(to); err == nil {
-		return fmt.Errorf("%s is already there", dst)
-	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-		return err
-	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Dir(to)); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(from))
-}
+func (k keeper) move(src, dst string) error { return k.out.Move(k.ctx, src, dst) }

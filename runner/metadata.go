@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 
+	"comfybatch/outstore"
 	"comfybatch/store"
 )
 
@@ -30,26 +27,18 @@ type metadataRow struct {
 
 // writeMetadata rewrites <out>/metadata.jsonl from the ledger: one row per
 // file of every done job, the folder layout Hugging Face datasets loads
-// directly. It is written aside and renamed, so a reader never sees half.
-func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
-	// Not os.CreateTemp: its 0600 would make metadata.jsonl private; this
-	// file gets the usual 0644 under the umask, like every output.
+// directly. It is written aside and put in place whole (a renamed
+// temporary file in a folder, one completed upload in a bucket), so a
+// reader never sees half.
+func writeMetadata(ctx context.Context, st *store.Store, out outstore.Store) error {
 	reviews, err := store.ReadReviews(ctx, st.Path(), st)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	var tmp *os.File
-	for try := 0; ; try++ {
-		name := filepath.Join(outDir, fmt.Sprintf(".metadata-%d-%d.jsonl", os.Getpid(), rand.Int64()))
-		tmp, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-		if err == nil || !errors.Is(err, os.ErrExist) || try == 9 {
-			break
-		}
-	}
+	tmp, err := out.Create(ctx, MetadataFile)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	defer os.Remove(tmp.Name())
 	w := bufio.NewWriter(tmp)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -63,16 +52,11 @@ func writeMetadata(ctx context.Context, st *store.Store, outDir string) error {
 	if err == nil {
 		err = w.Flush()
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(outDir, MetadataFile))
-	}
 	if err != nil {
+		tmp.Abort()
+		return fmt.Errorf("metadata: %w", err)
+	}
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
 	return nil

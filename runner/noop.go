@@ -19,6 +19,7 @@ import (
 
 	"comfybatch/lifecycle"
 	"comfybatch/manifest"
+	"comfybatch/outstore"
 	"comfybatch/store"
 )
 
@@ -138,18 +139,47 @@ func NothingToDo(ctx context.Context, st *store.Store, src Sources, f lifecycle.
 	if total, ok := idle(counts, f); !ok || total != stamp.Jobs {
 		return nil, "", false
 	}
-	if _, err := os.Stat(filepath.Join(src.OutDir, MetadataFile)); err != nil {
-		return nil, "", false
+	bucket := outstore.IsURL(src.OutDir)
+	if !bucket {
+		if _, err := os.Stat(filepath.Join(src.OutDir, MetadataFile)); err != nil {
+			return nil, "", false
+		}
 	}
 	var files []sizedFile
 	err = st.EachFileSize(ctx, func(path string, n int64) error {
 		files = append(files, sizedFile{path, n})
 		return nil
 	})
-	if err != nil || !allOnDisk(ctx, src.OutDir, files) {
+	if err != nil {
+		return nil, "", false
+	}
+	if bucket && !allInBucket(ctx, src.OutDir, files) || !bucket && !allOnDisk(ctx, src.OutDir, files) {
 		return nil, "", false
 	}
 	return counts, src.OutDir, true
+}
+
+// allInBucket says whether metadata.jsonl and every file are in the bucket
+// with their sizes, from one listing of it.
+func allInBucket(ctx context.Context, location string, files []sizedFile) bool {
+	b, err := outstore.OpenBucket(ctx, location)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	sizes, err := b.Sizes(ctx)
+	if err != nil {
+		return false
+	}
+	if _, ok := sizes[MetadataFile]; !ok {
+		return false
+	}
+	for _, f := range files {
+		if n, ok := sizes[f.path]; !ok || n != f.bytes {
+			return false
+		}
+	}
+	return true
 }
 
 type sizedFile struct {

@@ -40,7 +40,7 @@ func (r *run) rejected(ctx context.Context) ([]store.Job, error) {
 // submissions table, so that the feed submits it again like any pending
 // job: paid, and counted by --max-cost and --max-submissions.
 func (r *run) redoRejected(ctx context.Context, jobs []store.Job) (int, error) {
-	k := keeper{out: r.cfg.OutDir}
+	k := keeper{ctx: ctx, out: r.out}
 	for _, j := range jobs {
 		files, err := r.cfg.Store.Files(ctx, j.ID)
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 	"comfybatch/lifecycle"
 	"comfybatch/localfile"
 	"comfybatch/manifest"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	// submit carries (localfile.Sender); nil sends them inline as data:
 	// URIs. An uploader to the user's bucket plugs in here.
 	Files localfile.Sender
+	// Out, when set, is where the outputs go instead of the folder OutDir:
+	// a bucket. The caller opens and closes it.
+	Out outstore.Store
 
 	Concurrency     int           // jobs at RunComfy at once (submitted, not finished there); default 8
 	Downloads       int           // downloads at once, in their own pool; default Concurrency
@@ -155,8 +159,12 @@ type run struct {
 	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
 	files     outFiles // the output folder's shared lock and fsyncs (download.go)
-	timing    timings  // how long each model's jobs take, for polling (poll.go)
-	costs     *costs   // prices and estimates; nil when nobody looks at money
+	// out is where the outputs go; bucket says it is not the local folder
+	// cfg.OutDir, whose resumable downloads (download.go) it then skips.
+	out    outstore.Store
+	bucket bool
+	timing timings // how long each model's jobs take, for polling (poll.go)
+	costs  *costs  // prices and estimates; nil when nobody looks at money
 
 	// Downloads run in their own pool, so that a finished job frees its
 	// place among the -j jobs at RunComfy at once.
@@ -201,12 +209,16 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = runcomfy.SleepContext
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return Summary{}, fmt.Errorf("output folder: %w", err)
+	out, bucket := cfg.Out, true
+	if out == nil {
+		out, bucket = outstore.Dir(cfg.OutDir), false
+		if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+			return Summary{}, fmt.Errorf("output folder: %w", err)
+		}
 	}
 	intake, stopIntake := context.WithCancel(intake)
 	defer stopIntake()
-	r := &run{cfg: cfg, log: cfg.Log, intake: intake, work: work, stop: stopIntake}
+	r := &run{cfg: cfg, log: cfg.Log, intake: intake, work: work, stop: stopIntake, out: out, bucket: bucket}
 	var sum Summary
 	var err error
 	if sum.Recovered, err = cfg.Store.Recover(work); err != nil {
@@ -225,7 +237,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 			}
 		}
 	}
-	if sum.Sync, err = cfg.Store.SyncKeeping(work, specs, keeper{out: cfg.OutDir}); err != nil {
+	if sum.Sync, err = cfg.Store.SyncKeeping(work, specs, keeper{ctx: work, out: out}); err != nil {
 		return sum, err
 	}
 	// Reviews written since the last run (to their journal: the page and
@@ -325,7 +337,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 			r.log.Warn("could not save what this run learned of job durations", "error", err)
 		}
 	}
-	if err := writeMetadata(r.work, cfg.Store, cfg.OutDir); err != nil {
+	if err := writeMetadata(r.work, cfg.Store, out); err != nil {
 		feedErr = errors.Join(feedErr, err)
 	}
 	if sum.Counts, err = r.counts(); err != nil {
@@ -576,12 +588,32 @@ func outPath(id string, n, count int, ext string) string {
 }
 
 // checkDoneFiles sends done jobs whose files are missing or the wrong size
-// back to completed, to be downloaded again from their saved URLs.
+// back to completed, to be downloaded again from their saved URLs. A
+// bucket is listed once, not asked about each file.
 func (r *run) checkDoneFiles() error {
+	size := func(name string) (int64, error) {
+		st, err := os.Stat(filepath.Join(r.cfg.OutDir, name))
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	}
+	if b, ok := r.out.(*outstore.Bucket); ok {
+		sizes, err := b.Sizes(r.intake)
+		if err != nil {
+			return fmt.Errorf("check the outputs of done jobs: %w", err)
+		}
+		size = func(name string) (int64, error) {
+			if n, ok := sizes[name]; ok {
+				return n, nil
+			}
+			return 0, os.ErrNotExist
+		}
+	}
 	var missing []string
 	err := r.cfg.Store.EachFile(r.work, func(id string, f store.File) error {
-		st, err := os.Stat(filepath.Join(r.cfg.OutDir, f.Path))
-		if err != nil || st.Size() != f.Bytes {
+		n, err := size(f.Path)
+		if err != nil || n != f.Bytes {
 			if len(missing) == 0 || missing[len(missing)-1] != id {
 				missing = append(missing, id)
 			}
@@ -622,6 +654,9 @@ var leftover = regexp.MustCompile(`^(\.[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9a-f]{12}\
 // names comfybatch makes are touched, and they all start with a dot, which
 // no output's name can.
 func (r *run) sweep() error {
+	if r.bucket {
+		return nil // an upload that was not completed left no object
+	}
 	keep := map[string]bool{}
 	jobs, err := r.list(lifecycle.Completed)
 	if err != nil {

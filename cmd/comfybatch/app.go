@@ -85,6 +85,10 @@ type app struct {
 	verbose   bool
 	quiet     bool
 	jsonOut   bool
+
+	// uploadInputs is set by run --upload: local input files go to the
+	// user's bucket, so the inline body limit does not apply to them.
+	uploadInputs bool
 }
 
 // Main runs the command line with nothing on stdin; see MainIO.
@@ -184,7 +188,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.tokenFile, "token-file", "", "read the API token from this file")
 	pf.BoolVar(&a.fake, "fake", false, "use the built-in simulated API: no token, no network")
 	pf.StringVar(&a.ledger, "ledger", "", "ledger file (default <manifest dir>/<manifest stem>.ledger.db)")
-	pf.StringVar(&a.out, "out", "", "output folder (default manifest output.dir, else <manifest dir>/<stem>-out)")
+	pf.StringVar(&a.out, "out", "", "output folder, or bucket URL s3://, gs://, azblob:// (default manifest output.dir, else <manifest dir>/<stem>-out)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "more detail")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors on stderr")

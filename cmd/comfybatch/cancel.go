@@ -102,7 +102,7 @@ func (a *app) cancel(ctx context.Context, manifestPath string, ids []string, rps
 		return usageError{err}
 	}
 	defer st.Close()
-	if err := a.claim(ctx, st, manifestPath, "", log, false); err != nil {
+	if err := a.claim(ctx, st, manifestPath, nil, log, false); err != nil {
 		return err
 	}
 

@@ -116,7 +116,11 @@ func (a *app) load(ctx context.Context, path string, schemaArgs []string, mode c
 	}
 	// Local files are checked here, before anything is paid, and sent
 	// inline: their data: URIs count against the body limit.
-	if lerr := runner.ValidateLocal(m, media.DefaultRules(), localfile.MaxInlineBody); lerr != nil {
+	maxBody := int64(localfile.MaxInlineBody)
+	if a.uploadInputs {
+		maxBody = 0 // uploaded, not inline: no body limit
+	}
+	if lerr := runner.ValidateLocal(m, media.DefaultRules(), maxBody); lerr != nil {
 		var more manifest.Errors
 		if !errors.As(lerr, &more) {
 			return nil, s, read, lerr

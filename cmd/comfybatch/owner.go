@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -16,17 +18,17 @@ import (
 // claim holds the ledger to its manifest and API, and the output folder
 // (when out is given) to the ledger, or says which is another's: checked
 // only, or recorded too when write is set.
-func (a *app) claim(ctx context.Context, st *store.Store, manifestPath, out string, log *slog.Logger, write bool) error {
+func (a *app) claim(ctx context.Context, st *store.Store, manifestPath string, out outstore.Store, log *slog.Logger, write bool) error {
 	if err := claimLedger(ctx, st, manifestPath, log, write); err != nil {
 		return err
 	}
 	if err := claimAPI(ctx, st, a.apiIdentity(), write); err != nil {
 		return err
 	}
-	if out == "" {
+	if out == nil {
 		return nil
 	}
-	return claimOutDir(out, st.Path(), log, write)
+	return claimOutDir(ctx, out, st.Path(), log, write)
 }
 
 // manifestKey is the ledger meta key that names the manifest it belongs to.
@@ -71,15 +73,23 @@ const outClaim = ".comfybatch-ledger"
 // metadata.jsonl, and sweep each other's partial downloads. The first run
 // claims the folder; a run of another ledger is refused, unless the ledger
 // that claimed it is gone from where it was (moved or deleted).
-func claimOutDir(out, ledger string, log *slog.Logger, write bool) error {
+//
+// A bucket is claimed the same way, by an object of that name: writing it
+// is also the first proof that the credentials may write there, before
+// anything is paid for.
+func claimOutDir(ctx context.Context, out outstore.Store, ledger string, log *slog.Logger, write bool) error {
 	abs, err := filepath.Abs(ledger)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(out, outClaim)
-	b, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	var b []byte
+	r, err := out.Open(ctx, outClaim)
+	if err == nil {
+		b, err = io.ReadAll(r)
+		r.Close()
+	}
+	if err != nil && !outstore.ErrNotExist(err) {
+		return fmt.Errorf("output folder: %w", err)
 	}
 	owner := strings.TrimSpace(string(b))
 	barred, moved := contested(owner, abs)
@@ -92,10 +102,18 @@ func claimOutDir(out, ledger string, log *slog.Logger, write bool) error {
 	case moved:
 		log.Warn("the ledger this output folder belonged to is gone from where it was; the folder is this ledger's now", "was", owner, "now", abs)
 	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("output folder: %w", err)
+	w, err := out.Create(ctx, outClaim)
+	if err == nil {
+		if _, err = io.WriteString(w, abs+"\n"); err != nil {
+			w.Abort()
+		} else {
+			err = w.Commit()
+		}
 	}
-	return os.WriteFile(path, []byte(abs+"\n"), 0o644)
+	if err != nil {
+		return usagef("cannot write to the output folder %s: %v", out, err)
+	}
+	return nil
 }
 
 // apiIdentity names the API a run talks to: "simulated" under --fake,

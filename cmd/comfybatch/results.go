@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 
 	"comfybatch/lifecycle"
 	"comfybatch/manifest"
+	"comfybatch/outstore"
 	"comfybatch/store"
 )
 
@@ -177,7 +177,7 @@ func (a *app) results(ctx context.Context, manifestPath, format string, only []s
 			r.Review, r.ReviewNote = &rv.Verdict, rv.Note
 		}
 		for _, f := range files {
-			r.Files = append(r.Files, resultFile{Path: f.Path, LocalPath: filepath.Join(out, f.Path), Bytes: f.Bytes, SHA256: f.SHA256})
+			r.Files = append(r.Files, resultFile{Path: f.Path, LocalPath: outstore.Join(out, f.Path), Bytes: f.Bytes, SHA256: f.SHA256})
 		}
 		return write(r)
 	}, settledStates()...)

@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"comfybatch/lifecycle"
+	"comfybatch/localfile"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/runcomfy/runcomfytest"
 	"comfybatch/runner"
@@ -43,6 +45,7 @@ type runFlags struct {
 	confirmOver     float64
 	yes             bool
 	jobs            []string // --job: the selection, ids and globs
+	upload          string   // --upload URL: local inputs to this bucket, sent as pre-signed URLs
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -86,6 +89,7 @@ without submitting any job twice.`,
 	f.BoolVar(&o.yes, "yes", false, "answer yes to the spending question (scripts never get it: it is asked on a terminal only)")
 	f.StringArrayVar(&o.jobs, "job", nil, "work only on this job: submit, poll and download it and no other (repeatable, comma lists, globs such as 'tub.*')")
 	cmd.RegisterFlagCompletionFunc("job", a.completeJobIDs)
+	f.StringVar(&o.upload, "upload", "", "put local input files in this bucket (`URL` s3://, gs://, azblob://) once per content and send pre-signed URLs instead of inline data: URIs")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -127,6 +131,10 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if err != nil {
 		return err
 	}
+	if o.upload != "" && !outstore.IsURL(o.upload) {
+		return usagef("--upload %q: want a bucket URL, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azblob://CONTAINER/PREFIX", o.upload)
+	}
+	a.uploadInputs = o.upload != ""
 	sink := &logSink{w: a.stderr}
 	log, err := a.loggerTo(sink)
 	if err != nil {
@@ -163,7 +171,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		if err := openLedger(store.Options{DeferCheck: true}); err != nil {
 			return err
 		}
-		if err := a.claim(ctx, st, path, "", log, false); err != nil {
+		if err := a.claim(ctx, st, path, nil, log, false); err != nil {
 			return err
 		}
 		src := a.sources(path, o, a.out)
@@ -197,7 +205,7 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 						return err
 					}
 				}
-				if err := a.claim(ctx, st, path, "", log, true); err != nil {
+				if err := a.claim(ctx, st, path, nil, log, true); err != nil {
 					return err
 				}
 				return keepCatalog(ctx, st, read)
@@ -231,8 +239,13 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 	if fi, err := os.Stat(out); err == nil && !fi.IsDir() {
 		return usagef("the output folder %s is a file, not a folder: move it away, or choose another with --out or output.dir", out)
 	}
+	outs, err := outstore.Open(ctx, out)
+	if err != nil {
+		return usageError{err}
+	}
+	defer outs.Close()
 	// Checked before a new ledger is made: a refusal leaves no file.
-	if err := claimOutDir(out, a.ledgerPath(path), log, false); err != nil {
+	if err := claimOutDir(ctx, outs, a.ledgerPath(path), log, false); err != nil {
 		return err
 	}
 	if st == nil {
@@ -240,11 +253,24 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 			return err
 		}
 	}
-	if err := a.claim(ctx, st, path, out, log, true); err != nil {
+	if err := a.claim(ctx, st, path, outs, log, true); err != nil {
 		return err
 	}
 	if err := keepCatalog(ctx, st, read); err != nil {
 		return err
+	}
+	var bucket outstore.Store
+	if outstore.IsURL(out) {
+		bucket = outs
+	}
+	var files localfile.Sender // nil: inline data: URIs
+	if o.upload != "" {
+		up, err := outstore.OpenBucket(ctx, o.upload)
+		if err != nil {
+			return usageError{err}
+		}
+		defer up.Close()
+		files = &outstore.Uploader{Bucket: up}
 	}
 
 	disp := a.newDisplay(sink, folded, log, o.progressEvery)
@@ -262,6 +288,8 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		API:             api,
 		HTTP:            api.HTTPClient(),
 		OutDir:          out,
+		Out:             bucket,
+		Files:           files,
 		Concurrency:     o.concurrency,
 		Downloads:       o.downloads,
 		PollMax:         o.pollMax,
