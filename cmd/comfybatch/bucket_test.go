@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -147,7 +149,9 @@ func TestRunUploadsLocalInputs(t *testing.T) {
 		s3h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(s3.Close)
-	srv := runcomfytest.New(runcomfytest.Config{Token: testToken})
+	// The simulated API fetches each input URL, as a model would, and keeps
+	// the sha256 of what it got.
+	srv := runcomfytest.New(runcomfytest.Config{Token: testToken, FetchInputs: true})
 	api := srv.Start()
 	t.Cleanup(srv.Close)
 
@@ -179,26 +183,24 @@ func TestRunUploadsLocalInputs(t *testing.T) {
 	if n := puts.Load(); n != int64(len(frames)) {
 		t.Fatalf("%d uploads for %d distinct frames", n, len(frames))
 	}
+	sums := map[string]bool{}
+	for f := range frames {
+		sum := sha256.Sum256([]byte(f))
+		sums[hex.EncodeToString(sum[:])] = true
+	}
 	jobs := 0
-	for key := range srv.SubmissionsByInput() {
-		_, input, _ := strings.Cut(key, "\n") // model, then the body
+	for _, j := range srv.Jobs() {
 		var in struct {
 			ImgURL string `json:"img_url"`
 		}
-		if err := json.Unmarshal([]byte(input), &in); err != nil {
+		if err := json.Unmarshal(j.Input, &in); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(in.ImgURL, s3.URL+"/ins/uploads/inputs/") || !strings.Contains(in.ImgURL, "X-Amz-Signature=") {
 			t.Fatalf("submitted img_url %.120s is not a pre-signed URL into the bucket", in.ImgURL)
 		}
-		resp, err := http.Get(in.ImgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !frames[string(got)] {
-			t.Fatalf("GET %s answered %d bytes that are no frame", in.ImgURL, len(got))
+		if got := j.Fetched["img_url"]; !sums[got] {
+			t.Fatalf("the simulated API fetched %.120s and got bytes of sha256 %q, no frame's", in.ImgURL, got)
 		}
 		jobs++
 	}

@@ -2,13 +2,17 @@ package runcomfytest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // inlineFiles decodes the data: URIs a submitted input carries in its
@@ -82,4 +86,61 @@ func dataDigest(uri string) (mediaType, sum string, err error) {
 	}
 	h := sha256.Sum256(raw)
 	return mediaType, hex.EncodeToString(h[:]), nil
+}
+
+// fetchInputs GETs every http(s) URL in a field whose name holds "url"
+// (or in a list there), as a model fetches its inputs, and returns the hex
+// sha256 of each answer by field (or field[i]). A URL that does not answer
+// 200 is an error naming the field.
+func fetchInputs(ctx context.Context, canonical json.RawMessage) (map[string]string, error) {
+	var in map[string]any
+	if err := json.Unmarshal(canonical, &in); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sums := map[string]string{}
+	fetch := func(where, u string) error {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: could not fetch: %w", where, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: could not fetch: HTTP %d", where, resp.StatusCode)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, resp.Body); err != nil {
+			return fmt.Errorf("%s: could not fetch: %w", where, err)
+		}
+		sums[where] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	}
+	for field, v := range in {
+		if !strings.Contains(strings.ToLower(field), "url") {
+			continue
+		}
+		switch x := v.(type) {
+		case string:
+			if err := fetch(field, x); err != nil {
+				return nil, err
+			}
+		case []any:
+			for i, e := range x {
+				if s, ok := e.(string); ok {
+					if err := fetch(field+"["+strconv.Itoa(i)+"]", s); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	return sums, nil
 }

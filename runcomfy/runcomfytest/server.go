@@ -67,6 +67,10 @@ type Config struct {
 	OutputsPerJob int    // default 1; more than 1 answers "videos": [...]
 	CostUSD       float64
 	BalanceJobs   int // > 0: submissions after this many jobs answer error_code 400002
+	// FetchInputs makes a submit GET every http(s) URL in a field whose
+	// name holds "url", as a model fetches its inputs, and answer 422 when
+	// one cannot be fetched; JobInfo.Fetched has what each one answered.
+	FetchInputs bool
 
 	PriceUSD  float64 // GET /v1/models/{id}; default 0.05
 	PriceUnit string  // default "second"
@@ -120,6 +124,9 @@ type JobInfo struct {
 	// Inline has the hex sha256 of each data: URI the input carried, by
 	// field (or field[i]); Input holds "data:TYPE;sha256=HEX" in its place.
 	Inline map[string]string
+	// Fetched has the hex sha256 of what each input URL answered, by field
+	// (or field[i]), under Config.FetchInputs.
+	Fetched map[string]string
 }
 
 // outcome is how a job ends, drawn when it is created.
@@ -146,6 +153,7 @@ type job struct {
 	kind      string // Answers.OutputKind when created: its URLs and files must agree
 	adopted   bool   // created by another Server, known here from its portable id
 	inline    map[string]string
+	fetched   map[string]string
 
 	extraShown bool // Config.ExtraStatus was reported
 	// resultFetches counts result answers after the end: it is the
@@ -317,7 +325,7 @@ func (s *Server) Jobs() []JobInfo {
 	out := make([]JobInfo, len(all))
 	for i, j := range all {
 		st, _ := s.stateLocked(j, now, false)
-		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st, Inline: j.inline}
+		out[i] = JobInfo{RequestID: j.id, Model: j.model, Input: j.input, Status: st, Inline: j.inline, Fetched: j.fetched}
 	}
 	return out
 }
@@ -384,6 +392,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		canonical, inline, err = inlineFiles(canonical)
 	}
+	var fetched map[string]string
+	if err == nil && s.config().FetchInputs {
+		fetched, err = fetchInputs(r.Context(), canonical)
+	}
 	if err != nil {
 		s.writeError(w, r, http.StatusUnprocessableEntity, 0, "input: "+err.Error())
 		return
@@ -397,7 +409,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j := s.createLocked(model, canonical)
-	j.inline = inline
+	j.inline, j.fetched = inline, fetched
 	drop := s.chanceLocked(s.cfg.DropSubmitRate)
 	answer := submitOK
 	if !drop && s.cfg.Answers.submitFaulty() {
