@@ -112,6 +112,9 @@ type Manifest struct {
 	Model     string // default model; "" when absent
 	ModelPos  Pos    // where the default model is written
 	OutputDir string // output.dir resolved against Dir, or a bucket URL as written; "" when absent
+	// Upload is the bucket local input files go to (the manifest's upload,
+	// as `run --upload`); "" sends them inline.
+	Upload string
 	Defaults  map[string]any
 	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
 	Includes  []string // the included files' paths, in include order
@@ -371,6 +374,14 @@ func (p *parser) parse(data []byte) {
 			}
 		case "output":
 			p.output(e.val)
+		case "upload":
+			if u, ok := p.text(e.val, "", "upload"); ok {
+				if !isBucketURL(u) {
+					p.fail(p.at(e.val), "", "upload", "must be a bucket URL: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azblob://CONTAINER/PREFIX")
+				} else {
+					p.m.Upload = u
+				}
+			}
 		case "defaults":
 			p.defaults(e.val)
 		case "jobs":
@@ -378,7 +389,7 @@ func (p *parser) parse(data []byte) {
 		case "include":
 			include = &entries[i]
 		default:
-			p.fail(p.at(e.keyNode), "", e.key, "unknown key; expected version, model, output, defaults, jobs or include")
+			p.fail(p.at(e.keyNode), "", e.key, "unknown key; expected version, model, output, upload, defaults, jobs or include")
 		}
 	}
 	before := len(p.errs)

@@ -136,6 +136,16 @@ func keysOf[V any](m map[string]V) []string {
 // file's bytes.
 func TestRunUploadsLocalInputs(t *testing.T) {
 	t.Parallel()
+	runUploads(t, false)
+}
+
+// The manifest's upload key does what --upload does.
+func TestManifestUploadKey(t *testing.T) {
+	t.Parallel()
+	runUploads(t, true)
+}
+
+func runUploads(t *testing.T, viaManifest bool) {
 	backend := s3mem.New()
 	if err := backend.CreateBucket("ins"); err != nil {
 		t.Fatal(err)
@@ -174,11 +184,17 @@ func TestRunUploadsLocalInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	manifest := filepath.Join(dir, "frames.yaml")
-	os.WriteFile(manifest, yaml, 0o644)
 	env := append(tokenEnv(api), awsEnv(t, "s3-secret-never-shown-77aa")...)
 	up := "s3://ins/uploads?use_path_style=true&endpoint=" + url.QueryEscape(s3.URL)
-	if r := runBinary(t, env, "run", manifest, "--upload", up, "--poll-max", "50ms"); r.code != 0 {
-		t.Fatalf("run --upload: exit %d\n%s", r.code, r.stderr)
+	args := []string{"run", manifest, "--poll-max", "50ms"}
+	if viaManifest {
+		yaml = append([]byte("upload: \""+up+"\"\n"), yaml...)
+	} else {
+		args = append(args, "--upload", up)
+	}
+	os.WriteFile(manifest, yaml, 0o644)
+	if r := runBinary(t, env, args...); r.code != 0 {
+		t.Fatalf("%v: exit %d\n%s", args, r.code, r.stderr)
 	}
 	if n := puts.Load(); n != int64(len(frames)) {
 		t.Fatalf("%d uploads for %d distinct frames", n, len(frames))

@@ -117,7 +117,7 @@ func (a *app) load(ctx context.Context, path string, schemaArgs []string, mode c
 	// Local files are checked here, before anything is paid, and sent
 	// inline: their data: URIs count against the body limit.
 	maxBody := int64(localfile.MaxInlineBody)
-	if a.uploadInputs {
+	if a.uploadInputs || m.Upload != "" {
 		maxBody = 0 // uploaded, not inline: no body limit
 	}
 	if lerr := runner.ValidateLocal(m, media.DefaultRules(), maxBody); lerr != nil {

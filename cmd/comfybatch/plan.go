@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"comfybatch/lifecycle"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/runner"
 	"comfybatch/store"
@@ -27,6 +28,7 @@ import (
 const priceTimeout = 30 * time.Second
 
 type planFlags struct {
+	upload          string // --upload URL: as run --upload, local inputs not inline
 	schemas         []string
 	retryFailed     bool
 	resubmitUnknown bool
@@ -54,6 +56,7 @@ without a token, or when that call fails, it says the price is unknown.`,
 	f.BoolVar(&o.retryFailed, "retry-failed", false, "plan as run --retry-failed would: resubmit failed and cancelled jobs")
 	f.BoolVar(&o.resubmitUnknown, "resubmit-unknown", false, "plan as run --resubmit-unknown would: resubmit unknown jobs")
 	f.BoolVar(&o.redoRejected, "redo-rejected", false, "plan as run --redo-rejected would: submit again the done jobs whose output was rejected in review")
+	f.StringVar(&o.upload, "upload", "", "plan as run --upload `URL` would: local input files uploaded, not inline (no body limit); the bucket is not touched")
 	addSchemaFlag(f, &o.schemas)
 	return cmd
 }
@@ -129,6 +132,10 @@ type planJobJSON struct {
 var planGroups = []string{"pending", "in_flight", "completed", "done", "failed", "cancelled", "unknown"}
 
 func (a *app) plan(ctx context.Context, path string, o planFlags) error {
+	if o.upload != "" && !outstore.IsURL(o.upload) {
+		return usagef("--upload %q: want a bucket URL, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azblob://CONTAINER/PREFIX", o.upload)
+	}
+	a.uploadInputs = o.upload != ""
 	if path == stdinManifest && a.ledger != "" {
 		return usagef("plan -: a manifest from stdin is planned without a ledger (a ledger belongs to one manifest file); drop --ledger, or give the manifest's file")
 	}

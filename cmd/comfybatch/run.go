@@ -264,6 +264,9 @@ func (a *app) run(ctx context.Context, path string, o runFlags) error {
 		bucket = outs
 	}
 	var files localfile.Sender // nil: inline data: URIs
+	if o.upload == "" {
+		o.upload = m.Upload // the manifest's, when the flag does not say
+	}
 	if o.upload != "" {
 		up, err := outstore.OpenBucket(ctx, o.upload)
 		if err != nil {

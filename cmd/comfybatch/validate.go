@@ -12,10 +12,12 @@ import (
 
 	"comfybatch/manifest"
 	"comfybatch/media"
+	"comfybatch/outstore"
 	"comfybatch/runner"
 )
 
 type validateFlags struct {
+	upload      string // --upload URL: as run --upload, local inputs not inline
 	schemas     []string
 	media       bool
 	concurrency int
@@ -44,6 +46,7 @@ Exit status 0 when everything is valid, 2 when anything is not.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.media, "media", false, "fetch each distinct image and audio URL once and check the file")
+	f.StringVar(&o.upload, "upload", "", "validate as run --upload `URL` would: local input files uploaded, not inline (no body limit); the bucket is not touched")
 	f.IntVarP(&o.concurrency, "concurrency", "j", media.DefaultConcurrency, "with --media: most files fetched at once")
 	f.Float64Var(&o.rps, "rps", 10, "with --media: most files fetched per second")
 	addSchemaFlag(f, &o.schemas)
@@ -70,6 +73,10 @@ type errorJSON struct {
 }
 
 func (a *app) validate(ctx context.Context, path string, o validateFlags) error {
+	if o.upload != "" && !outstore.IsURL(o.upload) {
+		return usagef("--upload %q: want a bucket URL, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or azblob://CONTAINER/PREFIX", o.upload)
+	}
+	a.uploadInputs = o.upload != ""
 	if o.media && o.concurrency < 1 {
 		return usagef("-j/--concurrency must be at least 1")
 	}
