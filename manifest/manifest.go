@@ -114,10 +114,10 @@ type Manifest struct {
 	OutputDir string // output.dir resolved against Dir, or a bucket URL as written; "" when absent
 	// Upload is the bucket local input files go to (the manifest's upload,
 	// as `run --upload`); "" sends them inline.
-	Upload string
-	Defaults  map[string]any
-	Jobs      []Job    // in file order; included jobs after the YAML ones, in include order
-	Includes  []string // the included files' paths, in include order
+	Upload   string
+	Defaults map[string]any
+	Jobs     []Job    // in file order; included jobs after the YAML ones, in include order
+	Includes []string // the included files' paths, in include order
 	// Files are the local files the jobs' inputs name (localfile), each
 	// once, as read; Globs the patterns of the folder includes, joined to
 	// Dir: what decides the jobs besides the manifest and its includes.
