@@ -250,6 +250,19 @@ const resumeWorth = 8 << 20
 // it whole instead of a tail that belongs to another.
 func validatorFile(part string) string { return part + ".validator" }
 
+// hostError is what a file host's answer other than the file means: an
+// expired URL (the result is fetched again for a fresh one), a transient
+// failure (tried again), or a failure.
+func hostError(rawURL string, code int) error {
+	switch {
+	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
+		return fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		return transientf("download %s: HTTP %d", rawURL, code)
+	}
+	return fmt.Errorf("download %s: HTTP %d", rawURL, code)
+}
+
 // fetchOnce downloads into the output's hidden partial file, resuming it
 // with Range and If-Range when it exists and its validator is known, checks
 // that the body is provably whole, fsyncs, and renames it into place: a
@@ -350,12 +363,8 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	case code == http.StatusRequestedRangeNotSatisfiable:
 		startOver()
 		return store.File{}, transientf("download %s: range not satisfiable; starting over", rawURL)
-	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
-		return store.File{}, fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		return store.File{}, transientf("download %s: HTTP %d", rawURL, code)
 	default:
-		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
+		return store.File{}, hostError(rawURL, code)
 	}
 	// The validator is written beside the partial file when a download is
 	// left partial, or up front for a large one (a kill -9 or a power cut

@@ -64,14 +64,8 @@ func (r *run) streamOnce(ctx context.Context, o output, rawURL string) (store.Fi
 		return store.File{}, transientf("download %s: %w", rawURL, stalledOr(rctx, err))
 	}
 	defer resp.Body.Close()
-	switch code := resp.StatusCode; {
-	case code == http.StatusOK:
-	case code == http.StatusForbidden || code == http.StatusNotFound || code == http.StatusGone:
-		return store.File{}, fmt.Errorf("download %s: HTTP %d: %w", rawURL, code, errExpired)
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
-		return store.File{}, transientf("download %s: HTTP %d", rawURL, code)
-	default:
-		return store.File{}, fmt.Errorf("download %s: HTTP %d", rawURL, code)
+	if resp.StatusCode != http.StatusOK {
+		return store.File{}, hostError(rawURL, resp.StatusCode)
 	}
 	total := resp.ContentLength
 	name := o.name(extension(u.Path, resp.Header.Get("Content-Type")))
