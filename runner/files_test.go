@@ -322,6 +322,20 @@ func TestPartialResumeNeedsTheSameValidator(t *testing.T) {
 
 // 3. A body with no Content-Length that a closed connection cuts short is
 // not recorded done; when the host later behaves, the file is whole.
+// closeDelimited answers 200 with body and no length nor chunking: the end
+// of the body is the connection's close, which proves nothing.
+func closeDelimited(t *testing.T, w http.ResponseWriter, body []byte) {
+	conn, buf, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer conn.Close()
+	buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\n\r\n")
+	buf.Write(body)
+	buf.Flush()
+}
+
 func TestShortBodyWithoutLengthIsNotDone(t *testing.T) {
 	full := bytes.Repeat([]byte("frame|"), 3000)
 	var lying atomic.Bool
@@ -333,15 +347,7 @@ func TestShortBodyWithoutLengthIsNotDone(t *testing.T) {
 		}
 		// Close-delimited: no length, no chunking; half the file, then
 		// the connection closes. Ranges are not understood.
-		conn, buf, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\n\r\n")
-		buf.Write(full[:len(full)/2])
-		buf.Flush()
+		closeDelimited(t, w, full[:len(full)/2])
 	}))
 	defer host.Close()
 	e := newFilesEnv(t, func(prompt, req string) []string { return []string{host.URL + "/x.mp4"} })
@@ -444,15 +450,7 @@ func TestFileRequestsAskForTheBytesAsStored(t *testing.T) {
 			return
 		}
 		// Close-delimited, no length: the proof is asked for.
-		conn, buf, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nConnection: close\r\n\r\n")
-		buf.Write(full)
-		buf.Flush()
+		closeDelimited(t, w, full)
 	}))
 	defer host.Close()
 	e := newFilesEnv(t, func(prompt, req string) []string { return []string{host.URL + "/x.mp4"} })
