@@ -250,6 +250,19 @@ const resumeWorth = 8 << 20
 // it whole instead of a tail that belongs to another.
 func validatorFile(part string) string { return part + ".validator" }
 
+// outputURL parses an output URL and holds it to the rule for input URLs
+// (SPEC §6): https, or http on loopback.
+func outputURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("output URL %q: %w", rawURL, err)
+	}
+	if err := runcomfy.CheckURL(rawURL); err != nil {
+		return nil, fmt.Errorf("output URL: %w", err)
+	}
+	return u, nil
+}
+
 // hostError is what a file host's answer other than the file means: an
 // expired URL (the result is fetched again for a fresh one), a transient
 // failure (tried again), or a failure.
@@ -268,13 +281,9 @@ func hostError(rawURL string, code int) error {
 // that the body is provably whole, fsyncs, and renames it into place: a
 // file under its final name is always whole.
 func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.File, error) {
-	u, err := url.Parse(rawURL)
+	u, err := outputURL(rawURL)
 	if err != nil {
-		return store.File{}, fmt.Errorf("output URL %q: %w", rawURL, err)
-	}
-	// The same rule as input URLs (SPEC §6): https, or http on loopback.
-	if err := runcomfy.CheckURL(rawURL); err != nil {
-		return store.File{}, fmt.Errorf("output URL: %w", err)
+		return store.File{}, err
 	}
 	part := filepath.Join(r.cfg.OutDir, o.part())
 	r.files.entries.Lock()

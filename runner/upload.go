@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"time"
 
-	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
 
@@ -43,12 +41,9 @@ func (r *run) putBytes(ctx context.Context, o output, ext, source string, data [
 // answers of the file host are read as fetchOnce reads them, less the
 // ranges: what is not whole is never committed.
 func (r *run) streamOnce(ctx context.Context, o output, rawURL string) (store.File, error) {
-	u, err := url.Parse(rawURL)
+	u, err := outputURL(rawURL)
 	if err != nil {
-		return store.File{}, fmt.Errorf("output URL %q: %w", rawURL, err)
-	}
-	if err := runcomfy.CheckURL(rawURL); err != nil {
-		return store.File{}, fmt.Errorf("output URL: %w", err)
+		return store.File{}, err
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
