@@ -188,6 +188,18 @@ func TestLargeAnswersReuseTheirBufferSafely(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := string(first.Output) + string(first.Error)
+	// The answer's buffer was kept, and the next answer of its size gets it.
+	c.spareMu.Lock()
+	spare := c.spare
+	c.spareMu.Unlock()
+	if cap(spare) < size {
+		t.Fatalf("no buffer kept after a %d-byte answer (spare of %d)", size, cap(spare))
+	}
+	if b := c.buffer(size); &b[0] != &spare[:1][0] {
+		t.Fatal("the next answer of the same size did not reuse the kept buffer")
+	} else {
+		c.putBuffer(b)
+	}
 	for range 3 {
 		if _, err := c.Result(context.Background(), "r1"); err != nil {
 			t.Fatal(err)
