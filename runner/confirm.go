@@ -37,8 +37,8 @@ func (r *run) spend(redo []store.Job) (Spend, error) {
 		s.CommittedUSD = c.committed
 	}
 	add := func(j store.Job) error {
-		if _, ok := r.cfg.Manifest.Job(j.ID); !ok {
-			return nil // feed submits only the manifest's jobs
+		if _, ok := r.cfg.Manifest.Job(j.ID); !ok || !r.selected(j.ID) {
+			return nil // feed submits only the manifest's jobs, within --job
 		}
 		if max := r.cfg.MaxSubmissions; max > 0 && s.Jobs >= max {
 			return nil

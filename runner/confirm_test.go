@@ -109,3 +109,22 @@ func TestRedoRejectedAsksFirst(t *testing.T) {
 		t.Fatalf("the fake created %d jobs, want the first run's 4", created)
 	}
 }
+
+// With --job, the question counts the selected jobs only.
+func TestConfirmCountsOnlyTheSelection(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{CostUSD: 0.25})
+	m := pricedManifest(t, 6, 5)
+	// Every job in the ledger, one submitted, five pending.
+	if _, err := e.run(m, func(c *Config) { c.MaxSubmissions = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	var asked []Spend
+	no := errors.New("no")
+	_, err := e.run(m, func(c *Config) {
+		c.Only = map[string]bool{"job-004": true, "job-005": true}
+		c.Confirm = func(s Spend) error { asked = append(asked, s); return no }
+	})
+	if !errors.Is(err, no) || len(asked) != 1 || asked[0].Jobs != 2 || asked[0].USD != 0.5 {
+		t.Fatalf("err %v, asked %+v; want one question for the 2 selected jobs at $0.50", err, asked)
+	}
+}
