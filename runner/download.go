@@ -389,9 +389,12 @@ func (r *run) fetchOnce(ctx context.Context, o output, rawURL string) (store.Fil
 	keepPartial := func() {
 		r.files.entries.Lock()
 		defer r.files.entries.Unlock()
+		// Whatever this try did not read (a validator is read only beside
+		// bytes already kept) may vouch for another version: without a
+		// strong validator of this answer's, none stays.
 		if v := strongValidator(resp.Header); v != "" {
 			os.WriteFile(validatorFile(part), []byte(v), 0o644)
-		} else if validator != "" {
+		} else {
 			os.Remove(validatorFile(part))
 		}
 	}
