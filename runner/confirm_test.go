@@ -118,13 +118,59 @@ func TestConfirmCountsOnlyTheSelection(t *testing.T) {
 	if _, err := e.run(m, func(c *Config) { c.MaxSubmissions = 1 }); err != nil {
 		t.Fatal(err)
 	}
+	only := map[string]bool{}
+	for id, j := range e.jobs() {
+		if j.State == lifecycle.Pending && len(only) < 2 {
+			only[id] = true
+		}
+	}
 	var asked []Spend
 	no := errors.New("no")
 	_, err := e.run(m, func(c *Config) {
-		c.Only = map[string]bool{"job-004": true, "job-005": true}
+		c.Only = only
 		c.Confirm = func(s Spend) error { asked = append(asked, s); return no }
 	})
 	if !errors.Is(err, no) || len(asked) != 1 || asked[0].Jobs != 2 || asked[0].USD != 0.5 {
 		t.Fatalf("err %v, asked %+v; want one question for the 2 selected jobs at $0.50", err, asked)
+	}
+}
+
+// A rejected job is sent back only when its submission goes: under
+// --max-submissions 1, one of three is submitted again and the other two
+// stay done with their files, so a later run without --redo-rejected pays
+// for none of them.
+func TestRedoRejectedBeyondACapStaysDone(t *testing.T) {
+	e := newEnv(t, runcomfytest.Config{CostUSD: 0.25})
+	m := pricedManifest(t, 4, 5)
+	if _, err := e.run(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	rj, err := store.OpenReviews(e.ledger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"job-000", "job-001", "job-002"} {
+		j := e.jobs()[id]
+		if err := rj.Put(context.Background(), store.Review{JobID: id, RequestID: j.RequestID, Verdict: store.Rejected}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rj.Close()
+	sum, err := e.run(m, func(c *Config) { c.RedoRejected, c.MaxSubmissions = true, 1 })
+	if err != nil || sum.Redone != 1 || sum.Submitted != 1 {
+		t.Fatalf("run --redo-rejected --max-submissions 1: %v, redone %d, submitted %d; want 1 and 1", err, sum.Redone, sum.Submitted)
+	}
+	done := 0
+	for _, j := range e.jobs() {
+		if j.State == lifecycle.Done {
+			done++
+		}
+	}
+	if done != 4 {
+		t.Fatalf("%d jobs done, want all 4 (the capped rejected ones stay done)", done)
+	}
+	before := e.srv.Stats().Created
+	if sum, err := e.run(m, nil); err != nil || sum.Submitted != 0 || e.srv.Stats().Created != before {
+		t.Fatalf("a plain run after it: %v, submitted %d; want nothing paid", err, sum.Submitted)
 	}
 }

@@ -59,7 +59,12 @@ func (e errLedger) Unwrap() error { return e.err }
 // the POST go, right before it is written, so a job stopped while waiting
 // stays as it was; the request id is committed the moment it is back. It
 // reports whether the job is now at RunComfy.
-func (r *run) submit(j *store.Job) (bool, error) {
+func (r *run) submit(j *store.Job) (bool, error) { return r.submitAfter(j, nil) }
+
+// submitAfter is submit with prepare, when given, run once the POST is
+// about to go (the body built, a place under --max-submissions taken) and
+// before the job is marked submitting: an error from it sends nothing.
+func (r *run) submitAfter(j *store.Job, prepare func() error) (bool, error) {
 	if r.intake.Err() != nil {
 		return false, nil
 	}
@@ -79,6 +84,12 @@ func (r *run) submit(j *store.Job) (bool, error) {
 	if !r.reserve() {
 		r.capped.Add(1)
 		return false, nil
+	}
+	if prepare != nil {
+		if err := prepare(); err != nil {
+			r.reserved.Add(-1)
+			return false, err
+		}
 	}
 	began := false
 	opts := runcomfy.SubmitOptions{

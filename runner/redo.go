@@ -35,25 +35,31 @@ func (r *run) rejected(ctx context.Context) ([]store.Job, error) {
 	})
 }
 
-// redoRejected sends every rejected done job back to pending, its files
-// kept under _history/<id>/<request id>/ and its request id in the
-// submissions table, so that the feed submits it again like any pending
-// job: paid, and counted by --max-cost and --max-submissions.
-func (r *run) redoRejected(ctx context.Context, jobs []store.Job) (int, error) {
-	k := keeper{ctx: ctx, out: r.out}
-	for _, j := range jobs {
-		files, err := r.cfg.Store.Files(ctx, j.ID)
+// redoJob submits a rejected done job again: once its submission is
+// certain to go (its local files read, a place under --max-submissions
+// taken), its files move to _history/<id>/<request id>/ and the ledger
+// keeps its request id in the submissions table, sends it to pending and
+// on to submitting; then it is collected like any job.
+func (r *run) redoJob(j store.Job) error {
+	ok, err := r.submitAfter(&j, func() error {
+		files, err := r.cfg.Store.Files(r.work, j.ID)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		kept, err := k.Archive(j.ID, j.RequestID, files)
+		kept, err := keeper{ctx: r.work, out: r.out}.Archive(j.ID, j.RequestID, files)
 		if err != nil {
-			return 0, fmt.Errorf("job %s: %w", j.ID, err)
+			return fmt.Errorf("job %s: %w", j.ID, err)
 		}
 		why := fmt.Sprintf("output of request %s rejected in review: submitted again (--redo-rejected); its files are kept in %s", j.RequestID, HistoryDir)
-		if err := r.cfg.Store.Redo(ctx, j.ID, kept, why); err != nil {
-			return 0, err
+		if err := r.cfg.Store.Redo(r.work, j.ID, kept, why); err != nil {
+			return err
 		}
+		r.redone.Add(1)
+		j.State, j.RequestID, j.Outputs = lifecycle.Pending, "", nil
+		return nil
+	})
+	if err != nil || !ok || r.cfg.SubmitOnly {
+		return err
 	}
-	return len(jobs), nil
+	return r.collect(j)
 }

@@ -156,6 +156,8 @@ type run struct {
 
 	log       *slog.Logger
 	submitted atomic.Int64 // POSTs that returned a request id
+	redo      []store.Job  // rejected done jobs to submit again (--redo-rejected)
+	redone    atomic.Int64 // of them, those sent back to be submitted
 	reserved  atomic.Int64 // submissions taken from the --max-submissions budget
 	capped    atomic.Int64
 	files     outFiles // the output folder's shared lock and fsyncs (download.go)
@@ -246,9 +248,7 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	if _, err := cfg.Store.FoldReviews(work); err != nil {
 		return sum, err
 	}
-	// The rejected jobs are only listed here: their files move aside after
-	// the spending question, so that a "no" leaves them done, not pending
-	// for a later run to pay for without --redo-rejected.
+	// The rejected jobs are only listed here, for the spending question.
 	var redo []store.Job
 	if cfg.RedoRejected {
 		if redo, err = r.rejected(work); err != nil {
@@ -281,12 +281,10 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 			}
 		}
 	}
-	if cfg.RedoRejected {
-		if sum.Redone, err = r.redoRejected(work, redo); err != nil {
-			return sum, err
-		}
-		r.log.Info("jobs whose output was rejected in review are submitted again; the rejected outputs are kept in "+HistoryDir, "jobs", sum.Redone)
-	}
+	// Each rejected job is sent back only when its submission goes (feed):
+	// one a cap, a stop or a signal keeps from it stays done, not pending
+	// for a later run to pay for without --redo-rejected.
+	r.redo = redo
 
 	if learned, err := cfg.Store.Durations(work); err == nil {
 		r.timing.seed(learned)
@@ -328,6 +326,9 @@ func Run(intake, work context.Context, cfg Config) (Summary, error) {
 	r.work = context.WithoutCancel(work)
 
 	sum.Submitted = int(r.submitted.Load())
+	if sum.Redone = int(r.redone.Load()); sum.Redone > 0 {
+		r.log.Info("jobs whose output was rejected in review were submitted again; the rejected outputs are kept in "+HistoryDir, "jobs", sum.Redone)
+	}
 	sum.Capped = int(r.capped.Load())
 	if c := r.costs; c != nil && c.capped > 0 {
 		sum.CostCapped, sum.CommittedUSD, sum.NextUSD = c.capped, c.committed, c.next
@@ -394,7 +395,7 @@ func (r *run) feed() error {
 	// whether the job still goes: a budget is asked at the last moment, so
 	// that every cost reported while the job waited counts. It reports
 	// whether to go on feeding.
-	goJob := func(j store.Job, admit func() bool) bool {
+	goWork := func(j store.Job, admit func() bool, work func(store.Job) error) bool {
 		select {
 		case slots <- struct{}{}:
 		case <-r.intake.Done():
@@ -410,11 +411,12 @@ func (r *run) feed() error {
 		}
 		g.Go(func() error {
 			defer func() { <-slots }()
-			r.fatal(j.ID, r.handle(j))
+			r.fatal(j.ID, work(j))
 			return nil
 		})
 		return true
 	}
+	goJob := func(j store.Job, admit func() bool) bool { return goWork(j, admit, r.handle) }
 	// Every way out waits for the jobs and downloads it started.
 	defer func() { g.Wait(); r.dlWG.Wait() }()
 
@@ -466,6 +468,22 @@ func (r *run) feed() error {
 			admit = func() bool { return c.take(j.ID, j.Model) }
 		}
 		if !goJob(j, admit) {
+			break
+		}
+	}
+	for _, j := range r.redo {
+		if r.intake.Err() != nil {
+			break
+		}
+		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
+			r.capped.Add(1)
+			continue
+		}
+		var admit func() bool
+		if c := r.costs; c != nil {
+			admit = func() bool { return c.take(j.ID, j.Model) }
+		}
+		if !goWork(j, admit, r.redoJob) {
 			break
 		}
 	}
