@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 
 	"comfybatch/lifecycle"
 	"comfybatch/manifest"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -519,5 +521,28 @@ func TestGoBuildIDOfThisBinary(t *testing.T) {
 	}
 	if _, err := goBuildID(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Fatal("a missing file has a build ID")
+	}
+}
+
+// sizeFails is an output store whose every look fails as a bucket's 503
+// does: nothing says the files are gone.
+type sizeFails struct{ outstore.Store }
+
+func (sizeFails) Size(context.Context, string) (int64, error) {
+	return 0, errors.New("503 SlowDown")
+}
+
+// A store that cannot be looked at is not taken for one whose files are
+// gone: keeping an earlier result fails, instead of leaving the paid file at
+// its live name for the next download to overwrite, and restoring one
+// fails, instead of calling the job's kept result lost.
+func TestHistoryLookFailureIsNotGone(t *testing.T) {
+	k := keeper{ctx: context.Background(), out: sizeFails{}}
+	f := store.File{Path: "a.mp4", Bytes: 3, SHA256: "x"}
+	if kept, err := k.Archive("a", "req-1", []store.File{f}); err == nil {
+		t.Fatalf("Archive on a failing store = %v, nil; want an error", kept)
+	}
+	if _, whole, err := k.Restore("a", []store.File{{Path: "_history/a/req-1/a.mp4", Bytes: 3, SHA256: "x"}}); err == nil {
+		t.Fatalf("Restore on a failing store: whole %v, nil error; want an error", whole)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"regexp"
 
@@ -44,16 +46,23 @@ func (k keeper) Archive(id, requestID string, files []store.File) ([]store.File,
 	var out []store.File
 	for _, f := range files {
 		dst := historyPath(id, requestID, f)
-		switch {
-		case k.holds(dst, f):
-			// Moved by an earlier try that crashed before the ledger
-			// heard of it; what is at the live name now is another file.
-		case k.holds(f.Path, f):
+		kept, err := k.holds(dst, f)
+		if err != nil {
+			return nil, err
+		}
+		if !kept {
+			// Not moved by an earlier try that crashed before the ledger
+			// heard of it: what is at the live name is this file, or gone.
+			live, err := k.holds(f.Path, f)
+			if err != nil {
+				return nil, err
+			}
+			if !live {
+				continue // gone: nothing to keep, nothing to record
+			}
 			if err := k.move(f.Path, dst); err != nil {
 				return nil, fmt.Errorf("keep %s in %s: %w", f.Path, HistoryDir, err)
 			}
-		default:
-			continue // gone from disk: nothing to keep, nothing to record
 		}
 		f.Path = dst
 		out = append(out, f)
@@ -66,20 +75,25 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 	whole := true
 	for i, f := range files {
 		live := path.Base(f.Path)
-		switch {
-		case k.holds(live, f):
-			// Restored by an earlier try that crashed before the ledger
-			// heard of it.
-		case k.holds(f.Path, f):
-			if err := k.move(f.Path, live); err != nil {
-				whole = false
+		// Restored already by an earlier try that crashed before the
+		// ledger heard of it, or to be moved back now.
+		there, err := k.holds(live, f)
+		if err != nil {
+			return nil, false, err
+		}
+		if !there {
+			kept, err := k.holds(f.Path, f)
+			if err != nil {
+				return nil, false, err
 			}
-		default:
-			whole = false
+			if kept && k.move(f.Path, live) == nil {
+				there, err = k.holds(live, f)
+				if err != nil {
+					return nil, false, err
+				}
+			}
 		}
-		if !k.holds(live, f) {
-			whole = false
-		}
+		whole = whole && there
 		f.Path = live
 		out[i] = f
 	}
@@ -88,21 +102,29 @@ func (k keeper) Restore(id string, files []store.File) ([]store.File, bool, erro
 
 // holds reports whether the file at rel (under the output folder) is f:
 // its size and its sha256. A kept result is restored only when its bytes
-// are the ones paid for.
-func (k keeper) holds(rel string, f store.File) bool {
-	if n, err := k.out.Size(k.ctx, rel); err != nil || n != f.Bytes {
-		return false
+// are the ones paid for. Only a missing file or other bytes say no; any
+// other failure (a bucket's 503, expired credentials) is an error, never
+// taken for "gone", which would leave a paid result to be overwritten.
+func (k keeper) holds(rel string, f store.File) (bool, error) {
+	n, err := k.out.Size(k.ctx, rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look at %s: %w", rel, err)
+	case n != f.Bytes:
+		return false, nil
 	}
 	file, err := k.out.Open(k.ctx, rel)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("open %s: %w", rel, err)
 	}
 	defer file.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, file); err != nil {
-		return false
+		return false, fmt.Errorf("read %s: %w", rel, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)) == f.SHA256
+	return hex.EncodeToString(h.Sum(nil)) == f.SHA256, nil
 }
 
 // move renames src to dst (both relative to the output folder), never over
