@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"comfybatch/lifecycle"
+	"comfybatch/outstore"
 	"comfybatch/runcomfy"
 	"comfybatch/store"
 )
@@ -630,19 +631,10 @@ func (o *outFiles) syncDir(dir string) error {
 		gen, wake := o.started, make(chan struct{})
 		o.wake = wake
 		o.mu.Unlock()
-		err := syncDir(dir)
+		err := outstore.SyncDir(dir)
 		o.mu.Lock()
 		o.done, o.err, o.wake = gen, err, nil
 		close(wake)
 	}
 	return o.err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
