@@ -100,3 +100,38 @@ func TestRateLimitBurstBacksOffPerCall(t *testing.T) {
 		}
 	}
 }
+
+// A call refused by a 429 without Retry-After, on a shared rate: the rate
+// is lowered, and the call's first retry goes at that rate at once (an
+// occasional 429 should cost one request's spacing, not a backoff); a call
+// refused again backs off as any other, one step behind.
+func TestFirstRetryOfA429GoesAtTheLoweredRate(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 3 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Write([]byte(`{"status":"in_queue"}`))
+	}))
+	defer srv.Close()
+	var slept []time.Duration
+	c := newTestClient(t, Options{BaseURL: srv.URL, RPS: 1000, BaseDelay: time.Second, MaxDelay: time.Minute,
+		Rand: func() float64 { return 0.5 },
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			slept = append(slept, d)
+			return nil
+		}})
+	if _, err := c.Status(context.Background(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{0, 500 * time.Millisecond, time.Second}
+	if len(slept) != len(want) {
+		t.Fatalf("waits %v, want %v", slept, want)
+	}
+	for i := range want {
+		if slept[i] != want[i] {
+			t.Fatalf("waits %v, want %v", slept, want)
+		}
+	}
+}

@@ -211,6 +211,11 @@ type SubmitOptions struct {
 	// the wait, so that a job killed while waiting is still pending. An
 	// error aborts the submission, NotSent.
 	BeforeSend func() error
+	// Between, when set, waits d between two attempts in place of a sleep:
+	// the job is not at RunComfy meanwhile (no attempt created it), so the
+	// caller may lend its place to another. An error aborts the
+	// submission, NotSent.
+	Between func(ctx context.Context, d time.Duration) error
 }
 
 // Submit posts input as the JSON body to POST /v1/models/{modelID}. It is
@@ -229,7 +234,7 @@ func (c *Client) Submit(ctx context.Context, modelID string, input any, o Submit
 		return out, localError("submit", fmt.Errorf("encode input: %w", err))
 	}
 	err = c.call(ctx, callSpec{op: "submit", method: http.MethodPost, path: path, body: body, limit: maxAnswer,
-		retry: submitRetryable, intake: o.Intake, beforeSend: o.BeforeSend}, &out)
+		retry: submitRetryable, intake: o.Intake, beforeSend: o.BeforeSend, between: o.Between}, &out)
 	return out, err
 }
 
@@ -326,10 +331,11 @@ func submitRetryable(err error) bool { return retryable(err) && SubmitNotCreated
 type callSpec struct {
 	op, method, path string
 	body             []byte
-	limit            int64            // the most bytes its answer may have
-	retry            func(error) bool // whether a failed attempt may be repeated
-	intake           context.Context  // bounds the waits before sending; nil = ctx
-	beforeSend       func() error     // runs right before each attempt is sent
+	limit            int64                                      // the most bytes its answer may have
+	retry            func(error) bool                           // whether a failed attempt may be repeated
+	intake           context.Context                            // bounds the waits before sending; nil = ctx
+	beforeSend       func() error                               // runs right before each attempt is sent
+	between          func(context.Context, time.Duration) error // waits between attempts; nil = sleep
 }
 
 // call runs one API call under the shared pause and rate limit, retrying
@@ -393,6 +399,12 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 			delay = e.RetryAfter
 		case limited && !adapted:
 			delay = c.rateLimited()
+		case limited && attempt == 0:
+			// The lowered rate paces the first retry: the other calls
+			// are let through, and so most likely is this one.
+			delay = 0
+		case limited:
+			delay = Backoff(attempt-1, c.baseDelay, c.maxDelay, c.rand())
 		}
 		if limited && !adapted {
 			c.pause(delay)
@@ -411,7 +423,11 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		if limited && !adapted {
 			continue // c.wait sleeps out the pause
 		}
-		if err := c.sleep(waitCtx, delay); err != nil {
+		between := c.sleep
+		if cs.between != nil {
+			between = cs.between
+		}
+		if err := between(waitCtx, delay); err != nil {
 			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
 	}

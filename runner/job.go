@@ -17,7 +17,7 @@ import (
 // handle takes one job as far as it can go in this run, doing what
 // lifecycle.Next says. It returns an error only when the ledger itself
 // failed; what happens to the job at RunComfy is recorded in the ledger.
-func (r *run) handle(j store.Job) error {
+func (r *run) handle(j store.Job, p *place) error {
 	switch lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) {
 	case lifecycle.ActionDownload:
 		r.enqueueDownload(j)
@@ -25,13 +25,44 @@ func (r *run) handle(j store.Job) error {
 	case lifecycle.ActionPoll:
 		return r.collect(j)
 	case lifecycle.ActionSubmit:
-		ok, err := r.submit(&j)
+		ok, err := r.submit(&j, p)
 		if err != nil || !ok || r.cfg.SubmitOnly {
 			return err
 		}
 		return r.collect(j)
 	}
 	return nil
+}
+
+// place is a job's hold on one of the -j places at RunComfy (see feed),
+// used by the job's worker alone: held while the job is at RunComfy or
+// about to be, and lent to another job while it waits to try again a
+// submission that created nothing. (It is not given back before the end
+// is recorded: a cost reported with it must count before the next job is
+// admitted under --max-cost.)
+type place struct {
+	slots chan struct{}
+	held  bool
+}
+
+func (p *place) release() {
+	if p.held {
+		<-p.slots
+		p.held = false
+	}
+}
+
+func (p *place) take(ctx context.Context) error {
+	if p.held {
+		return nil
+	}
+	select {
+	case p.slots <- struct{}{}:
+		p.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // reserve takes one submission from the --max-submissions budget.
@@ -59,12 +90,12 @@ func (e errLedger) Unwrap() error { return e.err }
 // the POST go, right before it is written, so a job stopped while waiting
 // stays as it was; the request id is committed the moment it is back. It
 // reports whether the job is now at RunComfy.
-func (r *run) submit(j *store.Job) (bool, error) { return r.submitAfter(j, nil) }
+func (r *run) submit(j *store.Job, p *place) (bool, error) { return r.submitAfter(j, p, nil) }
 
 // submitAfter is submit with prepare, when given, run once the POST is
 // about to go (the body built, a place under --max-submissions taken) and
 // before the job is marked submitting: an error from it sends nothing.
-func (r *run) submitAfter(j *store.Job, prepare func() error) (bool, error) {
+func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, error) {
 	if r.intake.Err() != nil {
 		return false, nil
 	}
@@ -106,6 +137,18 @@ func (r *run) submitAfter(j *store.Job, prepare func() error) (bool, error) {
 			}
 			began = true
 			return nil
+		},
+		// While a refused submission waits to be tried again the job is
+		// not at RunComfy: its place serves another job meanwhile.
+		Between: func(ctx context.Context, d time.Duration) error {
+			if d <= 0 {
+				return ctx.Err()
+			}
+			p.release()
+			if err := r.cfg.Sleep(ctx, d); err != nil {
+				return err
+			}
+			return p.take(ctx)
 		},
 	}
 	// The POST runs under the work context: a first Ctrl-C ends the intake

@@ -13,10 +13,10 @@ import (
 const DefaultPollMax = 15 * time.Second
 
 // Typical is what a run knows of how long a model's jobs take from
-// submission to the end: the 65th and the 95th percentile, the two ages its
-// polls aim at, estimated from the jobs seen finish and those last seen
-// still running (see quantiles). Samples is how many finished; it is 0
-// until the run knows anything.
+// submission to the end: the 65th and the 95th percentile, estimated from
+// the jobs seen finish and those last seen still running (see quantiles),
+// and, once both are known, the ages its polls aim at (see planAims).
+// Samples is how many finished; it is 0 until the run knows anything.
 type Typical struct {
 	Samples  int
 	P65, P95 time.Duration
@@ -25,6 +25,9 @@ type Typical struct {
 	// beyond P65 (or P95). The first jobs to finish are the short ones;
 	// quantiles taken from them alone would pull every later poll early.
 	Open65, Open95 bool
+	// Aims are the ages a job's polls aim at, in order, the last at P95;
+	// nil means P65 then P95.
+	Aims []time.Duration
 }
 
 // minSamples is how many finished jobs a run must have seen before it
@@ -45,13 +48,15 @@ type PollState struct {
 	Aimed    Aim           // the last target polled at
 }
 
-// Aim is the target a poll is aimed at.
+// Aim is the target a poll is aimed at: n for the n-th of the model's aims
+// (Typical.Aims, or P65 then P95), AimNone for a scout's, a fallback's or a
+// late poll.
 type Aim int
 
 const (
-	AimNone    Aim = iota // not aimed: a scout's, a fallback's or a late poll
-	AimTypical            // the model's typical end (P65)
-	AimLate               // its late end (P95)
+	AimNone    Aim = 0
+	AimTypical Aim = 1 // the first aim: P65 unless planned otherwise
+	AimLate    Aim = 2 // the second: P95 unless planned otherwise
 )
 
 // PollPlan is when to poll a job next.
@@ -70,11 +75,12 @@ type PollPlan struct {
 // Every poll is one call to the result endpoint, which also answers the
 // status, so fewer polls is fewer calls. The shape:
 //   - once the run knows a model's 65th percentile, a job's first poll is
-//     aimed at it, the next at the 95th: for jobs of 2–4 s that is about
-//     1.4 calls per job where a fixed 2 s status poller makes three (aimed
-//     at the median and the 90th it was 1.6, with a little less lag). A
-//     target is aimed at once: newer samples that move it after its poll do
-//     not call for another;
+//     aimed at it, and once it knows the 95th, at the aims planAims gives:
+//     the fewest polls that leave a finished job unseen for at most a fifth
+//     of the model's mean duration (for jobs of 2–4 s the 65th then the
+//     95th, about 1.4 calls per job; for jobs of 0.2–0.8 s, whose spread is
+//     wider for their length, four aims). A target is aimed at once: newer
+//     samples that move it after its poll do not call for another;
 //   - while the target is not known, a few scouts per model poll the old
 //     way (the first at once: a model that answers at once costs no
 //     waiting; then every second while young) and the model's other jobs
@@ -98,16 +104,26 @@ func PollInterval(p PollState, typ Typical, limit time.Duration) PollPlan {
 	lastAt := max(age-max(p.Since, 0), 0) // age at the last poll
 	know65 := typ.Samples >= minSamples && !typ.Open65
 	know95 := know65 && !typ.Open95
-	// A target is still ahead unless it was aimed at or a poll came after it.
-	ahead := func(a Aim, at time.Duration) bool { return p.Aimed < a && (p.Polls <= 0 || at > lastAt) }
-	plan := PollPlan{}
+	var targets []time.Duration
 	switch {
-	case know65 && ahead(AimTypical, typ.P65):
-		plan.Wait, plan.Aim = max(typ.P65-age, 0), AimTypical
-	case know95 && ahead(AimLate, typ.P95):
-		plan.Wait, plan.Aim = max(typ.P95-age, 0), AimLate
+	case know95 && typ.Aims != nil:
+		targets = typ.Aims
 	case know95:
-		plan.Wait = max(min(time.Second, max(typ.P95/4, 250*time.Millisecond)), age/10)
+		targets = []time.Duration{typ.P65, typ.P95}
+	case know65:
+		targets = []time.Duration{typ.P65}
+	}
+	plan := PollPlan{}
+	// A target is still ahead unless it was aimed at or a poll came after it.
+	for i := max(int(p.Aimed), 0); i < len(targets); i++ {
+		if p.Polls <= 0 || targets[i] > lastAt {
+			plan.Wait, plan.Aim = max(targets[i]-age, 0), Aim(i+1)
+			return plan.bounded(p, limit)
+		}
+	}
+	switch {
+	case know95:
+		plan.Wait = lateStep(typ.P95, age)
 	case !p.Scout:
 		return PollPlan{Wait: max(limit-max(p.Since, 0), 0), UntilNews: true}
 	case p.Polls <= 0:
@@ -115,24 +131,44 @@ func PollInterval(p PollState, typ Typical, limit time.Duration) PollPlan {
 	default:
 		plan.Wait = max(time.Second, age/10)
 	}
+	return plan.bounded(p, limit)
+}
+
+// bounded stretches a plan's wait for a deep queue (the position comes from
+// an earlier poll, so the first has none) and caps it at limit.
+func (plan PollPlan) bounded(p PollState, limit time.Duration) PollPlan {
 	if p.QueuePos > 0 && p.Polls > 0 {
-		// The position comes from an earlier poll, so the first has none.
 		plan.Wait = max(plan.Wait, time.Duration(min(p.QueuePos, 1<<20))*(time.Second/2))
 	}
 	plan.Wait = min(plan.Wait, limit)
 	return plan
 }
 
-// quantiles estimates the 65th and 95th percentiles of a model's job
-// durations from the jobs that finished (done) and those last seen still
-// running at some age (alive), which are known only to take longer: the
-// Kaplan–Meier estimate, which counts a running job among those that could
-// have ended at each duration up to its age. Without it, the first jobs of a
-// run to finish, the short ones, would be taken for typical. A quantile that
-// the finished jobs do not reach yet is open, a lower bound. alive is
-// reordered.
-func quantiles(done, alive []time.Duration) Typical {
-	typ := Typical{Samples: len(done), Open65: true, Open95: true}
+// lateStep is the wait between polls of a job past its model's 95th
+// percentile: a tenth of its age, at least a second, or for a model whose
+// jobs take a second or two a quarter of its 95th percentile, a quarter
+// second at least.
+func lateStep(p95, age time.Duration) time.Duration {
+	return max(min(time.Second, max(p95/4, 250*time.Millisecond)), age/10)
+}
+
+// ending is one step of the Kaplan–Meier estimate of a model's durations:
+// the share of its jobs that end at an age, and the share left running past
+// it.
+type ending struct {
+	at          time.Duration
+	share, left float64
+}
+
+// survival estimates how a model's job durations spread from the jobs that
+// finished (done) and those last seen still running at some age (alive),
+// which are known only to take longer: the Kaplan–Meier estimate, which
+// counts a running job among those that could have ended at each duration
+// up to its age. Without it, the first jobs of a run to finish, the short
+// ones, would be taken for typical. It returns the endings in order of age
+// (their shares sum to less than 1 while jobs run longer than any ended)
+// and the largest age it was given.
+func survival(done, alive []time.Duration) (ends []ending, last time.Duration) {
 	type obs struct {
 		at    time.Duration
 		ended bool
@@ -158,7 +194,6 @@ func quantiles(done, alive []time.Duration) Typical {
 		}
 		return 1
 	})
-	const eps = 1e-9
 	surviving, atRisk := 1.0, len(all)
 	for i := 0; i < len(all); {
 		at, ended, n := all[i].at, 0, 0
@@ -169,27 +204,160 @@ func quantiles(done, alive []time.Duration) Typical {
 			}
 		}
 		if ended > 0 {
+			before := surviving
 			surviving *= 1 - float64(ended)/float64(atRisk)
-			// Strictly past the quantile, as the sorted sample's s[n*65/100] is.
-			if typ.Open65 && surviving < 0.35-eps {
-				typ.P65, typ.Open65 = at, false
-			}
-			if typ.Open95 && surviving < 0.05-eps {
-				typ.P95, typ.Open95 = at, false
-			}
+			ends = append(ends, ending{at: at, share: before - surviving, left: surviving})
 		}
 		atRisk -= n
 	}
 	if len(all) > 0 {
-		last := all[len(all)-1].at
-		if typ.Open65 {
-			typ.P65 = last
-		}
-		if typ.Open95 {
-			typ.P95 = last
+		last = all[len(all)-1].at
+	}
+	return ends, last
+}
+
+// quantile is the age by which more than share q of the jobs end, if the
+// endings reach it: strictly past it, as the sorted sample's s[n*q] is.
+func quantile(ends []ending, q float64) (time.Duration, bool) {
+	const eps = 1e-9
+	for _, e := range ends {
+		if e.left < 1-q-eps {
+			return e.at, true
 		}
 	}
+	return 0, false
+}
+
+// quantiles estimates the 65th and 95th percentiles of a model's job
+// durations (see survival). A quantile that the finished jobs do not reach
+// yet is open: a lower bound, the largest age seen.
+func quantiles(done, alive []time.Duration) Typical {
+	ends, last := survival(done, alive)
+	return typicalOf(len(done), ends, last)
+}
+
+func typicalOf(samples int, ends []ending, last time.Duration) Typical {
+	typ := Typical{Samples: samples, P65: last, P95: last, Open65: true, Open95: true}
+	if at, ok := quantile(ends, 0.65); ok {
+		typ.P65, typ.Open65 = at, false
+	}
+	if at, ok := quantile(ends, 0.95); ok {
+		typ.P95, typ.Open95 = at, false
+	}
 	return typ
+}
+
+// idleShare is how long a finished job may wait, on average, for the poll
+// that sees it end, as a share of its model's mean duration: its place at
+// RunComfy stands idle meanwhile, so this bounds the share of the account
+// a run leaves unused. A fifth keeps jobs of 2–4 s at two polls (idle 0.19)
+// and gives jobs of 0.2–0.8 s, whose spread is wide for their length, four.
+const idleShare = 0.2
+
+// planLevels chooses the percentiles a model's polls aim at: the 95th, and
+// before it up to three of the 20th, 25th, … 90th, with the fewest polls
+// per job expected from ends whose expected idle is within idleShare of the
+// mean duration (the least idle when none is). ends must reach the 95th.
+func planLevels(ends []ending) []float64 {
+	p95, _ := quantile(ends, 0.95)
+	// What every plan shares: the jobs ending past the 95th, polled at the
+	// late pace after it, and the mean.
+	var total, mean, tailPolls, tailIdle float64
+	for _, e := range ends {
+		total += e.share
+		mean += e.share * e.at.Seconds()
+		if e.at <= p95 {
+			continue
+		}
+		t, n := p95, 0
+		for t < e.at {
+			t += lateStep(p95, t)
+			n++
+		}
+		tailPolls += e.share * float64(n)
+		tailIdle += e.share * (t - e.at).Seconds()
+	}
+	if total <= 0 {
+		return []float64{0.95}
+	}
+	mean /= total
+	var levels []float64
+	for l := 20; l <= 90; l += 5 {
+		levels = append(levels, float64(l)/100)
+	}
+	type plan struct {
+		levels      []float64
+		polls, idle float64
+	}
+	better := func(a, b plan) bool {
+		okA, okB := a.idle <= idleShare*mean, b.idle <= idleShare*mean
+		switch {
+		case okA != okB:
+			return okA
+		case !okA:
+			return a.idle < b.idle || a.idle == b.idle && a.polls < b.polls
+		}
+		return a.polls < b.polls || a.polls == b.polls && a.idle < b.idle
+	}
+	var best plan
+	found := false
+	consider := func(chosen []float64) {
+		lv := append(slices.Clone(chosen), 0.95)
+		aims := aimsAt(ends, lv)
+		p := plan{levels: lv}
+		k := 0 // the aim that sees the endings from here on
+		for _, e := range ends {
+			if e.at > p95 {
+				break
+			}
+			for aims[k] < e.at {
+				k++
+			}
+			p.polls += e.share * float64(k+1)
+			p.idle += e.share * (aims[k] - e.at).Seconds()
+		}
+		p.polls = (p.polls + tailPolls + float64(len(aims))*(total-sumUpTo(ends, p95))) / total
+		p.idle = (p.idle + tailIdle) / total
+		if !found || better(p, best) {
+			best, found = p, true
+		}
+	}
+	consider(nil)
+	for i := range levels {
+		consider(levels[i : i+1])
+		for j := i + 1; j < len(levels); j++ {
+			consider([]float64{levels[i], levels[j]})
+			for k := j + 1; k < len(levels); k++ {
+				consider([]float64{levels[i], levels[j], levels[k]})
+			}
+		}
+	}
+	return best.levels
+}
+
+// sumUpTo is the share of jobs ending by age at.
+func sumUpTo(ends []ending, at time.Duration) float64 {
+	var s float64
+	for _, e := range ends {
+		if e.at > at {
+			break
+		}
+		s += e.share
+	}
+	return s
+}
+
+// aimsAt is the ages of the given percentiles, in order, without repeats;
+// ends must reach each of them.
+func aimsAt(ends []ending, levels []float64) []time.Duration {
+	aims := make([]time.Duration, 0, len(levels))
+	for _, l := range levels {
+		at, _ := quantile(ends, l)
+		if len(aims) == 0 || at > aims[len(aims)-1] {
+			aims = append(aims, at)
+		}
+	}
+	return aims
 }
 
 // durations is what a run knows of one model's job durations, shared by
@@ -203,6 +371,10 @@ type durations struct {
 	n      int                      // samples recorded, all time
 	alive  map[string]time.Duration // job id -> age it was last seen running
 	scouts map[string]bool          // job ids scouting
+	// levels are the percentiles polls aim at, planned when n was planned;
+	// planned anew every replanEvery samples, as the search is not free.
+	levels  []float64
+	planned int
 	// news ends when a job finishes or a scout's place frees: jobs waiting
 	// on the scouts ask again.
 	news     context.Context
@@ -226,6 +398,10 @@ func (d *durations) tell() {
 	}
 }
 
+// replanEvery is how many jobs must finish before the aims are planned
+// anew: their percentiles follow every sample, their choice need not.
+const replanEvery = 16
+
 // get says what is known now.
 func (d *durations) get() Typical {
 	d.mu.Lock()
@@ -234,7 +410,16 @@ func (d *durations) get() Typical {
 	for _, a := range d.alive {
 		alive = append(alive, a)
 	}
-	return quantiles(d.window[:min(d.n, len(d.window))], alive)
+	done := d.window[:min(d.n, len(d.window))]
+	ends, last := survival(done, alive)
+	typ := typicalOf(len(done), ends, last)
+	if typ.Samples >= minSamples && !typ.Open65 && !typ.Open95 {
+		if d.levels == nil || d.n-d.planned >= replanEvery {
+			d.levels, d.planned = planLevels(ends), d.n
+		}
+		typ.Aims = aimsAt(ends, d.levels)
+	}
+	return typ
 }
 
 // seen records that a job was seen still running at age.

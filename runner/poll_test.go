@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -159,7 +160,7 @@ func TestQuantilesCountJobsStillRunning(t *testing.T) {
 	}
 	cases[4].want = Typical{Samples: 4, P65: 2200 * time.Millisecond, P95: 2200 * time.Millisecond, Open65: true, Open95: true}
 	for _, c := range cases {
-		if got := quantiles(c.done, c.alive); got != c.want {
+		if got := quantiles(c.done, c.alive); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: quantiles(%v, %v) = %+v, want %+v", c.name, c.done, c.alive, got, c.want)
 		}
 	}
@@ -167,14 +168,16 @@ func TestQuantilesCountJobsStillRunning(t *testing.T) {
 
 func TestDurationsLearnsQuantilesOfRecentJobs(t *testing.T) {
 	var d durations
-	if got := d.get(); got != (Typical{Open65: true, Open95: true}) {
+	if got := d.get(); !reflect.DeepEqual(got, Typical{Open65: true, Open95: true}) {
 		t.Fatalf("nothing learned yet: %+v", got)
 	}
 	for i := 1; i <= 10; i++ {
 		d.add(time.Duration(i) * time.Second)
 	}
-	if got, want := d.get(), (Typical{Samples: 10, P65: 7 * time.Second, P95: 10 * time.Second}); got != want {
-		t.Fatalf("after 1..10 s: %+v, want %+v", got, want)
+	if got := d.get(); got.Samples != 10 || got.P65 != 7*time.Second || got.P95 != 10*time.Second || got.Open65 || got.Open95 {
+		t.Fatalf("after 1..10 s: %+v, want P65 7 s, P95 10 s", got)
+	} else if n := len(got.Aims); n == 0 || got.Aims[n-1] != got.P95 {
+		t.Fatalf("after 1..10 s: aims %v do not end at the 95th", got.Aims)
 	}
 	// The window forgets: after a full window of 1-minute jobs the early
 	// short ones no longer count.
@@ -284,5 +287,73 @@ func TestScoutsPollForAColdModel(t *testing.T) {
 	t.Logf("%d calls for %d jobs: %d polled once, %d more often", meter.calls, jobs, once, scouted)
 	if scouted > scouts || float64(meter.calls)/jobs >= 2 {
 		t.Errorf("%d jobs polled more than once, %d calls for %d jobs; want at most %d scouts and under 2 calls a job", scouted, meter.calls, jobs, scouts)
+	}
+}
+
+// planLevels spends polls where a model's spread is wide for its length:
+// jobs of 2–4 s keep two aims (about 1.4 polls a job), jobs of 0.2–0.8 s
+// get more, until a finished job waits at most a fifth of the mean to be
+// seen; jobs that all take as long need one.
+func TestPlanLevels(t *testing.T) {
+	spread := func(lo, hi time.Duration, n int) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = lo + (hi-lo)*time.Duration(i)/time.Duration(n-1)
+		}
+		return out
+	}
+	cases := []struct {
+		name          string
+		done          []time.Duration
+		minAims, most int
+		wantLevels    []float64 // when set, exactly these
+	}{
+		{"jobs of 2–4 s: two aims", spread(2*time.Second, 4*time.Second, 128), 2, 2, nil},
+		{"jobs of 0.2–0.8 s: more aims", spread(200*time.Millisecond, 800*time.Millisecond, 128), 3, 4, nil},
+		{"jobs that all take 3 s: one aim", spread(3*time.Second, 3*time.Second, 64), 1, 1, nil},
+	}
+	for _, c := range cases {
+		ends, _ := survival(c.done, nil)
+		levels := planLevels(ends)
+		aims := aimsAt(ends, levels)
+		if len(aims) < c.minAims || len(aims) > c.most {
+			t.Errorf("%s: levels %v, aims %v; want %d to %d aims", c.name, levels, aims, c.minAims, c.most)
+		}
+		if c.wantLevels != nil && !reflect.DeepEqual(levels, c.wantLevels) {
+			t.Errorf("%s: levels %v, want %v", c.name, levels, c.wantLevels)
+		}
+		// The promise, counted job by job: each is seen by the first aim at
+		// or past its end.
+		var idle, mean time.Duration
+		for _, d := range c.done {
+			mean += d
+			for _, a := range aims {
+				if a >= d {
+					idle += a - d
+					break
+				}
+			}
+		}
+		if idle > time.Duration(float64(mean)*idleShare) {
+			t.Errorf("%s: aims %v leave jobs unseen %v in all, over a fifth of their %v", c.name, aims, idle, mean)
+		}
+	}
+}
+
+// Planned aims are polled in turn, each once, then the late pace.
+func TestPollIntervalFollowsPlannedAims(t *testing.T) {
+	const ms = time.Millisecond
+	typ := Typical{Samples: 100, P65: 590 * ms, P95: 770 * ms, Aims: []time.Duration{400 * ms, 600 * ms, 700 * ms, 770 * ms}}
+	p := PollState{Scout: true}
+	var got []time.Duration
+	for range 6 {
+		plan := PollInterval(p, typ, 15*time.Second)
+		p.Age += plan.Wait
+		got = append(got, p.Age)
+		p.Polls, p.Since, p.Aimed = p.Polls+1, 0, max(p.Aimed, plan.Aim)
+	}
+	want := []time.Duration{400 * ms, 600 * ms, 700 * ms, 770 * ms, 1020 * ms, 1270 * ms}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("polled at %v, want %v", got, want)
 	}
 }

@@ -40,8 +40,8 @@ func (r *run) rejected(ctx context.Context) ([]store.Job, error) {
 // taken), its files move to _history/<id>/<request id>/ and the ledger
 // keeps its request id in the submissions table, sends it to pending and
 // on to submitting; then it is collected like any job.
-func (r *run) redoJob(j store.Job) error {
-	ok, err := r.submitAfter(&j, func() error {
+func (r *run) redoJob(j store.Job, p *place) error {
+	ok, err := r.submitAfter(&j, p, func() error {
 		files, err := r.cfg.Store.Files(r.work, j.ID)
 		if err != nil {
 			return err

@@ -395,7 +395,7 @@ func (r *run) feed() error {
 	// whether the job still goes: a budget is asked at the last moment, so
 	// that every cost reported while the job waited counts. It reports
 	// whether to go on feeding.
-	goWork := func(j store.Job, admit func() bool, work func(store.Job) error) bool {
+	goWork := func(j store.Job, admit func() bool, work func(store.Job, *place) error) bool {
 		select {
 		case slots <- struct{}{}:
 		case <-r.intake.Done():
@@ -409,9 +409,10 @@ func (r *run) feed() error {
 			<-slots
 			return true
 		}
+		p := &place{slots: slots, held: true}
 		g.Go(func() error {
-			defer func() { <-slots }()
-			r.fatal(j.ID, work(j))
+			defer p.release()
+			r.fatal(j.ID, work(j, p))
 			return nil
 		})
 		return true

@@ -68,7 +68,8 @@ func BenchmarkAccountBusy(b *testing.B) {
 //
 //	go test -run XXX -bench RateLimitTrickle -benchtime 1x ./runner/
 func BenchmarkRateLimitTrickle(b *testing.B) {
-	const jobs, max = 1000, 32
+	const max = 32
+	jobs := trickleJobs()
 	for range b.N {
 		srv := runcomfytest.New(runcomfytest.Config{RunTime: 500 * time.Millisecond, Jitter: 0.6, MaxRunning: max,
 			Rate429: rate429(), RetryAfterShare: 0.5, Token: "trickle-token", Seed: 7})
@@ -96,6 +97,9 @@ func BenchmarkRateLimitTrickle(b *testing.B) {
 		b.ReportMetric(floor.Seconds(), "s-floor")
 		b.ReportMetric(wall.Seconds()/floor.Seconds(), "ratio")
 		b.ReportMetric(float64(srv.Stats().Rejected429), "429s")
+		b.ReportMetric(srv.Lag().Seconds(), "s-lag/job")
+		calls := srv.Stats()
+		b.ReportMetric(float64(calls.Status+calls.Result)/float64(jobs), "polls/job")
 	}
 }
 
@@ -152,4 +156,13 @@ func BenchmarkPollingFirstAndSecondRun(b *testing.B) {
 		b.ReportMetric(first, "calls/job-first-run")
 		b.ReportMetric(second, "calls/job-second-run")
 	}
+}
+
+// trickleJobs is how many jobs the trickle runs: the 5,000, or
+// TRICKLE_JOBS for a quicker look.
+func trickleJobs() int {
+	if n, err := strconv.Atoi(os.Getenv("TRICKLE_JOBS")); err == nil && n > 0 {
+		return n
+	}
+	return 5000
 }

@@ -145,6 +145,7 @@ type job struct {
 	created   time.Time
 	queueEnd  time.Time
 	runEnd    time.Time
+	seenEnded time.Time // when a result first told of the end
 	outcome   outcome
 	outputs   int     // number of output files
 	cost      float64 // reported in the result once finished
@@ -674,6 +675,9 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request) {
 	ended := !j.cancelled && runcomfy.Terminal(st)
 	if ended {
 		j.resultFetches++
+		if j.seenEnded.IsZero() {
+			j.seenEnded = s.cfg.Now()
+		}
 	}
 	gen := j.resultFetches
 	answers := s.cfg.Answers
@@ -1018,6 +1022,25 @@ func (s *Server) Busy() time.Duration {
 		}
 	}
 	return d
+}
+
+// Lag is the mean time from a job's end to the first result answer that
+// told of it: how long a finished job's place waited to be seen free.
+func (s *Server) Lag() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum time.Duration
+	n := 0
+	for _, j := range s.jobs {
+		if !j.adopted && !j.seenEnded.IsZero() {
+			sum += j.seenEnded.Sub(j.runEnd)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / time.Duration(n)
 }
 
 // Span is the time from the first job's creation to the last job's end:
