@@ -271,8 +271,11 @@ func planLevels(ends []ending) []float64 {
 		}
 		t, n := p95, 0
 		for t < e.at {
-			t += lateStep(p95, t)
-			n++
+			next := t + lateStep(p95, t)
+			if next < t {
+				next = e.at // past the largest duration there is
+			}
+			t, n = next, n+1
 		}
 		tailPolls += e.share * float64(n)
 		tailIdle += e.share * (t - e.at).Seconds()

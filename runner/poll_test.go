@@ -357,3 +357,26 @@ func TestPollIntervalFollowsPlannedAims(t *testing.T) {
 		t.Fatalf("polled at %v, want %v", got, want)
 	}
 }
+
+// Durations from a damaged or hostile ledger cannot hang the planning: the
+// late polls counted past the 95th stop at the largest duration there is.
+func TestPlanLevelsWithHugeDurations(t *testing.T) {
+	done := make([]time.Duration, 40)
+	for i := range done {
+		done[i] = time.Second
+	}
+	done[39] = time.Duration(math.MaxInt64)
+	finished := make(chan []float64)
+	go func() {
+		ends, _ := survival(done, nil)
+		finished <- planLevels(ends)
+	}()
+	select {
+	case levels := <-finished:
+		if len(levels) == 0 || levels[len(levels)-1] != 0.95 {
+			t.Fatalf("levels %v", levels)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("planning did not end")
+	}
+}
