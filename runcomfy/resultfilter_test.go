@@ -37,7 +37,7 @@ func TestResultFilter(t *testing.T) {
 	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
 	for _, tt := range []struct {
 		name, in, want string // want "" for in unchanged
-		dropped            int
+		dropped        int
 	}{
 		{"small values", `{"status":"completed","padding":"short","n":1}`, "", 0},
 		{"large padding", `{"padding":"` + big + `","status":"completed"}`, `{"padding":null,"status":"completed"}`, 1},
