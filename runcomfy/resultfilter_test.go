@@ -79,6 +79,7 @@ func TestResultFilter(t *testing.T) {
 		{"control byte in a dropped string", "{\"p\":\"" + big + "\x01\"}", "{\"p\":" + droppedMark + "\x01\"}", 0},
 		{"bad escape", `{"p":"` + big + `\x"}`, `{"p":` + droppedMark + `x"}`, 0},
 		{"bad number", `{"p":[1111111111111111111.e5]}`, `{"p":` + droppedMark + `e5]}`, 0},
+		{"leading zero", `{"p":[1111111111111111111,00]}`, `{"p":` + droppedMark + `0]}`, 0},
 		{"too deep", `{"p":` + deep(maxDepth) + `}`, `{"p":` + droppedMark + `[]` + strings.Repeat("]", maxDepth-1) + `}`, 0},
 		{"bad literal", `{"p":[true,true,true,true,trux]}`, `{"p":` + droppedMark + `x]}`, 0},
 		{"bad name", `{"p":1,2:3}`, "", 0},
