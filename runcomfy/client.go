@@ -739,24 +739,21 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 				return nil, err
 			}
 		}
-		// More than the probe. Trade its reservation for the most the
-		// rest can take, in one step and holding nothing meanwhile (the
-		// probe's bytes are not counted while it waits): the declared
-		// length, or the largest step of growing a buffer to the limit.
-		next := bound
+		// More than the probe: a buffer of the declared length, or one
+		// four times larger, up to the limit.
+		next, most := bound, bound
+		if length < 0 {
+			next, most = min(4*int64(cap(buf)), limit), growthReserve(limit)
+		}
 		if !grown {
+			// Trade the probe's reservation for the most the rest can
+			// take, in one step and holding nothing meanwhile (the
+			// probe's bytes are not counted while it waits).
 			grown = true
 			c.bodies.release(held)
-			most := bound
-			if length < 0 {
-				most = growthReserve(limit)
-			}
 			if err := reserve(most); err != nil {
 				return nil, err
 			}
-		}
-		if length < 0 {
-			next = min(4*int64(cap(buf)), limit)
 		}
 		grownBuf := make([]byte, len(buf), next)
 		copy(grownBuf, buf)
