@@ -3,12 +3,15 @@ package runcomfy
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // paddedJSON is a JSON object of exactly n bytes (n >= len(head)+14):
@@ -17,6 +20,14 @@ func paddedJSON(head string, n int) string {
 	prefix := `{"pad":"`
 	rest := `",` + strings.TrimPrefix(head, "{")
 	return prefix + strings.Repeat("x", n-len(prefix)-len(rest)) + rest
+}
+
+// outputJSON is a result answer of exactly n bytes whose output is a
+// data: URL, as results inline: the client reads every byte of it.
+func outputJSON(n int) string {
+	head := `{"status":"completed","output":{"video":"data:video/mp4;base64,`
+	tail := `"}}`
+	return head + strings.Repeat("A", n-len(head)-len(tail)) + tail
 }
 
 // sized answers body with Content-Length, or chunked when chunked is set
@@ -56,6 +67,16 @@ func TestBodyLimitPerCall(t *testing.T) {
 		}
 		return err
 	}
+	// wholeOutput is a result whose output must come whole.
+	wholeOutput := func(size int) call {
+		return func(c *Client) error {
+			res, err := c.Result(context.Background(), "r1")
+			if want := outputJSON(size); err == nil && `{"status":"completed","output":`+string(res.Output)+`}` != want {
+				t.Errorf("result output of %d bytes, want the %d of the answer's", len(res.Output), len(want)-len(`{"status":"completed","output":}`))
+			}
+			return err
+		}
+	}
 	submit := func(c *Client) error {
 		_, err := c.Submit(context.Background(), "m/x", map[string]any{}, SubmitOptions{})
 		return err
@@ -66,7 +87,7 @@ func TestBodyLimitPerCall(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		call  call
-		head  string
+		head  string // the answer is paddedJSON(head, size), or outputJSON(size) when ""
 		size  int
 		limit string // "" when the answer must be read
 	}{
@@ -80,7 +101,9 @@ func TestBodyLimitPerCall(t *testing.T) {
 		// decode under -race: the exact 64 MiB edge is held by
 		// TestReadAnswerEdges, 50 MB answers by BenchmarkResultMemory.)
 		{"result of 20 MB", result, `{"status":"completed","output":{"video":"data:video/mp4;base64,AAAA"}}`, 20_000_000, ""},
+		{"result whose output is 20 MB", wholeOutput(20_000_000), "", 20_000_000, ""},
 		{"result of 64 MiB + 1", result, `{"status":"completed"}`, 64*mib + 1, "64 MiB"},
+		{"result whose output is 64 MiB + 1", result, "", 64*mib + 1, "64 MiB"},
 	} {
 		for _, chunked := range []bool{false, true} {
 			if chunked && tt.size > 32*mib && tt.limit != "" {
@@ -91,7 +114,11 @@ func TestBodyLimitPerCall(t *testing.T) {
 				name += ", chunked"
 			}
 			t.Run(name, func(t *testing.T) {
-				s := &script{handlers: []http.HandlerFunc{sized(paddedJSON(tt.head, tt.size), chunked)}}
+				body := outputJSON(tt.size)
+				if tt.head != "" {
+					body = paddedJSON(tt.head, tt.size)
+				}
+				s := &script{handlers: []http.HandlerFunc{sized(body, chunked)}}
 				srv := httptest.NewServer(s)
 				defer srv.Close()
 				c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 3})
@@ -123,31 +150,53 @@ func TestBodyLimitPerCall(t *testing.T) {
 // TestReadAnswerEdges holds readAnswer to each call's limit to the byte,
 // with the length declared or not, and checks that what it reserved covers
 // what it returns: a result's answer from the budget, a small answer (at
-// most maxAnswer) outside it (see maxBodiesHeld).
+// most maxAnswer) outside it (see maxBodiesHeld). A result answer is read
+// through its filter, and the limit counts the bytes received: an answer
+// that is not an object passes whole, a padded one is refused past the
+// limit though what is kept of it is small.
 func TestReadAnswerEdges(t *testing.T) {
 	c := newTestClient(t, Options{})
 	big := bytes.Repeat([]byte("x"), maxResultAnswer+1)
-	for _, limit := range []int64{maxAnswer, maxResultAnswer} {
+	for _, call := range []struct {
+		op     string
+		limit  int64
+		padded bool
+	}{{"status", maxAnswer, false}, {"models", maxResultAnswer, false}, {"result", maxResultAnswer, false}, {"result", maxResultAnswer, true}} {
+		limit := call.limit
 		for _, size := range []int64{0, 1, probeSize - 1, probeSize, probeSize + 1, limit - 1, limit, limit + 1} {
+			body, want := big[:size], big[:size]
+			if call.padded {
+				if size < 20 {
+					continue
+				}
+				body = []byte(paddedJSON(`{"status":"completed"}`, int(size)))
+				want = []byte(`{"pad":null,"status":"completed"}`)
+				if size-int64(len(`{"pad":,"status":"completed"}`)) <= smallValue {
+					want = body
+				}
+			}
 			for _, declared := range []bool{true, false} {
 				length := int64(-1)
 				if declared {
 					length = size
 				}
 				var held int64
-				data, err := c.readAnswer(context.Background(), nil, "test", bytes.NewReader(big[:size]), length, limit, &held)
+				data, err := c.readAnswer(context.Background(), nil, call.op, bytes.NewReader(body), length, limit, &held)
+				where := fmt.Sprintf("%s, padded %v, limit %d, size %d, declared %v", call.op, call.padded, limit, size, declared)
 				switch {
 				case size > limit && (!IsMalformed(err) || !strings.Contains(err.Error(), "size limit of "+sizeText(limit))):
-					t.Errorf("limit %d, size %d, declared %v: err %v, want over the size limit", limit, size, declared, err)
-				case size <= limit && (err != nil || int64(len(data)) != size):
-					t.Errorf("limit %d, size %d, declared %v: %d bytes, %v", limit, size, declared, len(data), err)
+					t.Errorf("%s: err %v, want over the size limit", where, err)
+				case size <= limit && (err != nil || !bytes.Equal(data, want)):
+					t.Errorf("%s: %d bytes, want %d: %v", where, len(data), len(want), err)
 				case size <= limit && limit > maxAnswer && held < int64(cap(data)):
-					t.Errorf("limit %d, size %d, declared %v: %d bytes reserved for a buffer of %d", limit, size, declared, held, cap(data))
+					t.Errorf("%s: %d bytes reserved for a buffer of %d", where, held, cap(data))
 				case limit <= maxAnswer && held != 0:
-					t.Errorf("limit %d, size %d, declared %v: %d bytes reserved for a small answer, which must not wait for results", limit, size, declared, held)
+					t.Errorf("%s: %d bytes reserved for a small answer, which must not wait for results", where, held)
+				case call.padded && len(data) < len(body) && held > probeSize:
+					t.Errorf("%s: %d bytes reserved for an answer of %d kept", where, held, len(data))
 				}
 				if held > maxBodiesHeld {
-					t.Errorf("limit %d, size %d: reserved %d, over the budget", limit, size, held)
+					t.Errorf("%s: reserved %d, over the budget", where, held)
 				}
 				c.bodies.release(&held)
 			}
@@ -156,56 +205,22 @@ func TestReadAnswerEdges(t *testing.T) {
 	if got := c.bodies.held.Load(); got != 0 {
 		t.Errorf("%d bytes still reserved after every read released", got)
 	}
-	// A short body is a cut-off answer, not a malformed one.
-	var held int64
-	_, err := c.readAnswer(context.Background(), nil, "test", bytes.NewReader(big[:10]), 20, maxAnswer, &held)
-	if err != io.ErrUnexpectedEOF {
-		t.Errorf("body shorter than declared: %v, want unexpected EOF", err)
+	// A short body is a cut-off answer, not a malformed one, whole or
+	// filtered.
+	for _, op := range []string{"status", "result"} {
+		var held int64
+		_, err := c.readAnswer(context.Background(), nil, op, bytes.NewReader([]byte(`{"status":"c`)), 20, maxAnswer, &held)
+		if err != io.ErrUnexpectedEOF {
+			t.Errorf("%s body shorter than declared: %v, want unexpected EOF", op, err)
+		}
+		cut := errors.New("connection reset")
+		_, err = c.readAnswer(context.Background(), nil, op, io.MultiReader(bytes.NewReader([]byte(`{"status":"c`)), iotest.ErrReader(cut)), -1, maxResultAnswer, &held)
+		if !errors.Is(err, cut) {
+			t.Errorf("%s body cut off: %v, want the read's error", op, err)
+		}
+		c.bodies.release(&held)
 	}
-	c.bodies.release(&held)
 	if g := growthReserve(maxResultAnswer); g > maxBodiesHeld {
 		t.Errorf("growthReserve(%d) = %d, over the budget of %d: such a read would wait forever", maxResultAnswer, g, maxBodiesHeld)
-	}
-}
-
-// Large answers share a buffer, one after the other: what the first
-// decoded must not change when the second is read into the same memory.
-func TestLargeAnswersReuseTheirBufferSafely(t *testing.T) {
-	const size = 3 << 20
-	n := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n++
-		out := strings.Repeat(strconv.Itoa(n), 8)
-		sized(paddedJSON(`{"request_id":"r1","status":"completed","output":{"videos":["https://files.example/`+out+`.mp4"]},"error":"e`+out+`"}`, size), false)(w, r)
-	}))
-	defer srv.Close()
-	c, err := New(Options{BaseURL: srv.URL, Token: "reuse-token-0123456789"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := c.Result(context.Background(), "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keep := string(first.Output) + string(first.Error)
-	// The answer's buffer was kept, and the next answer of its size gets it.
-	c.spareMu.Lock()
-	spare := c.spare
-	c.spareMu.Unlock()
-	if cap(spare) < size {
-		t.Fatalf("no buffer kept after a %d-byte answer (spare of %d)", size, cap(spare))
-	}
-	if b := c.buffer(size); &b[0] != &spare[:1][0] {
-		t.Fatal("the next answer of the same size did not reuse the kept buffer")
-	} else {
-		c.putBuffer(b)
-	}
-	for range 3 {
-		if _, err := c.Result(context.Background(), "r1"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := string(first.Output) + string(first.Error); got != keep || !strings.Contains(got, "11111111") {
-		t.Fatalf("the first answer changed when later ones were read: %q, was %q", got, keep)
 	}
 }

@@ -31,7 +31,7 @@ func TestBodyBudgetBoundsConcurrentAnswers(t *testing.T) {
 		calls  = 8
 		budget = 3 * size
 	)
-	body := paddedJSON(`{"status":"completed"}`, size)
+	body := outputJSON(size)
 	for _, chunked := range []bool{false, true} {
 		t.Run("chunked="+strconv.FormatBool(chunked), func(t *testing.T) {
 			release := make(chan struct{})
@@ -70,10 +70,7 @@ func TestBodyBudgetBoundsConcurrentAnswers(t *testing.T) {
 			}
 			// Every call has its headers and is reading or waiting to.
 			waitFor(t, "every answer's headers", func() bool { return sent.Load() == calls })
-			want := int64(budget) // three answers of known length at once
-			if chunked {
-				want = calls * probeSize // every call's first probe
-			}
+			want := int64(calls * probeSize) // every call's first probe
 			waitFor(t, "the budget to fill", func() bool { return c.bodies.held.Load() == want })
 			time.Sleep(20 * time.Millisecond) // room for a read that should not start
 			if got := c.bodies.held.Load(); got != want {
@@ -110,7 +107,7 @@ func TestWaitingForMemoryIsNotATimeout(t *testing.T) {
 		drip    = 400 * time.Millisecond // < timeout: each read fits
 		pieces  = 8
 	)
-	body := paddedJSON(`{"status":"completed"}`, 1<<20)
+	body := outputJSON(1 << 20)
 	var headers atomic.Int64
 	firstDone := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +177,7 @@ func TestWaitingForMemoryIsNotATimeout(t *testing.T) {
 // queued behind the results' reservations).
 func TestSmallAnswersDoNotWaitForResults(t *testing.T) {
 	const size = 1 << 20
-	body := paddedJSON(`{"status":"completed"}`, size)
+	body := outputJSON(size)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -206,7 +203,7 @@ func TestSmallAnswersDoNotWaitForResults(t *testing.T) {
 	free := func() { once.Do(func() { close(release) }) }
 	defer free()
 	c := newTestClient(t, Options{BaseURL: srv.URL, MaxAttempts: 1})
-	c.bodies = newBodyBudget(size) // one result fills it
+	c.bodies = newBodyBudget(probeSize) // the probe of one result fills it
 
 	var wg sync.WaitGroup
 	for range 2 { // one reading, one waiting in line for memory
@@ -216,7 +213,7 @@ func TestSmallAnswersDoNotWaitForResults(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "a result to hold the budget", func() bool { return c.bodies.held.Load() == size })
+	waitFor(t, "a result to hold the budget", func() bool { return c.bodies.held.Load() == probeSize })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -73,11 +73,6 @@ type Client struct {
 	rand        func() float64
 	log         *slog.Logger
 	bodies      *bodyBudget // memory for answers, shared by every call
-	// spare is the buffer of the last large answer, kept for the next:
-	// without it each 50 MB result answer is a new 50 MB, and the heap
-	// grows to hold two before the collector frees the first.
-	spareMu sync.Mutex
-	spare   []byte
 
 	mu         sync.Mutex
 	pauseUntil time.Time // set by a 429 when there is no rate to lower; every request waits for it
@@ -598,17 +593,22 @@ const (
 	// inline as data: URLs. RunComfy's partner nodes cap bodies at 64 MiB
 	// too.
 	maxResultAnswer = 64 << 20
-	// maxBodiesHeld bounds the bytes of result answers one Client holds
-	// in memory at once: room for the largest answer of unknown length
-	// while its buffer grows (growthReserve, 80 MiB), or two 50 MB
-	// results. Each read waits its turn for the memory it needs; at -j 32
-	// with 50 MB results the client no longer holds 32 of them at once.
-	// Answers capped at maxAnswer are not counted and never wait: there
-	// are at most a few per worker, and a submit's answer, which holds the
-	// id of a job just paid for, must not queue behind a result's 80 MiB.
+	// maxBodiesHeld bounds the bytes of result (and models) answers one
+	// Client holds in memory at once: room for the largest answer of
+	// unknown length while its buffer grows (growthReserve, 80 MiB), or
+	// two 50 MB outputs. What is held of a result answer is what its
+	// filter keeps (see resultFilter): a few hundred bytes, unless its
+	// output itself is large, as inline data: URLs are. Each read waits
+	// its turn for the memory it needs; at -j 32 with 50 MB outputs the
+	// client does not hold 32 of them at once. Answers capped at maxAnswer
+	// are not counted and never wait: there are at most a few per worker,
+	// and a submit's answer, which holds the id of a job just paid for,
+	// must not queue behind a result's 80 MiB. Nor are a result filter's
+	// own buffers (under 200 KiB), one per call in flight.
 	maxBodiesHeld = 96 << 20
 	// probeSize is what an answer of unknown length (chunked, or
-	// compressed on the way) is first read into: nearly all of them fit.
+	// compressed on the way), and what is kept of a result answer, is
+	// first read into: nearly all of them fit.
 	probeSize = 64 << 10
 )
 
@@ -698,6 +698,10 @@ func sizeText(n int64) string {
 // at most limit bytes, into memory reserved from the client's budget and
 // added to *held; the caller releases it once done with the bytes. A body
 // over the limit is an errMalformed; a body cut short is the read's error.
+//
+// A result answer is read through a resultFilter: what is held is what
+// the client reads of it, not what the server padded it with. The limit
+// still counts the bytes received.
 func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, body io.Reader, length, limit int64, held *int64) ([]byte, error) {
 	if length > limit {
 		return nil, errTooLarge(op, length, limit) // not a byte read
@@ -708,66 +712,122 @@ func (c *Client) readAnswer(ctx context.Context, t *attemptTimer, op string, bod
 		}
 		return c.reserve(ctx, t, n, held)
 	}
+	var src io.Reader = &answerBody{r: body, length: length, limit: limit}
+	// bound is the most bytes src can yield: a filter passes on no more
+	// than it is given.
+	bound := limit
 	if length >= 0 {
-		if err := reserve(bufferSize(length)); err != nil {
-			return nil, err
-		}
-		buf := c.buffer(length)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		return buf, nil // http.Response.Body ends at Content-Length
+		bound = length
 	}
-
-	// Unknown length: a probe first, which small answers fit.
-	buf := make([]byte, 0, min(probeSize, limit))
-	if err := reserve(int64(cap(buf))); err != nil {
+	// An answer of declared length is read at once; another is first read
+	// into a probe, which nearly all of them fit, and so is what a filter
+	// keeps of a result.
+	first := bound
+	if length < 0 || op == "result" {
+		first = min(probeSize, bound)
+	}
+	if op == "result" {
+		src = newResultFilter(src, smallValue)
+	}
+	if err := reserve(first); err != nil {
 		return nil, err
 	}
-	n, err := io.ReadFull(body, buf[:cap(buf)])
-	buf = buf[:n]
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return buf, nil // the whole answer
-	case err != nil:
-		return nil, err
-	}
-	// A large answer. Trade the probe's reservation for the most its
-	// buffer can take, in one step and holding nothing meanwhile (the
-	// probe's bytes are not counted while it waits).
-	c.bodies.release(held)
-	if err := reserve(growthReserve(limit)); err != nil {
-		return nil, err
-	}
+	buf := make([]byte, 0, first)
+	grown := false
 	for {
-		if len(buf) == cap(buf) {
-			if int64(len(buf)) >= limit {
-				var one [1]byte
-				n, err := io.ReadFull(body, one[:])
-				switch {
-				case n > 0:
-					return nil, errTooLarge(op, -1, limit)
-				case err == io.EOF:
-					return buf, nil
-				}
+		var done bool
+		var err error
+		if buf, done, err = fill(src, buf); err != nil || done {
+			if errors.Is(err, errOverLimit) {
+				return nil, errTooLarge(op, -1, limit)
+			}
+			return buf, err
+		}
+		if int64(cap(buf)) >= bound {
+			// Full: only the end may follow.
+			var one [1]byte
+			switch n, err := io.ReadFull(src, one[:]); {
+			case n > 0 || errors.Is(err, errOverLimit):
+				return nil, errTooLarge(op, -1, limit)
+			case err == io.EOF:
+				return buf, nil
+			default:
 				return nil, err
 			}
-			grown := make([]byte, len(buf), min(4*int64(cap(buf)), limit))
-			copy(grown, buf)
-			buf = grown
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
+		// More than the probe: a buffer of the declared length, or one
+		// four times larger, up to the limit.
+		next, most := bound, bound
+		if length < 0 {
+			next, most = min(4*int64(cap(buf)), limit), growthReserve(limit)
+		}
+		if !grown {
+			// Trade the probe's reservation for the most the rest can
+			// take, in one step and holding nothing meanwhile (the
+			// probe's bytes are not counted while it waits).
+			grown = true
+			c.bodies.release(held)
+			if err := reserve(most); err != nil {
+				return nil, err
+			}
+		}
+		grownBuf := make([]byte, len(buf), next)
+		copy(grownBuf, buf)
+		buf = grownBuf
+	}
+}
+
+// fill reads src into buf until it is full (done false) or src ends (done
+// true).
+func fill(src io.Reader, buf []byte) (_ []byte, done bool, _ error) {
+	for len(buf) < cap(buf) {
+		n, err := src.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf, nil
+			return buf, true, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	return buf, false, nil
+}
+
+// errOverLimit is a body that goes on past its call's limit.
+var errOverLimit = errors.New("answer over its size limit")
+
+// answerBody is an answer's body as received: of its declared length
+// (fewer bytes is a cut answer, io.ErrUnexpectedEOF), or, when none was
+// declared, of at most limit bytes (one more is errOverLimit).
+type answerBody struct {
+	r      io.Reader
+	length int64 // declared, or -1
+	limit  int64
+	n      int64 // bytes read
+}
+
+func (b *answerBody) Read(p []byte) (int, error) {
+	most := b.limit
+	if b.length >= 0 {
+		most = b.length
+	}
+	if b.n >= most {
+		if b.length >= 0 {
+			return 0, io.EOF // http.Response.Body ends at Content-Length
+		}
+		var one [1]byte
+		n, err := io.ReadFull(b.r, one[:])
+		if n > 0 {
+			return 0, errOverLimit
+		}
+		return 0, err
+	}
+	n, err := b.r.Read(p[:min(int64(len(p)), most-b.n)])
+	b.n += int64(n)
+	if err == io.EOF && b.length >= 0 && b.n < b.length {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // attemptTimer bounds the time one attempt spends on the network: when it
@@ -879,9 +939,6 @@ func (c *Client) once(ctx context.Context, cs callSpec, out any) error {
 	var held int64
 	defer c.bodies.release(&held) // after decoding
 	data, err := c.readAnswer(actx, timer, op, resp.Body, resp.ContentLength, cs.limit, &held)
-	// Nothing keeps the answer's bytes once it is decoded (decoding and
-	// messages copy them), so its buffer serves the next large answer.
-	defer c.putBuffer(data)
 	switch {
 	case errors.Is(err, errMalformed): // over the size limit
 		e.Err = err
@@ -980,48 +1037,6 @@ func decodeLenient(data []byte, out any) error {
 		}
 	}
 	return nil
-}
-
-// bigBuffer is the size from which an answer's buffer is kept for reuse,
-// and the step its size is rounded up to, so that answers of nearly the
-// same size take the same buffer.
-const bigBuffer = 1 << 20
-
-// bufferSize is the capacity of the buffer for an answer of n bytes: what
-// is reserved for it.
-func bufferSize(n int64) int64 {
-	if n < bigBuffer {
-		return n
-	}
-	return (n + bigBuffer - 1) / bigBuffer * bigBuffer
-}
-
-// buffer returns n bytes for an answer, of capacity bufferSize(n): the
-// spare buffer when it is of that size.
-func (c *Client) buffer(n int64) []byte {
-	size := bufferSize(n)
-	if n >= bigBuffer {
-		c.spareMu.Lock()
-		b := c.spare
-		if int64(cap(b)) == size {
-			c.spare = nil
-			c.spareMu.Unlock()
-			return b[:n]
-		}
-		c.spareMu.Unlock()
-	}
-	return make([]byte, n, size)
-}
-
-// putBuffer keeps a large answer's buffer for the next: one at most, as
-// the body budget lets one large answer in at a time.
-func (c *Client) putBuffer(b []byte) {
-	if cap(b) < bigBuffer {
-		return
-	}
-	c.spareMu.Lock()
-	c.spare = b[:0]
-	c.spareMu.Unlock()
 }
 
 // scrub replaces the token in a body, as written and as JSON escapes it. A
