@@ -79,6 +79,10 @@ func (r *run) reserve() bool {
 	}
 }
 
+// errCapped ends a refused submission that waited to try again while
+// another job took the last submission --max-submissions allowed.
+var errCapped = errors.New("--max-submissions reached while the submission waited to be tried again")
+
 // errLedger marks a ledger failure inside the client's BeforeSend hook, so
 // that it is told apart from a request that was simply not sent.
 type errLedger struct{ err error }
@@ -122,6 +126,19 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 			return false, err
 		}
 	}
+	reserved := true // this job's submission counts under --max-submissions
+	unreserve := func() {
+		if reserved {
+			r.reserved.Add(-1)
+			reserved = false
+		}
+	}
+	// A refused plain submission lends its submission with its place: the
+	// job it lets in would otherwise be capped on a submission that may
+	// never happen. A redo keeps it: its files are in the history by now,
+	// and capped it would be left pending for a later run to pay for
+	// without --redo-rejected.
+	lendSubmission := prepare == nil
 	began := false
 	opts := runcomfy.SubmitOptions{
 		Intake: r.intake,
@@ -145,8 +162,17 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 				return ctx.Err()
 			}
 			p.release()
+			if lendSubmission {
+				unreserve()
+			}
 			if err := r.cfg.Sleep(ctx, d); err != nil {
 				return err
+			}
+			if !reserved {
+				if !r.reserve() {
+					return errCapped
+				}
+				reserved = true
 			}
 			return p.take(ctx)
 		},
@@ -156,7 +182,7 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 	// heard and saved.
 	resp, err := r.cfg.API.Submit(r.work, j.Model, json.RawMessage(body), opts)
 	if !began {
-		r.reserved.Add(-1)
+		unreserve()
 		var le errLedger
 		if errors.As(err, &le) {
 			return false, le.err
@@ -175,7 +201,7 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		return true, nil
 	}
 	if d.To == lifecycle.Pending {
-		r.reserved.Add(-1)
+		unreserve()
 	}
 	// RunComfy has answered: what it said lands, tried like a request id
 	// (or the next start calls the job unknown, which a 4xx or a 429 did
@@ -184,6 +210,8 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		return false, werr
 	}
 	switch {
+	case errors.Is(err, errCapped):
+		r.capped.Add(1) // said by the run's warning, not once per job
 	case r.unreachableStop(err):
 		// Not sent (lifecycle.Submit made it pending again): said once,
 		// by the run's error, not once per job.

@@ -456,19 +456,24 @@ func (r *run) feed() error {
 			}
 		}
 	}
+	// A submission is admitted once it has a place: a job whose submission
+	// was refused lends its place, and with it its submission under
+	// --max-submissions, while it waits to try again; asked earlier, the
+	// budget would count a submission that may never happen.
+	admit := func(j store.Job) func() bool {
+		return func() bool {
+			if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
+				r.capped.Add(1)
+				return false
+			}
+			return r.costs == nil || r.costs.take(j.ID, j.Model)
+		}
+	}
 	for _, j := range toSubmit {
 		if _, ok := r.cfg.Manifest.Job(j.ID); !ok || !r.selected(j.ID) {
 			continue // no longer in the manifest, or not selected
 		}
-		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
-			r.capped.Add(1)
-			continue
-		}
-		var admit func() bool
-		if c := r.costs; c != nil {
-			admit = func() bool { return c.take(j.ID, j.Model) }
-		}
-		if !goJob(j, admit) {
+		if !goJob(j, admit(j)) {
 			break
 		}
 	}
@@ -476,15 +481,7 @@ func (r *run) feed() error {
 		if r.intake.Err() != nil {
 			break
 		}
-		if max := r.cfg.MaxSubmissions; max > 0 && int(r.reserved.Load()) >= max {
-			r.capped.Add(1)
-			continue
-		}
-		var admit func() bool
-		if c := r.costs; c != nil {
-			admit = func() bool { return c.take(j.ID, j.Model) }
-		}
-		if !goWork(j, admit, r.redoJob) {
+		if !goWork(j, admit(j), r.redoJob) {
 			break
 		}
 	}
