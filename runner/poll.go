@@ -15,7 +15,7 @@ const DefaultPollMax = 15 * time.Second
 // Typical is what a run knows of how long a model's jobs take from
 // submission to the end: the 65th and the 95th percentile, estimated from
 // the jobs seen finish and those last seen still running (see quantiles),
-// and, once both are known, the ages its polls aim at (see planAims).
+// and, once both are known, the ages its polls aim at (see planLevels).
 // Samples is how many finished; it is 0 until the run knows anything.
 type Typical struct {
 	Samples  int
@@ -75,11 +75,11 @@ type PollPlan struct {
 // Every poll is one call to the result endpoint, which also answers the
 // status, so fewer polls is fewer calls. The shape:
 //   - once the run knows a model's 65th percentile, a job's first poll is
-//     aimed at it, and once it knows the 95th, at the aims planAims gives:
-//     the fewest polls that leave a finished job unseen for at most a fifth
-//     of the model's mean duration (for jobs of 2–4 s the 65th then the
-//     95th, about 1.4 calls per job; for jobs of 0.2–0.8 s, whose spread is
-//     wider for their length, four aims). A target is aimed at once: newer
+//     aimed at it, and once it knows the 95th, at the aims planLevels
+//     gives: the fewest polls that leave a finished job unseen for at most
+//     a fifth of the model's mean duration (for jobs of 2–4 s the 70th then
+//     the 95th, about 1.4 calls per job; for jobs of 0.2–0.8 s, whose
+//     spread is wider for their length, four aims). A target is aimed at once: newer
 //     samples that move it after its poll do not call for another;
 //   - while the target is not known, a few scouts per model poll the old
 //     way (the first at once: a model that answers at once costs no
