@@ -3,12 +3,16 @@ package runner
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,5 +156,87 @@ func testLendUnderACap(t *testing.T, refusals int64) {
 	}
 	if sum.Counts[lifecycle.Done] != 2 || sum.Counts[lifecycle.Pending] != 1 || sum.Capped != 1 {
 		t.Fatalf("counts %v, capped %d; want 2 done, the refused job pending and capped", sum.Counts, sum.Capped)
+	}
+}
+
+// However often submissions are refused and lend their places, the jobs at
+// RunComfy (POSTs on the wire and jobs created whose end no result has told
+// yet, counted at the server) are never more than -j.
+func TestLentPlacesNeverPassJ(t *testing.T) {
+	const j = 3
+	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 5 * time.Millisecond, Jitter: 0.8})
+	base, err := url.Parse(fake.Start())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	var mu sync.Mutex
+	at, most := 0, 0
+	running := map[string]bool{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	proxy := httputil.NewSingleHostReverseProxy(base)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		post := r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/")
+		result := strings.HasSuffix(r.URL.Path, "/result")
+		if !post && !result {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		if post {
+			mu.Lock()
+			refuse := rng.IntN(2) == 0
+			if !refuse {
+				at++
+				most = max(most, at)
+			}
+			mu.Unlock()
+			if refuse {
+				w.Header().Set("Retry-After", "7")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+		}
+		rec := httptest.NewRecorder()
+		proxy.ServeHTTP(rec, r)
+		var answer struct {
+			RequestID string `json:"request_id"`
+			Status    string `json:"status"`
+		}
+		json.Unmarshal(rec.Body.Bytes(), &answer)
+		mu.Lock()
+		switch id := path.Base(path.Dir(r.URL.Path)); {
+		case post && answer.RequestID != "":
+			running[answer.RequestID] = true
+		case post:
+			at--
+		case running[id] && runcomfy.Terminal(strings.ToLower(answer.Status)):
+			delete(running, id)
+			at--
+		}
+		mu.Unlock()
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(ts.Close)
+	e := envBehind(t, fake, ts.URL, "runner-test-token")
+	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 1000, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := e.run(manifestOf(t, 60, "bound"), func(c *Config) {
+		c.Concurrency = j
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			if d == 7*time.Second { // a Retry-After: a moment, so the refused go back soon
+				d = time.Duration(rand.IntN(3)) * time.Millisecond
+			}
+			return runcomfy.SleepContext(ctx, d)
+		}
+	})
+	if err != nil || sum.Counts[lifecycle.Done] != 60 {
+		t.Fatalf("run: %v %v", err, sum.Counts)
+	}
+	if most > j {
+		t.Fatalf("%d jobs at RunComfy at once at -j %d", most, j)
 	}
 }
