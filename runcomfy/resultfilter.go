@@ -128,7 +128,10 @@ func (f *resultFilter) Read(p []byte) (int, error) {
 		}
 		f.out, f.off = f.out[:0], 0
 		if f.in == nil {
-			f.in = make([]byte, 32<<10)
+			// As large as the caller reads, up to 32 KiB: a small
+			// answer, read at once into a buffer of its length, costs
+			// no more than that.
+			f.in = make([]byte, min(max(len(p), 512), 32<<10))
 		}
 		n, err := f.src.Read(f.in)
 		f.scan(f.in[:n])
