@@ -13,10 +13,12 @@ package runner
 //  3. every transition the ledger recorded is an edge of lifecycle.Edges.
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -78,6 +80,8 @@ func modelRound(t *testing.T, seed uint64, jobs, runs int) {
 	cfg.Answers = answers
 	e := newEnv(t, cfg)
 	m := manifestOf(t, jobs, fmt.Sprintf("model-%d", seed))
+	var lastLog string
+	var lastErr error
 	for run := 0; run <= runs; run++ {
 		if run > 0 {
 			c2, a2 := drawAnswers(rng)
@@ -98,9 +102,14 @@ func modelRound(t *testing.T, seed uint64, jobs, runs int) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var logBuf bytes.Buffer
 		_, err = Run(ctx, ctx, Config{Manifest: m, Store: st, API: e.client, HTTP: e.client.HTTPClient(),
 			OutDir: filepath.Join(e.dir, "out"), Concurrency: 1 + rng.IntN(8), PollMax: 20 * time.Millisecond, ProgressEvery: -1,
-			Sleep: runcomfy.SleepContext})
+			Sleep: runcomfy.SleepContext, Log: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if last {
+			lastLog = logBuf.String()
+			lastErr = err
+		}
 		cancel()
 		if cerr := st.Close(); cerr != nil {
 			t.Fatal(cerr)
@@ -119,7 +128,7 @@ func modelRound(t *testing.T, seed uint64, jobs, runs int) {
 	// next run, which is no payment question.)
 	for id, j := range e.jobs() {
 		if !j.State.Settled() && j.State != lifecycle.Completed {
-			t.Fatalf("seed %d: job %s is %s after a run that was not stopped", seed, id, j.State)
+			t.Fatalf("seed %d: job %s is %s after a run that was not stopped (err %v); its log:\n%s", seed, id, j.State, lastErr, grepLines(lastLog, id))
 		}
 	}
 }
@@ -224,4 +233,14 @@ func FuzzModel(f *testing.F) {
 	f.Fuzz(func(t *testing.T, seed uint64, jobs, runs uint8) {
 		modelRound(t, seed, 1+int(jobs)%16, 1+int(runs)%5)
 	})
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) || strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -6,6 +6,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -437,23 +439,28 @@ func (r *run) feed() error {
 	}
 	// Completed and in-flight jobs are collected whether or not the manifest
 	// still lists them: they were paid for. Completed ones go to the
-	// download pool first: their output URLs expire.
-	for _, st := range lifecycle.CollectFrom(r.flags()) {
-		jobs, err := r.list(st)
-		if err != nil {
-			return err
+	// download pool first: their output URLs expire. They are listed in one
+	// read, then ordered: listed state by state as the workers went, a job
+	// a worker had moved from queued to running meanwhile was listed again,
+	// collected twice and downloaded twice at once.
+	collectFrom := lifecycle.CollectFrom(r.flags())
+	toCollect, err := r.list(collectFrom...)
+	if err != nil {
+		return err
+	}
+	slices.SortStableFunc(toCollect, func(a, b store.Job) int {
+		return cmp.Compare(slices.Index(collectFrom, a.State), slices.Index(collectFrom, b.State))
+	})
+	for _, j := range toCollect {
+		if !r.selected(j.ID) {
+			continue
 		}
-		for _, j := range jobs {
-			if !r.selected(j.ID) {
-				continue
-			}
-			if lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) == lifecycle.ActionDownload {
-				r.enqueueDownload(j)
-				continue
-			}
-			if !goJob(j, nil) {
-				break
-			}
+		if lifecycle.Next(j.State, lifecycle.Unchanged, r.flags()) == lifecycle.ActionDownload {
+			r.enqueueDownload(j)
+			continue
+		}
+		if !goJob(j, nil) {
+			break
 		}
 	}
 	// A submission is admitted once it has a place: a job whose submission
