@@ -144,7 +144,7 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		Intake: r.intake,
 		BeforeSend: func() error {
 			if began {
-				return nil // a retry after a 429: already recorded
+				return nil // retried at once after a refusal: still recorded
 			}
 			if err := r.intake.Err(); err != nil {
 				return err
@@ -160,6 +160,16 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		Between: func(ctx context.Context, d time.Duration) error {
 			if d <= 0 {
 				return ctx.Err()
+			}
+			// Nothing was created, and the wait may last minutes (a
+			// Retry-After): meanwhile the ledger says pending, so that a
+			// crash leaves the job to be submitted again, not unknown.
+			if began {
+				why := "not created; waiting to try again"
+				if err := r.cfg.Store.Apply(r.work, j.ID, lifecycle.Step{To: lifecycle.Pending, Error: why, Detail: why}); err != nil {
+					return errLedger{err}
+				}
+				began = false
 			}
 			p.release()
 			if lendSubmission {
@@ -187,7 +197,10 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		if errors.As(err, &le) {
 			return false, le.err
 		}
-		return false, nil // never sent, nothing recorded: the job is as it was
+		if errors.Is(err, errCapped) {
+			r.capped.Add(1) // said by the run's warning, not once per job
+		}
+		return false, nil // not sent since it was last recorded pending
 	}
 	d := lifecycle.Submit(runcomfy.AnswerOf(err), string(resp.RequestID))
 	if d.To == lifecycle.Queued {
@@ -210,8 +223,6 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		return false, werr
 	}
 	switch {
-	case errors.Is(err, errCapped):
-		r.capped.Add(1) // said by the run's warning, not once per job
 	case r.unreachableStop(err):
 		// Not sent (lifecycle.Submit made it pending again): said once,
 		// by the run's error, not once per job.

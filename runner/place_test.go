@@ -240,3 +240,57 @@ func TestLentPlacesNeverPassJ(t *testing.T) {
 		t.Fatalf("%d jobs at RunComfy at once at -j %d", most, j)
 	}
 }
+
+// While a refused submission waits out its Retry-After (up to minutes), the
+// ledger says pending, not submitting: a crash in the wait leaves the job to
+// be submitted again by the next run, where submitting would have made it
+// unknown (and kept it from being submitted without --resubmit-unknown),
+// though the 429 proved nothing was created.
+func TestARefusedSubmissionWaitsPending(t *testing.T) {
+	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 10 * time.Millisecond})
+	base, err := url.Parse(fake.Start())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	var posts atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(base)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/") && posts.Add(1) == 1 {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	e := envBehind(t, fake, ts.URL, "runner-test-token")
+	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 100, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during lifecycle.State
+	sum, err := e.run(manifestOf(t, 1, "wait"), func(c *Config) {
+		st := c.Store
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			if d == 7*time.Second {
+				j, err := st.Job(ctx, "job-000")
+				if err != nil {
+					return err
+				}
+				during = j.State
+				return nil
+			}
+			return runcomfy.SleepContext(ctx, d)
+		}
+	})
+	if err != nil || sum.Counts[lifecycle.Done] != 1 {
+		t.Fatalf("run: %v %v", err, sum.Counts)
+	}
+	if during != lifecycle.Pending {
+		t.Fatalf("during the Retry-After wait the ledger said %q, want pending", during)
+	}
+	if got := fake.Stats().Created; got != 1 {
+		t.Fatalf("%d created, want 1", got)
+	}
+}
