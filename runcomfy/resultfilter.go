@@ -1,6 +1,8 @@
 package runcomfy
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"reflect"
 	"strings"
@@ -73,8 +75,8 @@ type resultFilter struct {
 	hexLeft int    // hex digits left in a \u escape
 
 	isKey   bool   // the string being read is a member name
-	key     []byte // the top-level member name being read, or last read
-	oddKey  bool   // it has escapes, non-ASCII bytes or is long: kept
+	key     []byte // the top-level member name being read, or last read, as written
+	longKey bool   // it is longer than maxKey: none the client reads
 	mode    mode   // where the current bytes go
 	hold    []byte // the start of a droppable value, while it is small
 	dropped int    // values dropped (for tests)
@@ -113,9 +115,15 @@ const (
 	drop             // skipped: a large droppable value
 )
 
-// maxKey is longer than any name in resultMembers: a longer name is
-// compared no further and kept.
-const maxKey = 64
+// maxKey is the most bytes a name the client reads can be written in:
+// each of its characters as a \u escape. A longer name is none of them.
+var maxKey = func() int {
+	n := 0
+	for _, name := range resultMembers {
+		n = max(n, len(name))
+	}
+	return 6 * n
+}()
 
 func newResultFilter(src io.Reader, small int) *resultFilter {
 	return &resultFilter{src: src, small: max(small, len(droppedMark))}
@@ -205,29 +213,37 @@ func (f *resultFilter) put1(c byte) {
 	}
 }
 
-// keyBytes notes bytes of a top-level member's name.
+// keyBytes notes bytes of a top-level member's name, as written.
 func (f *resultFilter) keyBytes(b []byte) {
-	if !f.isKey || len(f.stack) != 1 || f.oddKey {
+	if !f.isKey || len(f.stack) != 1 || f.longKey {
 		return
 	}
-	for _, c := range b {
-		if c >= 0x80 || c == '\\' || len(f.key) == maxKey {
-			f.oddKey = true // kept: not compared as encoding/json would
-			return
-		}
-		f.key = append(f.key, c)
+	if len(f.key)+len(b) > maxKey {
+		f.longKey, f.key = true, f.key[:0]
+		return
 	}
+	f.key = append(f.key, b...)
 }
 
 // droppable reports whether the value of the member just named may be
-// dropped when large: its name is none the client reads, compared as
-// encoding/json matches names to fields (ignoring case).
+// dropped when large: its name is none the client reads, read as
+// encoding/json reads it (escapes undone, invalid UTF-8 replaced) and
+// matched as it matches names to fields (ignoring case, Unicode folding
+// included: ſ is s, the Kelvin sign k).
 func (f *resultFilter) droppable() bool {
-	if f.oddKey {
-		return false
+	if f.longKey {
+		return true
 	}
-	for _, name := range resultMembers {
-		if strings.EqualFold(string(f.key), name) {
+	name := string(f.key)
+	if bytes.ContainsFunc(f.key, func(r rune) bool { return r == '\\' || r >= 0x80 }) {
+		quoted := make([]byte, 0, len(f.key)+2)
+		quoted = append(append(append(quoted, '"'), f.key...), '"')
+		if json.Unmarshal(quoted, &name) != nil {
+			return false // cannot happen: the name was checked
+		}
+	}
+	for _, m := range resultMembers {
+		if strings.EqualFold(name, m) {
 			return false
 		}
 	}
@@ -258,7 +274,7 @@ func (f *resultFilter) step(c byte) bool {
 			f.put1(c)
 			f.isKey, f.st = true, sString
 			if len(f.stack) == 1 {
-				f.key, f.oddKey = f.key[:0], false
+				f.key, f.longKey = f.key[:0], false
 			}
 		case c == '}' && f.st == sObjKeyOrEnd:
 			f.put1(c)
@@ -328,11 +344,13 @@ func (f *resultFilter) step(c byte) bool {
 		default:
 			return false
 		}
+		f.keyBytes([]byte{c})
 		f.put1(c)
 	case sHex:
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
+		f.keyBytes([]byte{c})
 		f.put1(c)
 		if f.hexLeft--; f.hexLeft == 0 {
 			f.st = sString
