@@ -172,6 +172,18 @@ func (f *resultFilter) scan(b []byte) {
 				continue
 			}
 		}
+		if f.st == sInt || f.st == sFrac || f.st == sExpDigit {
+			// A run of digits, as in a large array of numbers.
+			j := i
+			for j < len(b) && '0' <= b[j] && b[j] <= '9' {
+				j++
+			}
+			if j > i {
+				f.put(b[i:j])
+				i = j
+				continue
+			}
+		}
 		if !f.step(b[i]) {
 			switch f.mode {
 			case hold:
