@@ -65,6 +65,7 @@ func TestResultFilter(t *testing.T) {
 		{"literals", `{"a":true,"b":false,"c":null,"d":[true,false,null,true,false]}`, `{"a":true,"b":false,"c":null,"d":null}`, 1},
 		{"duplicates", `{"p":"` + big + `","p":1,"p":"` + big + `"}`, `{"p":null,"p":1,"p":null}`, 2},
 		{"empty object", `{}`, "", 0},
+		{"read name twice, escaped", `{"output":1,"outp\u0075t":"` + big + `"}`, "", 0},
 		{"deep but valid", `{"p":` + deep(maxDepth-1) + `}`, `{"p":null}`, 1},
 
 		// Not an object: passed through as it is.
@@ -74,6 +75,8 @@ func TestResultFilter(t *testing.T) {
 		{"empty", ``, "", 0},
 
 		// Not JSON: passed through from the first bad byte, and still not JSON.
+		{"byte order mark", "\ufeff" + `{"p":"` + big + `"}`, "", 0},
+		{"second value", `{"p":"` + big + `"}{"status":"ok"}`, `{"p":null}{"status":"ok"}`, 1},
 		{"trailing bytes", `{"p":"` + big + `"} <html>`, `{"p":null} <html>`, 1},
 		{"cut in a dropped value", `{"p":"` + big, `{"p":`, 0},
 		{"cut in a small value", `{"p":"xx`, "", 0},
