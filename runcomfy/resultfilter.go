@@ -36,10 +36,10 @@ func jsonNames(types ...reflect.Type) []string {
 	return names
 }
 
-// smallValue is the size up to which any member of a result answer is
-// kept: a new field the client does not read yet is passed on unless it
-// is large. A proxy's padding or a field of megabytes the client has no
-// use for is what the filter is for.
+// smallValue is how much of the values of members the client does not
+// read is kept, in all: a new field the client does not read yet is passed
+// on unless it is large. A proxy's padding or a field of megabytes the
+// client has no use for is what the filter is for.
 const smallValue = 64 << 10
 
 // droppedMark stands in for a dropped value whose bytes turned out not to
@@ -52,9 +52,11 @@ const droppedMark = "<dropped>"
 const maxDepth = 10000
 
 // resultFilter reads a result answer, passing its bytes through except the
-// large values of top-level members the client does not read: each becomes
-// null, its bytes skipped as they stream, never held. Memory then depends
-// on what the client reads, not on what the server sends.
+// large values of top-level members the client does not read (past small
+// bytes of such values in all): each becomes null, its bytes skipped as
+// they stream, never held. Memory then depends on what the client reads,
+// not on what the server sends (but for the names of members, and values
+// of a few bytes, which are kept).
 //
 // An answer that is not a JSON object passes through unchanged. The bytes
 // of an object are checked as encoding/json would check them, so that a
@@ -63,7 +65,8 @@ const maxDepth = 10000
 // inside a dropped value), and the answer stays invalid.
 type resultFilter struct {
 	src   io.Reader
-	small int // a member's value of more bytes is large
+	small int // the most bytes kept of the values of members the client does not read, in all
+	spare int // what is left of small
 	in    []byte
 	out   []byte // filtered bytes not yet read, from off
 	off   int
@@ -79,6 +82,7 @@ type resultFilter struct {
 	longKey bool   // it is longer than maxKey: none the client reads
 	mode    mode   // where the current bytes go
 	hold    []byte // the start of a droppable value, while it is small
+	holdMax int    // the most bytes the value being held may have
 	dropped int    // values dropped (for tests)
 }
 
@@ -126,7 +130,8 @@ var maxKey = func() int {
 }()
 
 func newResultFilter(src io.Reader, small int) *resultFilter {
-	return &resultFilter{src: src, small: max(small, len(droppedMark))}
+	small = max(small, len(droppedMark))
+	return &resultFilter{src: src, small: small, spare: small}
 }
 
 func (f *resultFilter) Read(p []byte) (int, error) {
@@ -204,7 +209,7 @@ func (f *resultFilter) put(b []byte) {
 	case emit:
 		f.out = append(f.out, b...)
 	case hold:
-		if len(f.hold)+len(b) > f.small {
+		if len(f.hold)+len(b) > f.holdMax {
 			f.mode, f.hold = drop, f.hold[:0]
 			return
 		}
@@ -217,7 +222,7 @@ func (f *resultFilter) put1(c byte) {
 	case emit:
 		f.out = append(f.out, c)
 	case hold:
-		if len(f.hold) == f.small {
+		if len(f.hold) == f.holdMax {
 			f.mode, f.hold = drop, f.hold[:0]
 			return
 		}
@@ -384,7 +389,11 @@ func (f *resultFilter) step(c byte) bool {
 // begin starts a value with its first byte.
 func (f *resultFilter) begin(c byte) bool {
 	if len(f.stack) == 1 && f.droppable() {
-		f.mode = hold // a top-level member's value, which may be dropped
+		// A top-level member's value, which may be dropped: it is kept
+		// if no larger than what is left for such values, so that
+		// padding split into many members is not kept whole. Values of
+		// up to len(droppedMark) bytes are kept: null would save little.
+		f.mode, f.holdMax = hold, max(f.spare, len(droppedMark))
 	}
 	switch {
 	case c == '{', c == '[':
@@ -467,6 +476,7 @@ func (f *resultFilter) end() {
 		switch f.mode {
 		case hold:
 			f.out = append(f.out, f.hold...)
+			f.spare -= len(f.hold)
 			f.hold = f.hold[:0]
 		case drop:
 			f.out = append(f.out, "null"...)

@@ -63,6 +63,11 @@ func TestResultFilter(t *testing.T) {
 		{"escapes", `{"pad":"a\\\"b\\\\c\u00e9\/\b\f\n\r\tdddd","s":"\"}"}`, `{"pad":null,"s":"\"}"}`, 1},
 		{"numbers", `{"a":-12345678901234567890.5e+10,"b":0,"c":-0.5E-3,"d":12345678901234567,"s":1}`, `{"a":null,"b":0,"c":-0.5E-3,"d":null,"s":1}`, 2},
 		{"literals", `{"a":true,"b":false,"c":null,"d":[true,false,null,true,false]}`, `{"a":true,"b":false,"c":null,"d":null}`, 1},
+		// Unread values are kept up to small bytes in all: padding split
+		// into members each under small bytes is dropped past that. Values
+		// of up to len(droppedMark) bytes are kept (null saves little).
+		{"padding in small pieces", `{"a":"` + strings.Repeat("x", 10) + `","b":"` + strings.Repeat("x", 10) + `","c":"xxxxxxx","status":"` + big + `","d":"xxxxxxxx"}`,
+			`{"a":"` + strings.Repeat("x", 10) + `","b":null,"c":"xxxxxxx","status":"` + big + `","d":null}`, 2},
 		{"duplicates", `{"p":"` + big + `","p":1,"p":"` + big + `"}`, `{"p":null,"p":1,"p":null}`, 2},
 		{"empty object", `{}`, "", 0},
 		{"read name twice, escaped", `{"output":1,"outp\u0075t":"` + big + `"}`, "", 0},
@@ -122,14 +127,15 @@ func TestResultFilterSourceErrors(t *testing.T) {
 // memberDrops walks a valid JSON object as encoding/json reads it and says
 // what the filter must make of it: each member's value, null where the
 // filter drops it (its name, as encoding/json reads it, none the client
-// reads, its value over small bytes), and how many it drops.
+// reads, its value over what is left of small bytes for such values, or
+// over len(droppedMark) bytes when less is left), and how many it drops.
 func memberDrops(t testing.TB, in []byte, small int) (map[string]any, int) {
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		t.Fatalf("%q: not an object: %v %v", in, tok, err)
 	}
-	want, drops := map[string]any{}, 0
+	want, drops, spare := map[string]any{}, 0, small
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -140,10 +146,13 @@ func memberDrops(t testing.TB, in []byte, small int) (map[string]any, int) {
 		if err := dec.Decode(&raw); err != nil {
 			t.Fatal(err)
 		}
-		if len(raw) > small && !readByClient(key) {
-			want[key] = nil
-			drops++
-			continue
+		if !readByClient(key) {
+			if len(raw) > max(spare, len(droppedMark)) {
+				want[key] = nil
+				drops++
+				continue
+			}
+			spare -= len(raw)
 		}
 		want[key] = decodeAny(t, raw)
 	}
