@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
@@ -1053,7 +1055,117 @@ func (c *Client) scrub(data []byte) []byte {
 			data = bytes.ReplaceAll(data, esc, []byte("[redacted]"))
 		}
 	}
-	return data
+	return c.scrubEscaped(data)
+}
+
+// scrubEscaped redacts the token in the JSON strings of a body that write
+// it with other escapes than encoding/json's (\/, hex in capitals, an
+// escaped letter): decoding them would restore it. Only strings with an
+// escape are decoded; a body without one is returned as is.
+func (c *Client) scrubEscaped(data []byte) []byte {
+	if bytes.IndexByte(data, '\\') < 0 {
+		return data
+	}
+	var out []byte // nil until a string is rewritten
+	last := 0
+	for i := 0; ; {
+		q := bytes.IndexByte(data[i:], '"')
+		if q < 0 {
+			break
+		}
+		start, end, escaped := i+q, i+q+1, false
+		for {
+			k := bytes.IndexAny(data[end:], `"\`)
+			if k < 0 {
+				end = len(data)
+				break
+			}
+			end += k + 1
+			if data[end-1] == '"' {
+				break
+			}
+			escaped, end = true, min(end+1, len(data))
+		}
+		if end == len(data) && data[end-1] != '"' {
+			break // not a string's end: the body is not JSON
+		}
+		var s string
+		if escaped && hasToken(data[start:end], c.token) && json.Unmarshal(data[start:end], &s) == nil && strings.Contains(s, c.token) {
+			redacted, _ := json.Marshal(strings.ReplaceAll(s, c.token, "[redacted]"))
+			out = append(append(out, data[last:start]...), redacted...)
+			last = end
+		}
+		i = end
+	}
+	if out == nil {
+		return data
+	}
+	return append(out, data[last:]...)
+}
+
+// hasToken reports whether a JSON string (quoted, with escapes) holds
+// token once decoded. It decodes a window at a time: the string may be a
+// data: URL of megabytes, and it is decoded whole only if it echoes the
+// token.
+func hasToken(quoted []byte, token string) bool {
+	const window = 64 << 10
+	var dec []byte
+	s := quoted[1 : len(quoted)-1]
+	for len(s) > 0 {
+		if len(dec) >= window {
+			if bytes.Contains(dec, []byte(token)) {
+				return true
+			}
+			dec = append(dec[:0], dec[max(0, len(dec)-len(token)+1):]...)
+		}
+		k := bytes.IndexByte(s, '\\')
+		if k < 0 {
+			k = len(s)
+		}
+		k = min(k, window)
+		dec, s = append(dec, s[:k]...), s[k:]
+		if len(s) == 0 || s[0] != '\\' {
+			continue
+		}
+		if len(s) < 2 {
+			return false
+		}
+		if s[1] != 'u' {
+			i := strings.IndexByte(`"\/bfnrt`, s[1])
+			if i < 0 {
+				return false
+			}
+			dec, s = append(dec, "\"\\/\b\f\n\r\t"[i]), s[2:]
+			continue
+		}
+		r, n := unicodeEscape(s)
+		if n == 0 {
+			return false
+		}
+		if utf16.IsSurrogate(r) {
+			r = utf8.RuneError
+			if r2, n2 := unicodeEscape(s[n:]); n2 > 0 {
+				if p := utf16.DecodeRune(rune(r), r2); p != utf8.RuneError {
+					r, n = p, n+n2
+				}
+			}
+		}
+		dec, s = utf8.AppendRune(dec, r), s[n:]
+	}
+	return bytes.Contains(dec, []byte(token))
+}
+
+// unicodeEscape reads a \uXXXX escape at the start of s: its rune and
+// length, 0 if there is none.
+func unicodeEscape(s []byte) (rune, int) {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return 0, 0
+	}
+	v, err := strconv.ParseUint(string(s[2:6]), 16, 16)
+	if err != nil {
+		return 0, 0
+	}
+	return rune(v), 6
 }
 
 // redact keeps the token out of anything the server echoed back.

@@ -1,6 +1,8 @@
 package runcomfy
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"reflect"
 	"strings"
@@ -34,10 +36,10 @@ func jsonNames(types ...reflect.Type) []string {
 	return names
 }
 
-// smallValue is the size up to which any member of a result answer is
-// kept: a new field the client does not read yet is passed on unless it
-// is large. A proxy's padding or a field of megabytes the client has no
-// use for is what the filter is for.
+// smallValue is how much of the values of members the client does not
+// read is kept, in all: a new field the client does not read yet is passed
+// on unless it is large. A proxy's padding or a field of megabytes the
+// client has no use for is what the filter is for.
 const smallValue = 64 << 10
 
 // droppedMark stands in for a dropped value whose bytes turned out not to
@@ -50,9 +52,11 @@ const droppedMark = "<dropped>"
 const maxDepth = 10000
 
 // resultFilter reads a result answer, passing its bytes through except the
-// large values of top-level members the client does not read: each becomes
-// null, its bytes skipped as they stream, never held. Memory then depends
-// on what the client reads, not on what the server sends.
+// large values of top-level members the client does not read (past small
+// bytes of such values in all): each becomes null, its bytes skipped as
+// they stream, never held. Memory then depends on what the client reads,
+// not on what the server sends (but for the names of members, and values
+// of a few bytes, which are kept).
 //
 // An answer that is not a JSON object passes through unchanged. The bytes
 // of an object are checked as encoding/json would check them, so that a
@@ -61,7 +65,8 @@ const maxDepth = 10000
 // inside a dropped value), and the answer stays invalid.
 type resultFilter struct {
 	src   io.Reader
-	small int // a member's value of more bytes is large
+	small int // the most bytes kept of the values of members the client does not read, in all
+	spare int // what is left of small
 	in    []byte
 	out   []byte // filtered bytes not yet read, from off
 	off   int
@@ -73,10 +78,11 @@ type resultFilter struct {
 	hexLeft int    // hex digits left in a \u escape
 
 	isKey   bool   // the string being read is a member name
-	key     []byte // the top-level member name being read, or last read
-	oddKey  bool   // it has escapes, non-ASCII bytes or is long: kept
+	key     []byte // the top-level member name being read, or last read, as written
+	longKey bool   // it is longer than maxKey: none the client reads
 	mode    mode   // where the current bytes go
 	hold    []byte // the start of a droppable value, while it is small
+	holdMax int    // the most bytes the value being held may have
 	dropped int    // values dropped (for tests)
 }
 
@@ -113,12 +119,19 @@ const (
 	drop             // skipped: a large droppable value
 )
 
-// maxKey is longer than any name in resultMembers: a longer name is
-// compared no further and kept.
-const maxKey = 64
+// maxKey is the most bytes a name the client reads can be written in:
+// each of its characters as a \u escape. A longer name is none of them.
+var maxKey = func() int {
+	n := 0
+	for _, name := range resultMembers {
+		n = max(n, len(name))
+	}
+	return 6 * n
+}()
 
 func newResultFilter(src io.Reader, small int) *resultFilter {
-	return &resultFilter{src: src, small: max(small, len(droppedMark))}
+	small = max(small, len(droppedMark))
+	return &resultFilter{src: src, small: small, spare: small}
 }
 
 func (f *resultFilter) Read(p []byte) (int, error) {
@@ -164,6 +177,18 @@ func (f *resultFilter) scan(b []byte) {
 				continue
 			}
 		}
+		if f.st == sInt || f.st == sFrac || f.st == sExpDigit {
+			// A run of digits, as in a large array of numbers.
+			j := i
+			for j < len(b) && '0' <= b[j] && b[j] <= '9' {
+				j++
+			}
+			if j > i {
+				f.put(b[i:j])
+				i = j
+				continue
+			}
+		}
 		if !f.step(b[i]) {
 			switch f.mode {
 			case hold:
@@ -184,7 +209,7 @@ func (f *resultFilter) put(b []byte) {
 	case emit:
 		f.out = append(f.out, b...)
 	case hold:
-		if len(f.hold)+len(b) > f.small {
+		if len(f.hold)+len(b) > f.holdMax {
 			f.mode, f.hold = drop, f.hold[:0]
 			return
 		}
@@ -197,7 +222,7 @@ func (f *resultFilter) put1(c byte) {
 	case emit:
 		f.out = append(f.out, c)
 	case hold:
-		if len(f.hold) == f.small {
+		if len(f.hold) == f.holdMax {
 			f.mode, f.hold = drop, f.hold[:0]
 			return
 		}
@@ -205,29 +230,37 @@ func (f *resultFilter) put1(c byte) {
 	}
 }
 
-// keyBytes notes bytes of a top-level member's name.
+// keyBytes notes bytes of a top-level member's name, as written.
 func (f *resultFilter) keyBytes(b []byte) {
-	if !f.isKey || len(f.stack) != 1 || f.oddKey {
+	if !f.isKey || len(f.stack) != 1 || f.longKey {
 		return
 	}
-	for _, c := range b {
-		if c >= 0x80 || c == '\\' || len(f.key) == maxKey {
-			f.oddKey = true // kept: not compared as encoding/json would
-			return
-		}
-		f.key = append(f.key, c)
+	if len(f.key)+len(b) > maxKey {
+		f.longKey, f.key = true, f.key[:0]
+		return
 	}
+	f.key = append(f.key, b...)
 }
 
 // droppable reports whether the value of the member just named may be
-// dropped when large: its name is none the client reads, compared as
-// encoding/json matches names to fields (ignoring case).
+// dropped when large: its name is none the client reads, read as
+// encoding/json reads it (escapes undone, invalid UTF-8 replaced) and
+// matched as it matches names to fields (ignoring case, Unicode folding
+// included: ſ is s, the Kelvin sign k).
 func (f *resultFilter) droppable() bool {
-	if f.oddKey {
-		return false
+	if f.longKey {
+		return true
 	}
-	for _, name := range resultMembers {
-		if strings.EqualFold(string(f.key), name) {
+	name := string(f.key)
+	if bytes.ContainsFunc(f.key, func(r rune) bool { return r == '\\' || r >= 0x80 }) {
+		quoted := make([]byte, 0, len(f.key)+2)
+		quoted = append(append(append(quoted, '"'), f.key...), '"')
+		if json.Unmarshal(quoted, &name) != nil {
+			return false // cannot happen: the name was checked
+		}
+	}
+	for _, m := range resultMembers {
+		if strings.EqualFold(name, m) {
 			return false
 		}
 	}
@@ -258,7 +291,7 @@ func (f *resultFilter) step(c byte) bool {
 			f.put1(c)
 			f.isKey, f.st = true, sString
 			if len(f.stack) == 1 {
-				f.key, f.oddKey = f.key[:0], false
+				f.key, f.longKey = f.key[:0], false
 			}
 		case c == '}' && f.st == sObjKeyOrEnd:
 			f.put1(c)
@@ -328,11 +361,13 @@ func (f *resultFilter) step(c byte) bool {
 		default:
 			return false
 		}
+		f.keyBytes([]byte{c})
 		f.put1(c)
 	case sHex:
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return false
 		}
+		f.keyBytes([]byte{c})
 		f.put1(c)
 		if f.hexLeft--; f.hexLeft == 0 {
 			f.st = sString
@@ -354,7 +389,11 @@ func (f *resultFilter) step(c byte) bool {
 // begin starts a value with its first byte.
 func (f *resultFilter) begin(c byte) bool {
 	if len(f.stack) == 1 && f.droppable() {
-		f.mode = hold // a top-level member's value, which may be dropped
+		// A top-level member's value, which may be dropped: it is kept
+		// if no larger than what is left for such values, so that
+		// padding split into many members is not kept whole. Values of
+		// up to len(droppedMark) bytes are kept: null would save little.
+		f.mode, f.holdMax = hold, max(f.spare, len(droppedMark))
 	}
 	switch {
 	case c == '{', c == '[':
@@ -437,6 +476,7 @@ func (f *resultFilter) end() {
 		switch f.mode {
 		case hold:
 			f.out = append(f.out, f.hold...)
+			f.spare -= len(f.hold)
 			f.hold = f.hold[:0]
 		case drop:
 			f.out = append(f.out, "null"...)

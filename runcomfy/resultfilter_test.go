@@ -49,17 +49,28 @@ func TestResultFilter(t *testing.T) {
 			`","model_id":"` + big + `","cost":"` + big + `","error_code":"` + big + `","error_message":"` + big +
 			`","message":"` + big + `","detail":"` + big + `"}`, "", 0},
 		{"names in any case", `{"OUTPUT":"` + big + `","Error_Message":"` + big + `"}`, "", 0},
-		{"escaped name", `{"pad\u0064ing":"` + big + `","outp\u0075t":"` + big + `"}`, "", 0},
-		{"non-ASCII name", `{"ſtatus":"` + big + `","été":"` + big + `"}`, "", 0},
-		{"long name", `{"` + strings.Repeat("k", 70) + `":"` + big + `"}`, "", 0},
+		// A name is compared as encoding/json reads it: unescaped, then
+		// folded (ſ is s, \u212a is k).
+		{"escaped name", `{"pad\u0064ing":"` + big + `","outp\u0075t":"` + big + `"}`, `{"pad\u0064ing":null,"outp\u0075t":"` + big + `"}`, 1},
+		{"non-ASCII name", `{"ſtatus":"` + big + `","été":"` + big + `","co\u017ft":"` + big + `"}`, `{"ſtatus":"` + big + `","été":null,"co\u017ft":"` + big + `"}`, 1},
+		{"long name", `{"` + strings.Repeat("k", 70) + `":"` + big + `"}`, `{"` + strings.Repeat("k", 70) + `":null}`, 1},
+		{"long escaped name", `{"` + strings.Repeat(`\u0071`, 1) + `\u0075\u0065\u0075\u0065\u005f\u0070\u006f\u0073\u0069\u0074\u0069\u006f\u006e":"` + big + `"}`, "", 0},
+		{"escaped surrogate name", `{"\ud83d\ude00":"` + big + `"}`, `{"\ud83d\ude00":null}`, 1},
+		{"invalid UTF-8 name", "{\"stat\xffus\":\"" + big + "\"}", "{\"stat\xffus\":null}", 1},
 		{"nested", `{"meta":{"a":[1,2,{"b":"c\"d"}],"e":"xxxxxxxx"},"status":"ok"}`, `{"meta":null,"status":"ok"}`, 1},
 		{"nested output", `{"output":{"a":[1,2,{"padding":"` + big + `"}]}}`, "", 0},
 		{"whitespace", " \n{ \"pad\" :\t[ 1 , 2 , 3 , 4 , 5 , 6 ] ,\r\n \"status\" : \"ok\" } \n", " \n{ \"pad\" :\tnull ,\r\n \"status\" : \"ok\" } \n", 1},
 		{"escapes", `{"pad":"a\\\"b\\\\c\u00e9\/\b\f\n\r\tdddd","s":"\"}"}`, `{"pad":null,"s":"\"}"}`, 1},
 		{"numbers", `{"a":-12345678901234567890.5e+10,"b":0,"c":-0.5E-3,"d":12345678901234567,"s":1}`, `{"a":null,"b":0,"c":-0.5E-3,"d":null,"s":1}`, 2},
 		{"literals", `{"a":true,"b":false,"c":null,"d":[true,false,null,true,false]}`, `{"a":true,"b":false,"c":null,"d":null}`, 1},
+		// Unread values are kept up to small bytes in all: padding split
+		// into members each under small bytes is dropped past that. Values
+		// of up to len(droppedMark) bytes are kept (null saves little).
+		{"padding in small pieces", `{"a":"` + strings.Repeat("x", 10) + `","b":"` + strings.Repeat("x", 10) + `","c":"xxxxxxx","status":"` + big + `","d":"xxxxxxxx"}`,
+			`{"a":"` + strings.Repeat("x", 10) + `","b":null,"c":"xxxxxxx","status":"` + big + `","d":null}`, 2},
 		{"duplicates", `{"p":"` + big + `","p":1,"p":"` + big + `"}`, `{"p":null,"p":1,"p":null}`, 2},
 		{"empty object", `{}`, "", 0},
+		{"read name twice, escaped", `{"output":1,"outp\u0075t":"` + big + `"}`, "", 0},
 		{"deep but valid", `{"p":` + deep(maxDepth-1) + `}`, `{"p":null}`, 1},
 
 		// Not an object: passed through as it is.
@@ -69,6 +80,8 @@ func TestResultFilter(t *testing.T) {
 		{"empty", ``, "", 0},
 
 		// Not JSON: passed through from the first bad byte, and still not JSON.
+		{"byte order mark", "\ufeff" + `{"p":"` + big + `"}`, "", 0},
+		{"second value", `{"p":"` + big + `"}{"status":"ok"}`, `{"p":null}{"status":"ok"}`, 1},
 		{"trailing bytes", `{"p":"` + big + `"} <html>`, `{"p":null} <html>`, 1},
 		{"cut in a dropped value", `{"p":"` + big, `{"p":`, 0},
 		{"cut in a small value", `{"p":"xx`, "", 0},
@@ -113,35 +126,33 @@ func TestResultFilterSourceErrors(t *testing.T) {
 
 // memberDrops walks a valid JSON object as encoding/json reads it and says
 // what the filter must make of it: each member's value, null where the
-// filter drops it (its name written plainly, none the client reads, its
-// value over small bytes), and how many it drops.
+// filter drops it (its name, as encoding/json reads it, none the client
+// reads, its value over what is left of small bytes for such values, or
+// over len(droppedMark) bytes when less is left), and how many it drops.
 func memberDrops(t testing.TB, in []byte, small int) (map[string]any, int) {
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		t.Fatalf("%q: not an object: %v %v", in, tok, err)
 	}
-	want, drops := map[string]any{}, 0
+	want, drops, spare := map[string]any{}, 0, small
 	for dec.More() {
-		start := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := tok.(string)
-		rawKey := strings.TrimLeft(string(in[start:dec.InputOffset()]), " \t\r\n,")
-		plain := len(rawKey) <= maxKey+2 && !strings.ContainsRune(rawKey, '\\')
-		for _, c := range []byte(rawKey) {
-			plain = plain && c < 0x80
-		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			t.Fatal(err)
 		}
-		if plain && len(raw) > small && !readByClient(key) {
-			want[key] = nil
-			drops++
-			continue
+		if !readByClient(key) {
+			if len(raw) > max(spare, len(droppedMark)) {
+				want[key] = nil
+				drops++
+				continue
+			}
+			spare -= len(raw)
 		}
 		want[key] = decodeAny(t, raw)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
 
 	"comfybatch/lifecycle"
 )
@@ -294,6 +295,37 @@ func TestAnswersScrubbedOfToken(t *testing.T) {
 	assertNoToken(t, "Cancel error", fmt.Sprint(err))
 }
 
+// TestTokenWrittenWithOtherEscapesIsScrubbed: a server may write the
+// token with escapes encoding/json does not use (a \/ as some encoders
+// write every slash, hex in capitals, an escaped letter); decoding the
+// answer would restore it, so it is redacted too.
+func TestTokenWrittenWithOtherEscapesIsScrubbed(t *testing.T) {
+	const token = "tok/<&>-9f8e"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"request_id":"r1","status":"failed","error":"bad auth tok\/\u003C\u0026\u003E-9f8e",`+
+			`"output":{"video":"https://cdn.example/v.mp4?k=\u0074ok/<&>-9f8e&x=\"y"}}`)
+	}))
+	defer srv.Close()
+	c := newTestClient(t, Options{BaseURL: srv.URL, Token: token, MaxAttempts: 1})
+	res, err := c.Result(context.Background(), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ErrorText(res.Error), "bad auth [redacted]"; got != want {
+		t.Errorf("ErrorText(result error) = %q, want %q", got, want)
+	}
+	if urls := lifecycle.Outputs(res.Output); len(urls) != 1 || urls[0] != `https://cdn.example/v.mp4?k=[redacted]&x="y` {
+		t.Errorf("OutputURLs = %q, want the URL with the token redacted", urls)
+	}
+	// In a long string, the token is found across hasToken's windows.
+	for _, at := range []int{0, 64<<10 - 5, 64 << 10, 200 << 10} {
+		quoted := `"\/` + strings.Repeat("x", at) + `\u0074ok/<&>-9f8e` + strings.Repeat("y", 1000) + `"`
+		if !hasToken([]byte(quoted), token) {
+			t.Errorf("token escaped after %d bytes of a string: not found", at)
+		}
+	}
+}
+
 // TestValidationDetailRendered: a 422's detail list reads field by field.
 func TestValidationDetailRendered(t *testing.T) {
 	for _, tt := range []struct{ body, want string }{
@@ -387,4 +419,21 @@ func TestSubmitErrorAnswerKeepsItsRequestID(t *testing.T) {
 			t.Errorf("%d %s: Submit = %+v, %v; want the error and the request id", tt.status, tt.body, res, err)
 		}
 	}
+}
+
+// FuzzHasToken: hasToken finds the token in every JSON string that
+// encoding/json decodes to one holding it.
+func FuzzHasToken(f *testing.F) {
+	for _, s := range []string{`"tok\/\u003C\u0026\u003E-9f8e"`, `"a\ud83d\ude00b"`, `"\u0074ok/<&>-9f8e"`, `"x\"y"`} {
+		f.Add([]byte(s), "tok/<&>-9f8e")
+	}
+	f.Fuzz(func(t *testing.T, quoted []byte, token string) {
+		if len(quoted) < 2 || token == "" || !utf8.ValidString(token) || strings.ContainsRune(token, utf8.RuneError) {
+			return
+		}
+		var s string
+		if json.Unmarshal(quoted, &s) == nil && strings.Contains(s, token) && !hasToken(quoted, token) {
+			t.Fatalf("%q decodes to %q, which holds %q: not found", quoted, s, token)
+		}
+	})
 }
