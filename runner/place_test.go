@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,18 +30,11 @@ import (
 // meanwhile, so that at -j 1 the account runs the second job during the
 // first's wait instead of standing idle.
 func TestARefusedSubmissionLendsItsPlace(t *testing.T) {
-	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 10 * time.Millisecond})
-	base, err := url.Parse(fake.Start())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
 	const retryAfter = 7 * time.Second // no poll waits exactly this
 	var posts atomic.Int64
 	secondSent := make(chan struct{})
-	proxy := httputil.NewSingleHostReverseProxy(base)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/") {
+	e := frontedEnv(t, runcomfytest.Config{RunTime: 10 * time.Millisecond}, 100, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		if isSubmit(r) {
 			switch posts.Add(1) {
 			case 1:
 				w.Header().Set("Retry-After", "7")
@@ -51,14 +45,7 @@ func TestARefusedSubmissionLendsItsPlace(t *testing.T) {
 			}
 		}
 		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	e := envBehind(t, fake, ts.URL, "runner-test-token")
-	// With a shared rate a 429 lowers it, and only the refused call waits.
-	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 100, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	var lent atomic.Bool
 	sum, err := e.run(manifestOf(t, 2, "lend"), func(c *Config) {
 		c.Concurrency = 1
@@ -81,7 +68,7 @@ func TestARefusedSubmissionLendsItsPlace(t *testing.T) {
 	if !lent.Load() {
 		t.Fatal("the second job was not sent while the first waited out its 429: the place stood idle")
 	}
-	if got := fake.Stats().Created; got != 2 {
+	if got := e.srv.Stats().Created; got != 2 {
 		t.Fatalf("%d jobs created, want 2", got)
 	}
 }
@@ -99,18 +86,11 @@ func TestARefusedSubmissionLendsItsSubmissionUnderACap(t *testing.T) {
 }
 
 func testLendUnderACap(t *testing.T, refusals int64) {
-	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 5 * time.Millisecond})
-	base, err := url.Parse(fake.Start())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
 	var refused atomic.Int64
 	thirdSent := make(chan struct{})
 	var once sync.Once
-	proxy := httputil.NewSingleHostReverseProxy(base)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/") {
+	e := frontedEnv(t, runcomfytest.Config{RunTime: 5 * time.Millisecond}, 1000, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		if isSubmit(r) {
 			b, err := io.ReadAll(r.Body)
 			if err != nil {
 				t.Error(err)
@@ -126,13 +106,7 @@ func testLendUnderACap(t *testing.T, refusals int64) {
 			}
 		}
 		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	e := envBehind(t, fake, ts.URL, "runner-test-token")
-	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 1000, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	sum, err := e.run(manifestOf(t, 3, "cap"), func(c *Config) {
 		c.Concurrency, c.MaxSubmissions = 1, 2
 		c.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -151,7 +125,7 @@ func testLendUnderACap(t *testing.T, refusals int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fake.Stats().Created; got != 2 {
+	if got := e.srv.Stats().Created; got != 2 {
 		t.Fatalf("%d jobs created under a budget of 2 with one refused %d times, want 2 (%v, %d capped)", got, refusals, sum.Counts, sum.Capped)
 	}
 	if sum.Counts[lifecycle.Done] != 2 || sum.Counts[lifecycle.Pending] != 1 || sum.Capped != 1 {
@@ -164,19 +138,12 @@ func testLendUnderACap(t *testing.T, refusals int64) {
 // yet, counted at the server) are never more than -j.
 func TestLentPlacesNeverPassJ(t *testing.T) {
 	const j = 3
-	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 5 * time.Millisecond, Jitter: 0.8})
-	base, err := url.Parse(fake.Start())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
 	var mu sync.Mutex
 	at, most := 0, 0
 	running := map[string]bool{}
 	rng := rand.New(rand.NewPCG(1, 2))
-	proxy := httputil.NewSingleHostReverseProxy(base)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		post := r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/")
+	e := frontedEnv(t, runcomfytest.Config{RunTime: 5 * time.Millisecond, Jitter: 0.8}, 1000, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		post := isSubmit(r)
 		result := strings.HasSuffix(r.URL.Path, "/result")
 		if !post && !result {
 			proxy.ServeHTTP(w, r)
@@ -217,13 +184,7 @@ func TestLentPlacesNeverPassJ(t *testing.T) {
 		maps.Copy(w.Header(), rec.Header())
 		w.WriteHeader(rec.Code)
 		w.Write(rec.Body.Bytes())
-	}))
-	t.Cleanup(ts.Close)
-	e := envBehind(t, fake, ts.URL, "runner-test-token")
-	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 1000, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	sum, err := e.run(manifestOf(t, 60, "bound"), func(c *Config) {
 		c.Concurrency = j
 		c.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -247,28 +208,15 @@ func TestLentPlacesNeverPassJ(t *testing.T) {
 // unknown (and kept it from being submitted without --resubmit-unknown),
 // though the 429 proved nothing was created.
 func TestARefusedSubmissionWaitsPending(t *testing.T) {
-	fake := runcomfytest.New(runcomfytest.Config{Token: "runner-test-token", RunTime: 10 * time.Millisecond})
-	base, err := url.Parse(fake.Start())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
 	var posts atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(base)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/") && posts.Add(1) == 1 {
+	e := frontedEnv(t, runcomfytest.Config{RunTime: 10 * time.Millisecond}, 100, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		if isSubmit(r) && posts.Add(1) == 1 {
 			w.Header().Set("Retry-After", "7")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
 		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	e := envBehind(t, fake, ts.URL, "runner-test-token")
-	e.client, err = runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: "runner-test-token", RPS: 100, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	var during lifecycle.State
 	sum, err := e.run(manifestOf(t, 1, "wait"), func(c *Config) {
 		st := c.Store
@@ -290,7 +238,35 @@ func TestARefusedSubmissionWaitsPending(t *testing.T) {
 	if during != lifecycle.Pending {
 		t.Fatalf("during the Retry-After wait the ledger said %q, want pending", during)
 	}
-	if got := fake.Stats().Created; got != 1 {
+	if got := e.srv.Stats().Created; got != 1 {
 		t.Fatalf("%d created, want 1", got)
 	}
+}
+
+// frontedEnv is an env whose client has a shared rate of rps (so that a 429
+// lowers it and only the refused call waits) and reaches the simulated API
+// through front, which answers a request itself or hands it to api.
+func frontedEnv(t *testing.T, cfg runcomfytest.Config, rps float64, front func(w http.ResponseWriter, r *http.Request, api http.Handler)) *env {
+	t.Helper()
+	cfg.Token = "runner-test-token"
+	fake := runcomfytest.New(cfg)
+	base, err := url.Parse(fake.Start())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	api := httputil.NewSingleHostReverseProxy(base)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { front(w, r, api) }))
+	t.Cleanup(ts.Close)
+	c, err := runcomfy.New(runcomfy.Options{BaseURL: ts.URL, Token: cfg.Token, RPS: rps, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return &env{t: t, srv: fake, client: c, dir: dir, ledger: filepath.Join(dir, "ledger.db")}
+}
+
+// isSubmit says whether r is a submission's POST.
+func isSubmit(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/models/")
 }
