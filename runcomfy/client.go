@@ -208,11 +208,11 @@ type SubmitOptions struct {
 	// the wait, so that a job killed while waiting is still pending. An
 	// error aborts the submission, NotSent.
 	BeforeSend func() error
-	// Between, when set, waits d between two attempts in place of a sleep:
-	// the job is not at RunComfy meanwhile (no attempt created it), so the
-	// caller may lend its place to another. An error aborts the
-	// submission, NotSent.
-	Between func(ctx context.Context, d time.Duration) error
+	// Between, when set, waits d between two attempts in place of a sleep,
+	// given the error of the attempt that created nothing: the job is not
+	// at RunComfy meanwhile, so the caller may record that and lend its
+	// place to another. An error aborts the submission, NotSent.
+	Between func(ctx context.Context, d time.Duration, refused error) error
 }
 
 // Submit posts input as the JSON body to POST /v1/models/{modelID}. It is
@@ -328,11 +328,11 @@ func submitRetryable(err error) bool { return retryable(err) && SubmitNotCreated
 type callSpec struct {
 	op, method, path string
 	body             []byte
-	limit            int64                                      // the most bytes its answer may have
-	retry            func(error) bool                           // whether a failed attempt may be repeated
-	intake           context.Context                            // bounds the waits before sending; nil = ctx
-	beforeSend       func() error                               // runs right before each attempt is sent
-	between          func(context.Context, time.Duration) error // waits between attempts; nil = sleep
+	limit            int64                                             // the most bytes its answer may have
+	retry            func(error) bool                                  // whether a failed attempt may be repeated
+	intake           context.Context                                   // bounds the waits before sending; nil = ctx
+	beforeSend       func() error                                      // runs right before each attempt is sent
+	between          func(context.Context, time.Duration, error) error // waits between attempts; nil = sleep
 }
 
 // call runs one API call under the shared pause and rate limit, retrying
@@ -420,11 +420,11 @@ func (c *Client) call(ctx context.Context, cs callSpec, out any) error {
 		if limited && !adapted {
 			continue // c.wait sleeps out the pause
 		}
-		between := c.sleep
+		between := func(ctx context.Context, d time.Duration, _ error) error { return c.sleep(ctx, d) }
 		if cs.between != nil {
 			between = cs.between
 		}
-		if err := between(waitCtx, delay); err != nil {
+		if err := between(waitCtx, delay, err); err != nil {
 			return &Error{Op: op, NotSent: true, RetryAfter: RetryAfterUnset, Err: err}
 		}
 	}

@@ -157,16 +157,16 @@ func (r *run) submitAfter(j *store.Job, p *place, prepare func() error) (bool, e
 		},
 		// While a refused submission waits to be tried again the job is
 		// not at RunComfy: its place serves another job meanwhile.
-		Between: func(ctx context.Context, d time.Duration) error {
+		Between: func(ctx context.Context, d time.Duration, refused error) error {
 			if d <= 0 {
 				return ctx.Err()
 			}
 			// Nothing was created, and the wait may last minutes (a
-			// Retry-After): meanwhile the ledger says pending, so that a
-			// crash leaves the job to be submitted again, not unknown.
-			if began {
-				why := "not created; waiting to try again"
-				if err := r.cfg.Store.Apply(r.work, j.ID, lifecycle.Step{To: lifecycle.Pending, Error: why, Detail: why}); err != nil {
+			// Retry-After): meanwhile the ledger says what lifecycle makes
+			// of the refusal (pending), so that a crash leaves the job to
+			// be submitted again, not unknown.
+			if d := lifecycle.Submit(runcomfy.AnswerOf(refused), ""); began && d.To == lifecycle.Pending {
+				if err := r.cfg.Store.Apply(r.work, j.ID, d.Step); err != nil {
 					return errLedger{err}
 				}
 				began = false
