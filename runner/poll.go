@@ -262,13 +262,14 @@ func planLevels(ends []ending) []float64 {
 	p95, _ := quantile(ends, 0.95)
 	// What every plan shares: the jobs ending past the 95th, polled at the
 	// late pace after it, and the mean.
-	var total, mean, tailPolls, tailIdle float64
+	var total, mean, tail, tailPolls, tailIdle float64
 	for _, e := range ends {
 		total += e.share
 		mean += e.share * e.at.Seconds()
 		if e.at <= p95 {
 			continue
 		}
+		tail += e.share
 		t, n := p95, 0
 		for t < e.at {
 			next := t + lateStep(p95, t)
@@ -319,7 +320,7 @@ func planLevels(ends []ending) []float64 {
 			p.polls += e.share * float64(k+1)
 			p.idle += e.share * (aims[k] - e.at).Seconds()
 		}
-		p.polls = (p.polls + tailPolls + float64(len(aims))*(total-sumUpTo(ends, p95))) / total
+		p.polls = (p.polls + tailPolls + float64(len(aims))*tail) / total
 		p.idle = (p.idle + tailIdle) / total
 		if !found || better(p, best) {
 			best, found = p, true
@@ -336,18 +337,6 @@ func planLevels(ends []ending) []float64 {
 		}
 	}
 	return best.levels
-}
-
-// sumUpTo is the share of jobs ending by age at.
-func sumUpTo(ends []ending, at time.Duration) float64 {
-	var s float64
-	for _, e := range ends {
-		if e.at > at {
-			break
-		}
-		s += e.share
-	}
-	return s
 }
 
 // aimsAt is the ages of the given percentiles, in order, without repeats;
